@@ -1,0 +1,27 @@
+"""tvae_core -- the package behind tvae-book.
+
+Topographic Product of Student-t priors built from Gaussians, topographic neighbourhoods
+``W`` (capsules, torus, stationary and shifting temporal coherence), Roll on capsules, and
+the claim checks the chapters run.  Names follow Keller & Welling (2021), "Topographic VAEs
+learn Equivariant Capsules"; equation numbers in docstrings refer to that paper.
+"""
+from .claims import ClaimFailed, ClaimReport
+from .profiles import PROFILES, check_profile, config_for, resolve_device
+from .roll import fourier_roll, noncyclic_roll, partial_roll, roll
+from .stats import (EnergyCorr, cross_capsule_energy_corr, energy_corr, ring_energy_profile,
+                    temporal_energy_corr, torus_energy_map)
+from .studentt import PriorSample, sample_pot, sample_tpot, student_t, tpot
+from .topography import (CapsuleTopography, TemporalTopography, TorusTopography, box_sum, capsule_W,
+                         temporal_W, torus_W, window_W)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ClaimFailed", "ClaimReport", "PROFILES", "check_profile", "config_for", "resolve_device",
+    "roll", "partial_roll", "fourier_roll", "noncyclic_roll",
+    "EnergyCorr", "energy_corr", "ring_energy_profile", "torus_energy_map",
+    "cross_capsule_energy_corr", "temporal_energy_corr",
+    "student_t", "tpot", "PriorSample", "sample_pot", "sample_tpot",
+    "CapsuleTopography", "TorusTopography", "TemporalTopography", "box_sum",
+    "capsule_W", "torus_W", "temporal_W", "window_W",
+]

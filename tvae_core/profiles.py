@@ -1,0 +1,120 @@
+"""What the ``smoke``, ``cpu`` and ``paper`` profiles mean, for every experiment (one place).
+
+Every chapter starts with a papermill ``parameters`` cell::
+
+    profile = "cpu"   # "smoke" | "cpu" | "paper"
+    seed = 0          # base seed of every random draw and training run
+    device = "auto"   # "auto" | "cpu" | "cuda" | "cuda:<i>"
+    data_dir = None   # folder with real data files (MNIST, dSprites); None: embedded defaults
+
+* ``smoke`` -- proves the code runs: seconds per chapter, tiny sizes, sanity-level checks
+  (the CI profile; claims are checked with the looser thresholds small samples allow).
+* ``cpu``   -- what a reader runs on a laptop (2 cores): minutes per chapter, and large
+  enough that every qualitative claim of the paper is checked.
+* ``paper`` -- the paper's configuration (sizes, epochs, seeds), meant for a GPU box.
+
+Each experiment is a frozen dataclass whose defaults are the ``cpu`` profile;
+``PROFILE_OVERRIDES`` lists what ``smoke`` and ``paper`` change.  ``config_for(chapter,
+profile)`` returns the resolved config; an unknown chapter or profile raises naming the
+options.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ._checks import check_choice
+
+__all__ = ["PROFILES", "check_profile", "resolve_device", "PoTConfig", "TPoTConfig",
+           "EXPERIMENTS", "PROFILE_OVERRIDES", "config_for"]
+
+PROFILES = ("smoke", "cpu", "paper")
+
+
+def check_profile(profile: str) -> str:
+    """Return ``profile`` if it is one of :data:`PROFILES`, else raise naming them."""
+    return check_choice("profile", profile, PROFILES)
+
+
+_announced: set[str] = set()
+
+
+def resolve_device(device: str | torch.device = "auto", verbose: bool = True) -> torch.device:
+    """Turn the ``device`` parameter into a ``torch.device``.
+
+    ``"auto"`` picks CUDA when available, otherwise the CPU; ``"cpu"``, ``"cuda"`` and
+    ``"cuda:<i>"`` are taken literally (CUDA must then exist).  The choice is printed once.
+    """
+    if isinstance(device, torch.device):
+        device = str(device)
+    if not isinstance(device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+        raise ValueError(f"device={device!r} is not allowed; choose one of: 'auto', 'cpu', 'cuda', 'cuda:<index>'")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    elif device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} was requested but CUDA is not available here; use 'auto' or 'cpu'")
+    dev = torch.device(device)
+    if verbose and str(dev) not in _announced:
+        _announced.add(str(dev))
+        name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"{torch.get_num_threads()} CPU threads"
+        print(f"tvae_core: using device {dev} ({name})")
+    return dev
+
+
+@dataclass(frozen=True)
+class PoTConfig:
+    """Chapter 1 -- Student-t / PoT constructed from Gaussians (Eq 2-3)."""
+
+    n_samples: int = 20_000            # draws per nu for the KS tests (issue: 20,000 in cpu)
+    nus: tuple[int, ...] = (1, 3, 10)  # degrees of freedom checked against scipy.stats.t
+    ks_alpha: float = 0.01             # a KS p-value above this passes
+    n_units: int = 64                  # units of the PoT vector in the sparsity figure
+
+
+@dataclass(frozen=True)
+class TPoTConfig:
+    """Chapter 2 -- topographic PoT, capsules and temporal coherence, from prior samples."""
+
+    n_samples: int = 20_000    # prior draws per experiment
+    ring_n: int = 24           # units on the 1-D ring
+    ring_K: int = 5            # ring neighbourhood (odd: symmetric window)
+    torus_side: int = 12       # the 2-D torus is torus_side x torus_side
+    torus_K: int = 5           # K x K window on the torus
+    n_caps: int = 8            # capsules for the independence check
+    capsule_dim: int = 12      # units per capsule
+    capsule_K: int = 3         # window inside a capsule
+    seq_len: int = 12          # S, frames per sequence for temporal coherence
+    L: int = 2                 # temporal half-window: T_l sees U_{l-L} ... U_{l+L}
+    temporal_K: int = 1        # capsule window per time step (K=1 as the paper's dSprites TVAE)
+    cross_capsule_tol: float = 0.02  # |cross-capsule energy correlation| must stay below this
+
+
+EXPERIMENTS: dict[str, type] = {"01_pot": PoTConfig, "02_tpot": TPoTConfig}
+
+PROFILE_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
+    "01_pot": {
+        "smoke": dict(n_samples=4_000),
+        "paper": dict(n_samples=200_000, nus=(1, 2, 3, 5, 10, 30)),
+    },
+    "02_tpot": {
+        # 4,000 draws give a cross-capsule CI of about +-0.01 -- enough for the +-0.02 check
+        "smoke": dict(n_samples=4_000, ring_n=16, torus_side=8, n_caps=4, seq_len=8),
+        "paper": dict(n_samples=200_000, ring_n=36, torus_side=18, n_caps=18, capsule_dim=18, seq_len=18),
+    },
+}
+
+
+def config_for(chapter: str, profile: str, **overrides: Any):
+    """The resolved config dataclass of ``chapter`` under ``profile`` (plus explicit overrides)."""
+    check_choice("chapter", chapter, EXPERIMENTS)
+    check_profile(profile)
+    cls = EXPERIMENTS[chapter]
+    names = {f.name for f in dataclasses.fields(cls)}
+    bad = set(overrides) - names
+    if bad:
+        raise ValueError(f"unknown field(s) {sorted(bad)} for {cls.__name__}; fields are {sorted(names)}")
+    return cls(**{**PROFILE_OVERRIDES.get(chapter, {}).get(profile, {}), **overrides})

@@ -1,0 +1,288 @@
+r"""Topographic neighbourhoods ``W`` (TVAE paper, Eq 4-9, appendix A.4-A.5).
+
+In the TPoT construction (Eq 5-7) every variable ``T_i`` is divided by the root of a sum
+of squared ``U``'s over its neighbourhood ``N(i)``; ``W`` is the 0/1 adjacency matrix of
+those neighbourhoods, so the denominator is ``sqrt(W U^2)``.  This module builds ``W`` in
+two forms that give the same numbers:
+
+* **dense** ``W`` matrices (``*.dense()``), for teaching, plotting and as the test oracle;
+* **fast ops** (``topo(v)`` computes ``W v`` for ``v = u**2``) that never build ``W``: a box
+  sum along the circular axes (a strided ``unfold``) plus, for shifting coherence, a
+  *shear* (roll frame ``s`` by ``-s``) that turns the diagonal time-capsule neighbourhood
+  of Eq 9 into a rectangular one.  No Python loop runs over time steps or capsules.
+
+Names (one explanation for the whole package)
+---------------------------------------------
+``C`` capsules of ``capsule_dim = D`` units (``n = C*D``); ``K`` neighbourhood size
+inside a capsule (offsets ``k = -(K//2) ... K-1-K//2``, symmetric for odd ``K``);
+``L`` temporal half-window: ``T_l`` sees ``U_{l+delta}`` for ``delta = -L ... L``
+(Eq 7); ``S`` sequence length.  Sequences are cyclic in the paper (A.9-A.10), so time wraps
+around by default (``time_boundary="circular"``); ``"zero"`` treats frames outside the
+sequence as absent.
+
+Temporal modes (for ``v = U^2``, all indices mod their axis length)
+* stationary, Eq 8 (Bubbles):  ``(W v)_{l,c,i} = sum_delta sum_k v_{l+delta, c, i+k}``
+  so ``cov(T_{l,i}^2, T_{l-1,i}^2) > 0``;
+* shifting, Eq 9:              ``(W v)_{l,c,i} = sum_delta sum_k v_{l+delta, c, i+delta+k}``
+  so ``cov(T_{l,i}^2, T_{l-1,i-1}^2) > 0``.
+
+Sign note: with Roll as in Eq 18 (positive shift moves unit ``d`` to ``d+1``), the sum
+above is ``sum_delta W_delta Roll_{-delta}(U^2_{l+delta})``.  We take the sign from the
+paper's own covariance statement (Sec 4.5.2) and from Eq 13, where an equivariant code
+satisfies ``t_{l+delta} = Roll_delta(t_l)``; with this sign the denominator of a sequence
+obeys ``v_l = Roll_l(v_0)`` exactly when the window covers the whole cyclic sequence.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ._checks import check_choice, check_int
+from .roll import roll
+
+__all__ = [
+    "window_offsets",
+    "box_sum",
+    "CapsuleTopography",
+    "TorusTopography",
+    "TemporalTopography",
+    "capsule_W",
+    "torus_W",
+    "temporal_W",
+    "window_W",
+    "TEMPORAL_MODES",
+    "TIME_BOUNDARIES",
+]
+
+TEMPORAL_MODES = ("shifting", "stationary")
+TIME_BOUNDARIES = ("circular", "zero")
+
+
+def window_offsets(K: int) -> range:
+    """The ``K`` offsets of a neighbourhood window: ``-(K//2) ... K-1-K//2``."""
+    check_int("K", K, minimum=1)
+    return range(-(K // 2), K - K // 2)
+
+
+def box_sum(x: Tensor, dim: int, K: int, boundary: str = "circular") -> Tensor:
+    r"""Sum of ``x`` over a window of ``K`` neighbours along ``dim``.
+
+    ``out[..., i, ...] = sum_{k in window_offsets(K)} x[..., i + k, ...]``, indices taken
+    mod ``n = x.shape[dim]`` (``boundary="circular"``; ``K`` may exceed ``n``, wrapping more
+    than once) or out-of-range terms dropped (``boundary="zero"``).  Same shape as ``x``.
+    """
+    check_choice("boundary", boundary, TIME_BOUNDARIES)
+    dim = dim % x.ndim
+    n = x.shape[dim]
+    lo = K // 2
+    idx = torch.arange(-lo, n + K - 1 - lo, device=x.device)  # (n + K - 1,)
+    if boundary == "circular":
+        xp = x.index_select(dim, idx % n)
+    else:  # map out-of-range indices to an appended zero slice
+        zero = torch.zeros_like(x.narrow(dim, 0, 1))
+        idx = torch.where((idx < 0) | (idx >= n), torch.full_like(idx, n), idx)
+        xp = torch.cat([x, zero], dim=dim).index_select(dim, idx)
+    return xp.unfold(dim, K, 1).sum(-1)
+
+
+def _dense_from_pairs(n_out: int, n_in: int, rows: Tensor, cols: Tensor) -> Tensor:
+    W = torch.zeros(n_out, n_in)
+    W.index_put_((rows.reshape(-1), cols.reshape(-1)), torch.ones(rows.numel()), accumulate=True)
+    return W
+
+
+@dataclass(frozen=True)
+class CapsuleTopography:
+    r"""``C`` disjoint circular capsules of ``capsule_dim`` units, window ``K`` (Fig 2, A.4).
+
+    ``W`` is block diagonal with one circulant ``D x D`` block per capsule, so variables in
+    different capsules share no ``U`` and are independent (Sec 4.4).  ``C = 1`` is a single
+    1-D ring.  Apply: ``v: (..., C*D) -> (..., C*D)``.
+    """
+
+    n_caps: int
+    capsule_dim: int
+    K: int = 3
+
+    def __post_init__(self) -> None:
+        check_int("n_caps", self.n_caps, minimum=1)
+        check_int("capsule_dim", self.capsule_dim, minimum=1)
+        check_int("K", self.K, minimum=1, maximum=self.capsule_dim)
+
+    @property
+    def n(self) -> int:
+        return self.n_caps * self.capsule_dim
+
+    def __call__(self, v: Tensor) -> Tensor:
+        _check_last(v, self.n, "v")
+        vc = v.reshape(*v.shape[:-1], self.n_caps, self.capsule_dim)  # (..., C, D)
+        return box_sum(vc, -1, self.K).reshape(v.shape)
+
+    def dense(self) -> Tensor:
+        """``(n, n)`` matrix: ``W[c*D+i, c*D+(i+k)%D] = 1`` for ``k`` in the window."""
+        C, D = self.n_caps, self.capsule_dim
+        c = torch.arange(C)[:, None, None]
+        i = torch.arange(D)[None, :, None]
+        k = torch.tensor(list(window_offsets(self.K)))[None, None, :]
+        rows = (c * D + i).expand(C, D, self.K)
+        cols = c * D + (i + k) % D
+        return _dense_from_pairs(self.n, self.n, rows, cols)
+
+
+@dataclass(frozen=True)
+class TorusTopography:
+    r"""A single 2-D torus of ``side x side`` units with a ``K x K`` window (Sec 6.2, A.4).
+
+    Unit ``(r, c)`` sits at flat index ``r*side + c``; the window wraps around both axes
+    (the paper's "2D convolution with a KxK kernel of 1's and cyclic padding").
+    Apply: ``v: (..., side*side) -> (..., side*side)``.
+    """
+
+    side: int
+    K: int = 5
+
+    def __post_init__(self) -> None:
+        check_int("side", self.side, minimum=1)
+        check_int("K", self.K, minimum=1, maximum=self.side)
+
+    @property
+    def n(self) -> int:
+        return self.side * self.side
+
+    def __call__(self, v: Tensor) -> Tensor:
+        _check_last(v, self.n, "v")
+        g = v.reshape(*v.shape[:-1], self.side, self.side)  # (..., H, W)
+        g = box_sum(box_sum(g, -1, self.K), -2, self.K)
+        return g.reshape(v.shape)
+
+    def dense(self) -> Tensor:
+        s = self.side
+        r = torch.arange(s)[:, None, None, None]
+        c = torch.arange(s)[None, :, None, None]
+        off = torch.tensor(list(window_offsets(self.K)))
+        dr, dc = off[None, None, :, None], off[None, None, None, :]
+        rows = (r * s + c).expand(s, s, self.K, self.K)
+        cols = ((r + dr) % s) * s + (c + dc) % s
+        return _dense_from_pairs(self.n, self.n, rows, cols)
+
+
+@dataclass(frozen=True)
+class TemporalTopography:
+    r"""Capsule neighbourhoods extended over time: stationary (Eq 8) or shifting (Eq 9).
+
+    ``T_{l}`` depends on ``U_{l-L} ... U_{l+L}`` (Eq 7).  ``mode="stationary"`` sums the
+    same capsule window at every time offset (Bubbles, BubbleVAE); ``mode="shifting"``
+    moves the window by one unit per time step (TVAE).  Apply to a whole sequence:
+    ``v: (..., S, C*D) -> (..., S, C*D)``.  ``L = 0`` reduces to :class:`CapsuleTopography`.
+    """
+
+    n_caps: int
+    capsule_dim: int
+    K: int = 1
+    L: int = 1
+    mode: str = "shifting"
+    time_boundary: str = "circular"
+
+    def __post_init__(self) -> None:
+        check_int("n_caps", self.n_caps, minimum=1)
+        check_int("capsule_dim", self.capsule_dim, minimum=1)
+        check_int("K", self.K, minimum=1, maximum=self.capsule_dim)
+        check_int("L", self.L, minimum=0)
+        check_choice("mode", self.mode, TEMPORAL_MODES)
+        check_choice("time_boundary", self.time_boundary, TIME_BOUNDARIES)
+
+    @property
+    def n(self) -> int:
+        return self.n_caps * self.capsule_dim
+
+    def __call__(self, v: Tensor) -> Tensor:
+        _check_last(v, self.n, "v")
+        if v.ndim < 2:
+            raise ValueError(f"v must have shape (..., S, C*D) with a time axis, got {tuple(v.shape)}")
+        S, L, D = v.shape[-2], self.L, self.capsule_dim
+        vc = v.reshape(*v.shape[:-1], self.n_caps, D)  # (..., S, C, D)
+        # frames s = -L ... S-1+L (wrapped or zero), laid out along the time axis
+        idx = torch.arange(-L, S + L, device=v.device)  # (S+2L,)
+        if self.time_boundary == "circular":
+            vt = vc.index_select(-3, idx % S)  # (..., S+2L, C, D)
+        else:
+            zero = torch.zeros_like(vc.narrow(-3, 0, 1))
+            idx = torch.where((idx < 0) | (idx >= S), torch.full_like(idx, S), idx)
+            vt = torch.cat([vc, zero], dim=-3).index_select(-3, idx)
+        if self.mode == "shifting":  # shear: frame s rolled by -s, so v_{s, m+s} lands at m
+            vt = roll(vt.flatten(-2), -(torch.arange(S + 2 * L, device=v.device) - L), D).reshape(vt.shape)
+        box = vt.unfold(-3, 2 * L + 1, 1).sum(-1)  # (..., S, C, D): sum over delta
+        box = box_sum(box, -1, self.K)  # sum over the capsule window k
+        out = box.flatten(-2)  # (..., S, C*D)
+        if self.mode == "shifting":  # unshear: frame l rolled by +l
+            out = roll(out, torch.arange(S, device=v.device), D)
+        return out
+
+    def dense(self, S: int) -> Tensor:
+        r"""``(S*n, S*n)`` matrix acting on the flattened sequence ``v.reshape(S*n)``.
+
+        Row ``(l, c, i)`` has a 1 at column ``((l+delta) mod S, c, (i + s*delta + k) mod D)``
+        for every ``delta`` in ``-L..L`` and ``k`` in the window, with ``s = 1`` for shifting
+        and ``s = 0`` for stationary (``time_boundary="zero"`` drops out-of-range frames).
+        """
+        check_int("S", S, minimum=1)
+        C, D, n = self.n_caps, self.capsule_dim, self.n
+        sh = 1 if self.mode == "shifting" else 0
+        l = torch.arange(S)[:, None, None, None, None]
+        c = torch.arange(C)[None, :, None, None, None]
+        i = torch.arange(D)[None, None, :, None, None]
+        dl = torch.arange(-self.L, self.L + 1)[None, None, None, :, None]
+        k = torch.tensor(list(window_offsets(self.K)))[None, None, None, None, :]
+        shape = (S, C, D, 2 * self.L + 1, self.K)
+        rows = (l * n + c * D + i).expand(shape)
+        tl = l + dl
+        cols = (tl % S) * n + c * D + (i + sh * dl + k) % D
+        cols = cols.expand(shape)
+        if self.time_boundary == "zero":
+            keep = ((tl >= 0) & (tl < S)).expand(shape)
+            rows, cols = rows[keep], cols[keep]
+        return _dense_from_pairs(S * n, S * n, rows, cols)
+
+    def window_dense(self) -> Tensor:
+        r"""Eq 7's ``W``: ``(n, (2L+1)*n)`` acting on ``[U^2_{l+L}; ...; U^2_{l-L}]``.
+
+        Block ``j`` (time offset ``delta = L - j``) is ``W_delta P_delta`` where ``W_delta``
+        is the capsule window and ``P_delta`` the permutation ``Roll_{-delta}`` for shifting
+        coherence (identity for stationary).
+        """
+        base = CapsuleTopography(self.n_caps, self.capsule_dim, self.K).dense()  # (n, n)
+        blocks = []
+        for delta in range(self.L, -self.L - 1, -1):  # teaching oracle only, not a hot path
+            shift = -delta if self.mode == "shifting" else 0
+            P = roll(torch.eye(self.n), shift, self.capsule_dim)  # rows: Roll_shift(e_j)
+            blocks.append(base @ P.T)
+        return torch.cat(blocks, dim=1)
+
+
+def _check_last(v: Tensor, n: int, name: str) -> None:
+    if v.shape[-1] != n:
+        raise ValueError(f"{name} has last axis of size {v.shape[-1]}, but this topography has n={n} units")
+
+
+# Functional shortcuts returning the dense matrices (readers meet these first in chapter 2).
+def capsule_W(n_caps: int, capsule_dim: int, K: int = 3) -> Tensor:
+    """Dense ``(C*D, C*D)`` capsule neighbourhood matrix, see :class:`CapsuleTopography`."""
+    return CapsuleTopography(n_caps, capsule_dim, K).dense()
+
+
+def torus_W(side: int, K: int = 5) -> Tensor:
+    """Dense ``(side^2, side^2)`` torus neighbourhood matrix, see :class:`TorusTopography`."""
+    return TorusTopography(side, K).dense()
+
+
+def temporal_W(n_caps: int, capsule_dim: int, K: int, L: int, S: int, mode: str = "shifting",
+               time_boundary: str = "circular") -> Tensor:
+    """Dense ``(S*n, S*n)`` temporal neighbourhood matrix, see :class:`TemporalTopography`."""
+    return TemporalTopography(n_caps, capsule_dim, K, L, mode, time_boundary).dense(S)
+
+
+def window_W(n_caps: int, capsule_dim: int, K: int, L: int, mode: str = "shifting") -> Tensor:
+    """Eq 7's ``(n, (2L+1) n)`` matrix, see :meth:`TemporalTopography.window_dense`."""
+    return TemporalTopography(n_caps, capsule_dim, K, L, mode).window_dense()
