@@ -1,0 +1,99 @@
+"""Neighbourhood matrices W: structure, and fast op == dense W for many (C, D, K, L, S)."""
+import itertools
+
+import pytest
+import torch
+
+from tvae_core import (CapsuleTopography, TemporalTopography, TorusTopography, box_sum, capsule_W, roll,
+                       temporal_W, torus_W, window_W)
+
+
+def test_capsule_W_structure():
+    W = capsule_W(3, 6, 3)
+    assert torch.equal(W, W.T)  # odd K: symmetric
+    assert torch.equal(W.sum(1), torch.full((18,), 3.0))  # row sum = neighbourhood size
+    assert torch.equal(W.sum(0), torch.full((18,), 3.0))
+    assert W[:6, 6:].abs().sum() == 0 and W[6:12, 12:].abs().sum() == 0  # capsules are disjoint
+    assert W[0, 5] == 1 and W[5, 0] == 1 and W[0, 2] == 0  # circular inside a capsule
+
+
+def test_torus_W_structure():
+    W = torus_W(6, 5)
+    assert torch.equal(W, W.T)
+    assert torch.equal(W.sum(1), torch.full((36,), 25.0))
+    assert W[0, 6 * 5 + 5] == 1  # (0,0) sees (-1,-1) through the wrap
+    assert W[0, 3] == 0  # distance 3 along a row is outside the 5x5 window
+
+
+@pytest.mark.parametrize("mode", ["shifting", "stationary"])
+def test_temporal_W_structure(mode):
+    C, D, K, L, S = 2, 5, 3, 1, 5
+    W = temporal_W(C, D, K, L, S, mode)
+    assert torch.equal(W.sum(1), torch.full((S * C * D,), float(K * (2 * L + 1))))
+    if mode == "stationary":
+        assert torch.equal(W, W.T)  # the Bubbles neighbourhood is symmetric in space-time
+    n = C * D
+    # T_{1,i} shares U_{0, i-1} (shifting) or U_{0, i} (stationary) with K=3 window around it
+    i = 2
+    assert W[1 * n + i, 0 * n + i + (-1 if mode == "shifting" else 0)] == 1
+    assert W[1 * n + i, 0 * n + i + (-3 if mode == "shifting" else 2)] == 0
+
+
+def test_window_W_shape_and_central_block():
+    W = window_W(2, 5, 3, 2, "shifting")
+    assert W.shape == (10, 50)
+    torch.testing.assert_close(W[:, 20:30], capsule_W(2, 5, 3))  # delta = 0 block
+
+
+@pytest.mark.parametrize("C,D,K,L,S", [(1, 4, 1, 1, 4), (2, 5, 3, 2, 7), (3, 6, 2, 3, 6), (2, 6, 5, 0, 3),
+                                       (2, 7, 3, 4, 7), (1, 3, 3, 5, 4)])
+@pytest.mark.parametrize("mode,tb", list(itertools.product(["shifting", "stationary"], ["circular", "zero"])))
+def test_temporal_fast_equals_dense(C, D, K, L, S, mode, tb):
+    topo = TemporalTopography(C, D, K, L, mode, tb)
+    v = torch.rand(3, S, C * D, generator=torch.Generator().manual_seed(C * D + L))
+    expected = (v.reshape(3, -1) @ topo.dense(S).T).reshape(v.shape)
+    torch.testing.assert_close(topo(v), expected)
+
+
+@pytest.mark.parametrize("C,D,K", [(1, 5, 1), (3, 6, 3), (2, 7, 4), (4, 9, 9)])
+def test_capsule_fast_equals_dense(C, D, K):
+    topo = CapsuleTopography(C, D, K)
+    v = torch.rand(5, 2, C * D)
+    torch.testing.assert_close(topo(v), v @ topo.dense().T)
+
+
+@pytest.mark.parametrize("side,K", [(4, 1), (6, 3), (7, 5), (5, 2)])
+def test_torus_fast_equals_dense(side, K):
+    topo = TorusTopography(side, K)
+    v = torch.rand(6, side * side)
+    torch.testing.assert_close(topo(v), v @ topo.dense().T)
+
+
+def test_shifting_denominator_is_equivariant_for_full_window():
+    """With S = D and a window covering the cyclic sequence, v_l = Roll_l(v_0) for any u."""
+    S = D = 7
+    v = TemporalTopography(3, D, 1, 3, "shifting")(torch.rand(2, S, 3 * D))
+    torch.testing.assert_close(v, roll(v[:, :1].expand(-1, S, -1), torch.arange(S), D))
+
+
+def test_stationary_denominator_is_not_equivariant():
+    S = D = 7
+    v = TemporalTopography(3, D, 1, 3, "stationary")(torch.rand(2, S, 3 * D))
+    assert not torch.allclose(v, roll(v[:, :1].expand(-1, S, -1), torch.arange(S), D))
+
+
+def test_box_sum_zero_boundary():
+    x = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    assert box_sum(x, 0, 3, "zero").tolist() == [3.0, 6.0, 9.0, 7.0]
+    assert box_sum(x, 0, 3, "circular").tolist() == [7.0, 6.0, 9.0, 8.0]
+
+
+def test_bad_arguments_name_the_parameter():
+    with pytest.raises(ValueError, match="mode='diagonal' is not allowed; choose one of: 'shifting', 'stationary'"):
+        TemporalTopography(2, 5, mode="diagonal")
+    with pytest.raises(ValueError, match="K must be <= 5"):
+        CapsuleTopography(2, 5, K=6)
+    with pytest.raises(ValueError, match="time_boundary"):
+        TemporalTopography(2, 5, time_boundary="reflect")
+    with pytest.raises(ValueError, match="n=10 units"):
+        CapsuleTopography(2, 5)(torch.rand(3, 12))
