@@ -1,0 +1,49 @@
+# tvae-book: thin wrappers over `python -m tvae_core.runner` and pytest.
+#   make book                        install, execute the chapters (profile cpu), build the HTML
+#   make test                        unit tests + every chapter in the smoke profile
+#   make reproduce PROFILE=paper     execute with a profile; results + report in _results/<profile>/
+# Optional: SEED=0 DEVICE=auto DATA_DIR=/path  (passed to every chapter's parameters cell)
+
+PYTHON   ?= python3
+VENV     ?= .venv
+PY       := $(VENV)/bin/python
+STAMP    := $(VENV)/.installed
+PROFILE  ?= cpu
+SEED     ?= 0
+DEVICE   ?= auto
+DATA_DIR ?=
+RUN_ARGS  = --profile $(PROFILE) --seed $(SEED) --device $(DEVICE) $(if $(DATA_DIR),--data-dir $(DATA_DIR))
+
+.PHONY: help install book reproduce report test clean distclean
+
+help:
+	@sed -n '2,5p' Makefile | sed 's/^# //'
+
+install: $(STAMP)
+
+# (Re)install when pyproject.toml changes. The kernelspec "python3" is registered inside the venv
+# for a plain `jupyter-book build .` or papermill by hand; the runner always uses the venv python.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -e ".[book,dev]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (tvae-book)"
+	touch $@
+
+book: $(STAMP)
+	$(PY) -m tvae_core.runner book $(RUN_ARGS)
+
+reproduce: $(STAMP)
+	$(PY) -m tvae_core.runner run $(RUN_ARGS)
+
+report: $(STAMP)
+	$(PY) -m tvae_core.runner report $(RUN_ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+clean:
+	rm -rf _build _results .pytest_cache
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV) *.egg-info
