@@ -37,3 +37,12 @@ def test_torus_map_matches_direct_pairs():
     grid = t.reshape(-1, 6, 6)
     direct = energy_corr(grid.pow(2), grid.roll((-1, -2), dims=(1, 2)).pow(2)).r
     assert abs(m[1, 2].item() - direct) < 1e-9 and abs(m[0, 0].item() - 1) < 1e-9
+
+
+def test_lag_shift_map_matches_direct_estimator():
+    from tvae_core import lag_shift_energy_map
+    t = sample_tpot(2000, TemporalTopography(2, 8, 3, 2, "shifting"), shape=(8, 16), seed=4).t
+    m = lag_shift_energy_map(t, 8)
+    for a, b in [(1, 1), (1, 0), (2, -1), (0, 3)]:
+        assert abs(m[a, b].item() - temporal_energy_corr(t, 8, a, b).r) < 1e-9
+    assert m[1, 1] > 0.01 and abs(m[1, -1].item()) < 0.02  # the shifting diagonal, not the other one

@@ -8,7 +8,7 @@ learn Equivariant Capsules"; equation numbers in docstrings refer to that paper.
 from .claims import ClaimFailed, ClaimReport
 from .profiles import PROFILES, check_profile, config_for, resolve_device
 from .roll import fourier_roll, noncyclic_roll, partial_roll, roll
-from .stats import (EnergyCorr, cross_capsule_energy_corr, energy_corr, ring_energy_profile,
+from .stats import (EnergyCorr, cross_capsule_energy_corr, energy_corr, lag_shift_energy_map, ring_energy_profile,
                     temporal_energy_corr, torus_energy_map)
 from .studentt import PriorSample, sample_pot, sample_tpot, student_t, tpot
 from .topography import (CapsuleTopography, TemporalTopography, TorusTopography, box_sum, capsule_W,
@@ -20,7 +20,7 @@ __all__ = [
     "ClaimFailed", "ClaimReport", "PROFILES", "check_profile", "config_for", "resolve_device",
     "roll", "partial_roll", "fourier_roll", "noncyclic_roll",
     "EnergyCorr", "energy_corr", "ring_energy_profile", "torus_energy_map",
-    "cross_capsule_energy_corr", "temporal_energy_corr",
+    "cross_capsule_energy_corr", "temporal_energy_corr", "lag_shift_energy_map",
     "student_t", "tpot", "PriorSample", "sample_pot", "sample_tpot",
     "CapsuleTopography", "TorusTopography", "TemporalTopography", "box_sum",
     "capsule_W", "torus_W", "temporal_W", "window_W",

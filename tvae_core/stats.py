@@ -22,7 +22,7 @@ from torch import Tensor
 from .roll import roll
 
 __all__ = ["EnergyCorr", "standardized_ranks", "energy_corr", "ring_energy_profile",
-           "torus_energy_map", "cross_capsule_energy_corr", "temporal_energy_corr"]
+           "torus_energy_map", "cross_capsule_energy_corr", "temporal_energy_corr", "lag_shift_energy_map"]
 
 
 @dataclass(frozen=True)
@@ -100,3 +100,19 @@ def temporal_energy_corr(t: Tensor, capsule_dim: int, time_lag: int = 1, unit_sh
     R = standardized_ranks(t.pow(2))  # (N, S, C*D)
     past = roll(R.roll(time_lag, dims=1), unit_shift, capsule_dim)  # [l, i] <- [l-lag, i-shift]
     return energy_corr(R, past, ranked=True)
+
+
+def lag_shift_energy_map(t: Tensor, capsule_dim: int) -> Tensor:
+    r"""Energy correlation for every (time lag, unit shift) at once.
+
+    ``t: (N, S, C*D)`` -> ``(S, D)`` map whose entry ``[a, b]`` is
+    ``corr(T^2_{l,i}, T^2_{l-a, i-b})`` pooled over frames, capsules, units (both axes
+    cyclic; negative lags/shifts are the entries ``S-a``, ``D-b``).  Computed as a 2-D
+    circular cross-correlation via FFT; ``[1, 1]`` equals
+    ``temporal_energy_corr(t, capsule_dim, 1, 1).r``."""
+    N, S, n = t.shape
+    R = standardized_ranks(t.pow(2)).reshape(N, S, n // capsule_dim, capsule_dim)  # (N, S, C, D)
+    R = R.transpose(1, 2)  # (N, C, S, D)
+    F = torch.fft.fft2(R)
+    cc = torch.fft.ifft2(F * F.conj()).real  # [a, b] = sum R[l, i] R[l - a, i - b]
+    return cc.mean(dim=(0, 1)) / (S * capsule_dim)
