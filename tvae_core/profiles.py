@@ -102,7 +102,7 @@ PROFILE_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
     },
     "02_tpot": {
         # 4,000 draws give a cross-capsule CI of about +-0.01 -- enough for the +-0.02 check
-        "smoke": dict(n_samples=4_000, ring_n=16, torus_side=8, n_caps=4, seq_len=8),
+        "smoke": dict(n_samples=4_000, ring_n=16, torus_side=10, n_caps=4, seq_len=8),
         "paper": dict(n_samples=200_000, ring_n=36, torus_side=18, n_caps=18, capsule_dim=18, seq_len=18),
     },
 }
@@ -117,4 +117,15 @@ def config_for(chapter: str, profile: str, **overrides: Any):
     bad = set(overrides) - names
     if bad:
         raise ValueError(f"unknown field(s) {sorted(bad)} for {cls.__name__}; fields are {sorted(names)}")
-    return cls(**{**PROFILE_OVERRIDES.get(chapter, {}).get(profile, {}), **overrides})
+    cfg = cls(**{**PROFILE_OVERRIDES.get(chapter, {}).get(profile, {}), **overrides})
+    if isinstance(cfg, TPoTConfig):
+        _check_tpot(cfg)
+    return cfg
+
+
+def _check_tpot(cfg: TPoTConfig) -> None:
+    """The chapter-2 claims need units *outside* every window: reject sizes without any."""
+    if cfg.ring_n // 2 < cfg.ring_K:
+        raise ValueError(f"ring_n={cfg.ring_n} is too small for ring_K={cfg.ring_K}: need ring_n >= 2*ring_K")
+    if cfg.torus_side // 2 < cfg.torus_K:
+        raise ValueError(f"torus_side={cfg.torus_side} is too small for torus_K={cfg.torus_K}: need torus_side >= 2*torus_K")
