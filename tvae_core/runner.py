@@ -137,6 +137,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
         os.replace(tmp, path)
@@ -144,6 +145,13 @@ def atomic_write_text(path: Path, text: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    """The process umask (read by setting and restoring it)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
@@ -314,17 +322,20 @@ def this_python_kernel_manager() -> type:
     """A kernel manager class whose kernel is ipykernel on ``sys.executable``, whatever name.
 
     This makes the run independent of which ``python3`` kernelspec happens to be registered.
+    It talks to the kernel over local IPC sockets (no TCP port, no plain-text TCP warning).
     """
     from ipykernel.kernelspec import RESOURCES, get_kernel_dict
     from jupyter_client import AsyncKernelManager
     from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
-    from traitlets import default
+    from traitlets import CaselessStrEnum, default
 
     class ThisPythonKernelSpecManager(KernelSpecManager):
         def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
             return KernelSpec(resource_dir=RESOURCES, **get_kernel_dict())
 
     class ThisPythonKernelManager(AsyncKernelManager):
+        transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
         @default("kernel_spec_manager")
         def _kernel_spec_manager_default(self) -> KernelSpecManager:
             return ThisPythonKernelSpecManager(data_dir=self.data_dir)
@@ -364,7 +375,7 @@ def execute_chapter(chapter: Chapter, config: RunConfig, out_dir: Path, *,
     start = time.perf_counter()
     try:
         with environment(**{RESULTS_ENV: str(out_dir)}):
-            papermill.execute_notebook(
+            executed = papermill.execute_notebook(
                 nb, str(paths["running"]), parameters=config.parameters(),
                 kernel_name=KERNEL_NAME, language="python", cwd=str(chapter.path.parent),
                 execution_timeout=timeout, progress_bar=False, log_output=log_output,
@@ -372,11 +383,16 @@ def execute_chapter(chapter: Chapter, config: RunConfig, out_dir: Path, *,
     except Exception as exc:  # papermill, nbclient timeouts, dead kernels
         failed = None
         if paths["running"].is_file():
-            os.replace(paths["running"], paths["failed"])
+            import nbformat
+
+            save_notebook(nbformat.read(paths["running"], as_version=4), paths["failed"],
+                          source=chapter.path)
+            paths["running"].unlink()
             failed = paths["failed"]
         raise ChapterError(chapter.name, describe_failure(exc), failed) from exc
     wall = time.perf_counter() - start
-    os.replace(paths["running"], paths["notebook"])
+    save_notebook(executed, paths["notebook"], source=chapter.path)
+    paths["running"].unlink(missing_ok=True)
 
     metrics = finish_metrics(chapter.name, config, paths["metrics"], wall)
     if metrics.get("all_passed") is not True:
@@ -386,6 +402,17 @@ def execute_chapter(chapter: Chapter, config: RunConfig, out_dir: Path, *,
         **asdict(config), "wall_time_s": round(wall, 3),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     return ChapterResult(chapter.name, "ran", wall, paths["notebook"], paths["metrics"])
+
+
+def save_notebook(nb: Any, path: Path, *, source: Path) -> None:
+    """Atomically write an executed notebook, recording its source path (not the whole
+    input notebook, which papermill stores when given a NotebookNode)."""
+    import nbformat
+
+    info = nb.metadata.get("papermill", {})
+    info["input_path"] = str(source)
+    info["output_path"] = str(path)
+    atomic_write_text(path, nbformat.writes(nb))
 
 
 def finish_metrics(chapter: str, config: RunConfig, path: Path, wall_time_s: float) -> dict:
@@ -456,9 +483,14 @@ def write_report(chapters: Sequence[Chapter], results_dir: Path, *, book_links: 
 
 
 def profile_report(profile: str = "cpu", root: Path = REPO_ROOT) -> str:
-    """The report Markdown for ``<root>/_results/<profile>`` (used by book/report.md)."""
+    """The report Markdown for one profile, as a plain ``jupyter-book build .`` shows it.
+
+    Reads ``$TVAE_RESULTS_DIR`` if set (where the chapters then wrote), else
+    ``<root>/_results/<profile>``; used by ``book/report.md``.
+    """
     chapters = discover_chapters(root)
-    return report.render_report(default_results_dir(profile, root), [c.name for c in chapters],
+    results_dir = Path(os.environ.get(RESULTS_ENV) or default_results_dir(profile, root))
+    return report.render_report(results_dir, [c.name for c in chapters],
                                 titles={c.name: chapter_title(c.path) for c in chapters},
                                 book_links=True)
 
@@ -577,12 +609,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--verbose", action="store_true", help="stream cell outputs to stderr")
     parser.add_argument("--no-strict", action="store_true",
                         help="book: do not turn Sphinx warnings into errors")
+    parser.add_argument("--root", type=Path, default=REPO_ROOT,
+                        help="book root holding _toc.yml, _config.yml and book/ "
+                             "(default: this repository)")
     return parser.parse_args(argv)
 
 
-def main(argv: Sequence[str] | None = None, root: Path = REPO_ROOT) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit status."""
     args = parse_args(argv)
+    root = args.root.resolve()
     try:
         check_profile(args.profile)
         config = RunConfig(args.profile, args.seed, args.device, args.data_dir)

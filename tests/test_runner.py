@@ -1,0 +1,345 @@
+"""Unit tests of the chapter runner and the report, on throwaway books written to tmp_path.
+
+The throwaway chapters are tiny jupytext notebooks that follow the chapter contract (a
+``parameters`` cell; metrics JSON written to ``$TVAE_RESULTS_DIR/<chapter>.json``) without
+importing torch, so each execution costs about a kernel start.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from tvae_core import report, runner
+from tvae_core.runner import Chapter, ChapterError, RunConfig
+
+HEADER = """\
+---
+jupytext:
+  text_representation:
+    extension: .md
+    format_name: myst
+kernelspec:
+  display_name: Python 3
+  language: python
+  name: python3
+---
+"""
+
+PARAMETERS = """\
+```{code-cell} ipython3
+:tags: [parameters]
+
+profile = "cpu"
+seed = 0
+device = "auto"
+data_dir = None
+```
+"""
+
+WRITE_METRICS = """\
+```{code-cell} ipython3
+import json, os, sys
+from pathlib import Path
+
+claims = [{"name": "cwd", "statement": "runs in book/", "value": os.getcwd(),
+           "threshold": "ends with book", "paper": None,
+           "passed": os.path.basename(os.getcwd()) == "book"},
+          {"name": "python", "statement": "kernel python", "value": sys.executable,
+           "threshold": "the runner's python", "paper": "n/a", "passed": True},
+          {"name": "seed", "statement": "injected seed", "value": float(seed),
+           "threshold": "any", "paper": None, "passed": True},
+          {"name": "data_dir", "statement": "injected data_dir", "value": str(data_dir),
+           "threshold": "any", "paper": None, "passed": True}]
+metrics = {"chapter": "NAME", "title": "Chapter NAME", "profile": profile, "seed": seed,
+           "device": "cpu", "claims": claims, "all_passed": all(c["passed"] for c in claims),
+           "elapsed_s": 0.01}
+Path(os.environ["TVAE_RESULTS_DIR"], "NAME.json").write_text(json.dumps(metrics))
+```
+"""
+
+
+def chapter_source(name: str, body: str = "", metrics: bool = True) -> str:
+    """A throwaway chapter: header, title, parameters cell, ``body`` cells, metrics cell."""
+    text = HEADER + f"\n# Chapter {name}\n\nSome math: $x^2$.\n\n" + PARAMETERS + "\n" + body
+    if metrics:
+        text += "\n" + WRITE_METRICS.replace("NAME", name)
+    return text
+
+
+def code_cell(source: str) -> str:
+    """A MyST code cell holding ``source``."""
+    return "```{code-cell} ipython3\n" + textwrap.dedent(source).strip() + "\n```\n"
+
+
+@pytest.fixture
+def book(tmp_path: Path) -> Path:
+    """A throwaway book root: intro, two chapters, a plain page, the report page."""
+    root = tmp_path / "book_root"
+    (root / "book").mkdir(parents=True)
+    (root / "_config.yml").write_text((runner.REPO_ROOT / "_config.yml").read_text())
+    (root / "_toc.yml").write_text(textwrap.dedent("""\
+        format: jb-book
+        root: book/intro
+        chapters:
+          - file: book/01_alpha
+          - file: book/notes
+          - file: book/02_beta
+          - file: book/report
+        """))
+    (root / "book" / "intro.md").write_text("# Intro\n\nSee {doc}`report`.\n")
+    (root / "book" / "notes.md").write_text("# Notes\n\nA plain page.\n")
+    (root / "book" / "report.md").write_text("# Report placeholder\n")
+    (root / "book" / "01_alpha.md").write_text(chapter_source("01_alpha"))
+    (root / "book" / "02_beta.md").write_text(chapter_source("02_beta"))
+    return root
+
+
+def chapter(root: Path, name: str) -> Chapter:
+    """The chapter ``name`` of the book at ``root``."""
+    return runner.discover_chapters(root, [name])[0]
+
+
+# --------------------------------------------------------------------------- profiles, discovery
+
+
+def test_unknown_profile_raises_naming_the_options() -> None:
+    with pytest.raises(ValueError, match=r"'gpu'.*smoke, cpu, paper"):
+        runner.check_profile("gpu")
+    assert runner.check_profile("smoke") == "smoke"
+
+
+def test_cli_unknown_profile_exits_2_naming_the_options(book: Path, capsys) -> None:
+    assert runner.main(["run", "--profile", "laptop", "--root", str(book)]) == 2
+    err = capsys.readouterr().err
+    assert "'laptop'" in err and "smoke, cpu, paper" in err
+
+
+def test_discover_chapters_follows_toc_and_skips_non_chapters(book: Path) -> None:
+    chapters = runner.discover_chapters(book)
+    assert [c.name for c in chapters] == ["01_alpha", "02_beta"]
+    assert chapters[0].path == book / "book" / "01_alpha.md"
+    assert [c.name for c in runner.discover_chapters(book, ["02_beta"])] == ["02_beta"]
+
+
+def test_discover_chapters_needs_a_jupytext_header(book: Path) -> None:
+    (book / "book" / "02_beta.md").write_text("# Just Markdown\n")
+    assert [c.name for c in runner.discover_chapters(book)] == ["01_alpha"]
+
+
+def test_discover_chapters_errors(book: Path) -> None:
+    with pytest.raises(ValueError, match=r"unknown chapter.*03_gamma.*01_alpha, 02_beta"):
+        runner.discover_chapters(book, ["03_gamma"])
+    (book / "book" / "02_beta.md").unlink()
+    with pytest.raises(FileNotFoundError, match="02_beta"):
+        runner.discover_chapters(book)
+
+
+def test_real_toc_lists_intro_chapters_and_report() -> None:
+    files = runner.toc_files(runner.REPO_ROOT)
+    assert files[0] == "book/intro" and files[-1] == "book/report"
+    assert all(c.path.is_file() for c in runner.discover_chapters(runner.REPO_ROOT))
+
+
+def test_run_config_makes_data_dir_absolute(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    params = RunConfig("smoke", 3, "cpu", "data").parameters()
+    assert params == {"profile": "smoke", "seed": 3, "device": "cpu",
+                      "data_dir": str(tmp_path / "data")}
+    assert RunConfig().parameters()["data_dir"] is None
+
+
+def test_atomic_write_replaces_whole_file(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "x.json"
+    runner.atomic_write_json(path, {"a": 1})
+    runner.atomic_write_json(path, {"b": 2})
+    assert runner.read_json(path) == {"b": 2}
+    assert [p.name for p in path.parent.iterdir()] == ["x.json"]
+
+
+# --------------------------------------------------------------------------- report
+
+
+def metrics(name: str, claims: list[dict], **extra) -> dict:
+    """A metrics record in the chapters' schema."""
+    return {"chapter": name, "title": f"Title {name}", "profile": "cpu", "seed": 0,
+            "device": "cpu", "claims": claims, "all_passed": all(c["passed"] for c in claims),
+            "elapsed_s": 1.5, **extra}
+
+
+CLAIM = {"name": "ks_nu3", "statement": "t(3) | KS", "value": 0.4321987, "threshold": "p > 0.01",
+         "paper": "Eq 3", "passed": True}
+
+
+def test_validate_metrics_accepts_the_schema_and_names_problems() -> None:
+    assert report.validate_metrics(metrics("01_a", [CLAIM])) == []
+    bad = metrics("01_a", [{**CLAIM, "value": True, "passed": "yes"}])
+    del bad["seed"]
+    problems = report.validate_metrics(bad)
+    assert "missing field 'seed'" in problems
+    assert any("claims[0].value" in p for p in problems)
+    assert any("claims[0].passed" in p for p in problems)
+    assert "no claims" in report.validate_metrics(metrics("01_a", []))
+    lying = {**metrics("01_a", [{**CLAIM, "passed": False}]), "all_passed": True}
+    assert any("all_passed disagrees" in p for p in report.validate_metrics(lying))
+
+
+def test_report_on_a_results_folder_with_a_missing_chapter(tmp_path: Path) -> None:
+    failed = {**CLAIM, "name": "roll_bce", "value": "n/a", "paper": None, "passed": False}
+    runner.atomic_write_json(tmp_path / "01_a.json",
+                             metrics("01_a", [CLAIM, failed], wall_time_s=12.34))
+    text = report.render_report(tmp_path, ["01_a", "02_b"], titles={"02_b": "Second"})
+    assert text.startswith("# Reproduction report\n")
+    assert "1 of 2 chapters have metrics (profile `cpu`); 1 of 2 claims passed" in text
+    assert "No metrics yet for `02_b`" in text
+    assert "## Title 01_a" in text and "## Second" in text
+    assert "wall time 12.3 s" in text and "seed `0`" in text
+    assert "| ks_nu3 | t(3) \\| KS | Eq 3 | 0.4322 | p > 0.01 | ✅ pass |" in text
+    assert "| roll_bce | t(3) \\| KS | – | n/a | p > 0.01 | ❌ fail |" in text
+    assert "**some claims failed**" in text
+    assert "{doc}`01_a`" in report.render_report(tmp_path, ["01_a"], book_links=True)
+
+
+def test_report_with_no_results_at_all(tmp_path: Path) -> None:
+    text = report.render_report(tmp_path / "nothing", ["01_a"])
+    assert "0 of 1 chapters have metrics; 0 of 0 claims passed" in text
+    assert "has no metrics yet" in text
+
+
+# --------------------------------------------------------------------------- execution
+
+
+def test_execute_injects_parameters_and_records_wall_time(book: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    config = RunConfig("smoke", 7, "cpu", str(tmp_path / "data"))
+    result = runner.execute_chapter(chapter(book, "01_alpha"), config, out, timeout=120,
+                                    root=book)
+    assert result.status == "ran" and result.notebook == out / "01_alpha.ipynb"
+    data = runner.read_json(out / "01_alpha.json")
+    values = {c["name"]: c["value"] for c in data["claims"]}
+    assert data["profile"] == "smoke" and data["seed"] == 7
+    assert values["cwd"] == str(book / "book")
+    assert values["python"] == sys.executable
+    assert values["data_dir"] == str(tmp_path / "data")
+    assert data["wall_time_s"] > 0
+    nb = nbformat.read(out / "01_alpha.ipynb", as_version=4)
+    assert any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells)
+    assert nb.metadata.papermill.input_path == str(book / "book" / "01_alpha.md")
+    assert sorted(p.name for p in out.iterdir()) == [
+        "01_alpha.ipynb", "01_alpha.json", "01_alpha.stamp.json"]
+
+
+def test_skip_if_unchanged(book: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    alpha = [chapter(book, "01_alpha")]
+
+    def statuses(config: RunConfig) -> list[str]:
+        results, failures = runner.run_chapters(alpha, config, out, timeout=120, root=book)
+        assert failures == []
+        return [r.status for r in results]
+
+    smoke = RunConfig("smoke")
+    assert statuses(smoke) == ["ran"]
+    assert statuses(smoke) == ["skipped"]
+    assert "unchanged since its last successful run, skipped" in capsys.readouterr().out
+    assert statuses(RunConfig("smoke", seed=1)) == ["ran"]       # new parameters
+    assert statuses(RunConfig("smoke", seed=1)) == ["skipped"]
+    source = book / "book" / "01_alpha.md"
+    source.write_text(source.read_text() + "\nOne more sentence.\n")
+    assert statuses(RunConfig("smoke", seed=1)) == ["ran"]       # new source
+    (book / "tvae_core").mkdir()
+    (book / "tvae_core" / "model.py").write_text("X = 1\n")
+    assert statuses(RunConfig("smoke", seed=1)) == ["ran"]       # new library code
+    (book / "tvae_core" / "report.py").write_text("# pipeline only\n")
+    assert statuses(RunConfig("smoke", seed=1)) == ["skipped"]   # pipeline code is ignored
+    (out / "01_alpha.ipynb").unlink()
+    assert statuses(RunConfig("smoke", seed=1)) == ["ran"]       # output gone
+
+
+def test_failing_cell_fails_the_run_naming_the_error(book: Path, tmp_path: Path,
+                                                     capsys) -> None:
+    body = code_cell("""
+        x = 41
+        raise ValueError(f"claim broke: {x + 1}")
+        """)
+    (book / "book" / "02_beta.md").write_text(chapter_source("02_beta", body))
+    out = tmp_path / "out"
+    with pytest.raises(ChapterError) as info:
+        runner.execute_chapter(chapter(book, "02_beta"), RunConfig("smoke"), out,
+                               timeout=120, root=book)
+    message = str(info.value)
+    assert "chapter 02_beta failed" in message
+    assert "ValueError: claim broke: 42" in message and "'x = 41'" in message
+    assert (out / "02_beta.failed.ipynb").is_file()
+    assert not (out / "02_beta.stamp.json").exists() and not (out / "02_beta.ipynb").exists()
+
+    code = runner.main(["run", "--profile", "smoke", "--root", str(book), "--out", str(out),
+                        "--timeout", "120", "--keep-going"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "[1/2] 01_alpha: ok in" in captured.out
+    assert "02_beta: FAILED" in captured.err and "ValueError: claim broke: 42" in captured.err
+    assert "failed chapter(s): 02_beta" in captured.err
+    assert "No metrics yet for `02_beta`" in (out / "report.md").read_text()
+
+
+def test_chapter_without_metrics_fails(book: Path, tmp_path: Path) -> None:
+    (book / "book" / "02_beta.md").write_text(chapter_source("02_beta", metrics=False))
+    with pytest.raises(ChapterError, match="wrote no metrics file 02_beta.json"):
+        runner.execute_chapter(chapter(book, "02_beta"), RunConfig("smoke"), tmp_path,
+                               timeout=120, root=book)
+
+
+def test_metrics_of_another_profile_fail(book: Path, tmp_path: Path) -> None:
+    source = chapter_source("02_beta").replace('"profile": profile', '"profile": "paper"')
+    (book / "book" / "02_beta.md").write_text(source)
+    with pytest.raises(ChapterError, match="profile is 'paper', expected 'smoke'"):
+        runner.execute_chapter(chapter(book, "02_beta"), RunConfig("smoke"), tmp_path,
+                               timeout=120, root=book)
+
+
+def test_cell_timeout_fails_the_run(book: Path, tmp_path: Path) -> None:
+    body = code_cell("import time\ntime.sleep(60)")
+    (book / "book" / "02_beta.md").write_text(chapter_source("02_beta", body))
+    with pytest.raises(ChapterError, match="02_beta failed.*(?i:timeout|timed out)"):
+        runner.execute_chapter(chapter(book, "02_beta"), RunConfig("smoke"), tmp_path,
+                               timeout=3, root=book)
+
+
+def test_notebook_without_parameters_cell_is_refused(book: Path, tmp_path: Path) -> None:
+    source = chapter_source("02_beta").replace(":tags: [parameters]\n", "")
+    (book / "book" / "02_beta.md").write_text(source)
+    with pytest.raises(ChapterError, match="no code cell tagged 'parameters'"):
+        runner.execute_chapter(chapter(book, "02_beta"), RunConfig("smoke"), tmp_path,
+                               timeout=120, root=book)
+
+
+# --------------------------------------------------------------------------- HTML book
+
+
+def test_book_command_stages_executed_notebooks_and_builds_html(book: Path, capsys) -> None:
+    args = ["book", "--profile", "smoke", "--root", str(book), "--timeout", "120"]
+    assert runner.main(args) == 0
+    stage = book / "_build" / "src"
+    staged = sorted(str(p.relative_to(stage)) for p in stage.rglob("*")
+                    if p.is_file() and "_build" not in p.relative_to(stage).parts)
+    assert staged == ["_config.yml", "_toc.yml", "book/01_alpha.ipynb", "book/02_beta.ipynb",
+                      "book/intro.md", "book/notes.md", "book/report.md"]
+    config = (stage / "_config.yml").read_text()
+    assert "execute_notebooks: 'off'" in config or "execute_notebooks: off" in config
+    assert "{doc}`01_alpha`" in (stage / "book" / "report.md").read_text()
+    html = book / "_build" / "html"
+    assert (html / "index.html").is_file()
+    report_html = (html / "book" / "report.html").read_text()
+    assert "2 of 2 chapters have metrics" in report_html and "✅ pass" in report_html
+    assert (book / "_results" / "smoke" / "report.md").is_file()
+    capsys.readouterr()
+
+    assert runner.main(args) == 0                       # second run: nothing re-executed
+    out = capsys.readouterr().out
+    assert out.count("unchanged since") == 2 and "0 chapter(s) ran, 2 skipped" in out
