@@ -372,6 +372,7 @@ def execute_chapter(chapter: Chapter, config: RunConfig, out_dir: Path, *,
         paths[key].unlink(missing_ok=True)
 
     nb = load_notebook(chapter.path)
+    stamp_fingerprint = fingerprint(chapter, config, root)  # before running: code may change
     start = time.perf_counter()
     try:
         with environment(**{RESULTS_ENV: str(out_dir)}):
@@ -398,7 +399,7 @@ def execute_chapter(chapter: Chapter, config: RunConfig, out_dir: Path, *,
     if metrics.get("all_passed") is not True:
         raise ChapterError(chapter.name, "metrics report all_passed != true", paths["notebook"])
     atomic_write_json(paths["stamp"], {
-        "chapter": chapter.name, "fingerprint": fingerprint(chapter, config, root),
+        "chapter": chapter.name, "fingerprint": stamp_fingerprint,
         **asdict(config), "wall_time_s": round(wall, 3),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     return ChapterResult(chapter.name, "ran", wall, paths["notebook"], paths["metrics"])
