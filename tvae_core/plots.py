@@ -14,7 +14,8 @@ from torch import Tensor
 
 from .stats import EnergyCorr
 
-__all__ = ["use_book_style", "student_t_panel", "matrix_image", "energy_profile", "lag_shift_map"]
+__all__ = ["use_book_style", "student_t_panel", "matrix_image", "energy_profile", "lag_shift_map", "tile",
+           "image_grid"]
 
 
 def use_book_style() -> None:
@@ -85,4 +86,27 @@ def lag_shift_map(m: np.ndarray, lags: Sequence[int], shifts: Sequence[int], tit
     ax.set_title(title)
     ax.grid(False)
     plt.colorbar(im, ax=ax, shrink=0.8)
+    return ax
+
+
+def tile(images: Tensor | np.ndarray, rows: int, cols: int, img_side: int = 28, pad: int = 1) -> np.ndarray:
+    """Tile ``rows*cols`` flattened images ``(rows*cols, img_side**2)`` into one array with
+    ``pad`` pixels of gap (gaps are drawn at value 1, white in the ``gray_r`` colormap)."""
+    imgs = images.numpy() if isinstance(images, Tensor) else np.asarray(images)
+    imgs = imgs.reshape(rows, cols, img_side, img_side)
+    s = img_side + pad
+    out = np.ones((rows * s + pad, cols * s + pad))
+    for r in range(rows):  # plotting only: rows x cols small
+        for c in range(cols):
+            out[pad + r * s: pad + r * s + img_side, pad + c * s: pad + c * s + img_side] = imgs[r, c]
+    return out
+
+
+def image_grid(images: Tensor | np.ndarray, rows: int, cols: int, title: str = "", ax: Axes | None = None,
+               img_side: int = 28) -> Axes:
+    """Show flattened images ``(rows*cols, img_side**2)`` in a grid (ink dark on white)."""
+    ax = _ax(ax, (cols * 0.35 + 1, rows * 0.35 + 1))
+    ax.imshow(tile(images, rows, cols, img_side), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_title(title)
+    ax.axis("off")
     return ax

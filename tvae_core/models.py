@@ -1,0 +1,252 @@
+r"""Encoders, decoder, the Topographic VAE and the VAE baseline (TVAE paper Sec 5, A.1-A.4, A.8).
+
+TVAE (Eq 10-12): two Gaussian encoders give ``q(z|x)`` and ``q(u|x)``; a topography ``W``
+turns samples into ``t = (z - mu) / sqrt(W u^2)`` (Eq 6/11), and a Bernoulli decoder maps
+``t`` to pixel logits.  The prior is ``z, u ~ N(0, I)``, so the ELBO is
+
+.. math:: \mathbb E_q[\log p(x | g(t))] - KL[q(z|x) \| N(0,I)] - KL[q(u|x) \| N(0,I)]
+
+summed over the frames of a sequence (Eq 12).  The VAE baseline has one encoder and
+``t = z``.  Shapes: single images ``x: (B, P)`` with ``P`` pixels; sequences ``x: (B, S, P)``
+with a :class:`~tvae_core.topography.TemporalTopography`.  ``n`` latent units.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+from torch.nn.utils.parametrizations import weight_norm as _weight_norm
+
+from ._checks import check_choice, check_int
+from .topography import CapsuleTopography, TemporalTopography, TorusTopography
+
+__all__ = ["ModelConfig", "MLP", "GaussianEncoder", "BernoulliDecoder", "ELBOParts", "TVAE", "VAE",
+           "build_model", "log_likelihood_is", "MODEL_KINDS", "TOPOGRAPHIES"]
+
+MODEL_KINDS = ("tvae", "vae")
+TOPOGRAPHIES = ("torus", "capsules", "temporal")
+_LOG2PI = math.log(2 * math.pi)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything that defines a model's architecture (and so its cache key)."""
+
+    kind: str = "tvae"                      # "tvae" | "vae"
+    in_dim: int = 784                       # pixels P of one frame (28x28 MNIST)
+    enc_hidden: tuple[int, ...] = (972, 648)  # hidden layers of each encoder (A.3: 972, 648, then 2n)
+    dec_hidden: tuple[int, ...] = (648, 972)  # hidden layers of the decoder (A.3: 648, 972, then P)
+    topography: str = "torus"               # "torus" (Sec 6.2) | "capsules" | "temporal" (Sec 6.3)
+    side: int = 18                          # torus: side x side units (A.3: 324 = 18 x 18)
+    n_caps: int = 18                        # capsules: C
+    capsule_dim: int = 18                   # capsules: D units each
+    K: int = 5                              # neighbourhood (torus: K x K; capsules: K units)
+    L: int = 0                              # temporal half-window (topography="temporal")
+    mode: str = "shifting"                  # temporal coherence: "shifting" (TVAE) | "stationary" (Bubble)
+    mu_init: float = 5.0                    # initial mu of Eq 6 (A.2: 5 for the torus, 30 for capsules)
+    weight_norm: bool = True                # layer-wise weight normalisation, Eq 15 (A.8)
+
+    def __post_init__(self) -> None:
+        check_choice("kind", self.kind, MODEL_KINDS)
+        check_choice("topography", self.topography, TOPOGRAPHIES)
+        check_int("in_dim", self.in_dim, minimum=1)
+
+    @property
+    def n_latent(self) -> int:
+        return self.side ** 2 if self.topography == "torus" else self.n_caps * self.capsule_dim
+
+    def build_topography(self):
+        if self.topography == "torus":
+            return TorusTopography(self.side, self.K)
+        if self.topography == "capsules":
+            return CapsuleTopography(self.n_caps, self.capsule_dim, self.K)
+        return TemporalTopography(self.n_caps, self.capsule_dim, self.K, self.L, self.mode)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class MLP(nn.Sequential):
+    """Fully connected layers with ReLU in between (none after the last), A.3.
+
+    PyTorch's default init is ``U(-1/sqrt(m), 1/sqrt(m))`` for ``m`` inputs, as A.2 asks.
+    With ``weight_norm`` every layer is reparameterised as ``w_i = g_i v_i / ||v_i||`` (Eq 15).
+    """
+
+    def __init__(self, sizes: tuple[int, ...], weight_norm: bool = False) -> None:
+        layers: list[nn.Module] = []
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+            lin = nn.Linear(a, b)
+            layers.append(_weight_norm(lin) if weight_norm else lin)
+            if i < len(sizes) - 2:
+                layers.append(nn.ReLU())
+        super().__init__(*layers)
+
+
+class GaussianEncoder(nn.Module):
+    """``x: (..., P) -> (mean, log_std)``, each ``(..., n)`` (Eq 10-11)."""
+
+    def __init__(self, in_dim: int, hidden: tuple[int, ...], n: int, weight_norm: bool = False) -> None:
+        super().__init__()
+        self.net = MLP((in_dim, *hidden, 2 * n), weight_norm)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        mean, log_std = self.net(x).chunk(2, dim=-1)
+        return mean, log_std.clamp(-8.0, 4.0)
+
+
+class BernoulliDecoder(nn.Module):
+    """``t: (..., n) -> pixel logits (..., P)``; ``p(x|t) = Bernoulli(sigmoid(logits))``."""
+
+    def __init__(self, n: int, hidden: tuple[int, ...], out_dim: int, weight_norm: bool = False) -> None:
+        super().__init__()
+        self.net = MLP((n, *hidden, out_dim), weight_norm)
+
+    def forward(self, t: Tensor) -> Tensor:
+        return self.net(t)
+
+
+class ELBOParts(NamedTuple):
+    """Per-example parts of Eq 12, each ``(B,)``: ``elbo = recon - kl_z - kl_u``."""
+
+    recon: Tensor  # E_q log p(x | t), summed over pixels (and frames)
+    kl_z: Tensor
+    kl_u: Tensor
+
+    @property
+    def elbo(self) -> Tensor:
+        return self.recon - self.kl_z - self.kl_u
+
+
+def _kl_std_normal(mean: Tensor, log_std: Tensor) -> Tensor:
+    return 0.5 * (mean.pow(2) + torch.exp(2 * log_std) - 1.0 - 2 * log_std)
+
+
+def _log_normal(x: Tensor, mean: Tensor | float = 0.0, log_std: Tensor | float = 0.0) -> Tensor:
+    log_std = torch.as_tensor(log_std, dtype=x.dtype, device=x.device)
+    return -0.5 * (((x - mean) * torch.exp(-log_std)).pow(2) + _LOG2PI) - log_std
+
+
+def _sum_event(x: Tensor, batch_dims: int) -> Tensor:
+    return x.reshape(*x.shape[:batch_dims], -1).sum(-1)
+
+
+def _bce(logits: Tensor, x: Tensor) -> Tensor:
+    return F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none")
+
+
+class TVAE(nn.Module):
+    """The Topographic VAE of Eq 10-12 with a learned ``mu`` (A.2) and weight norm (A.8)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        n = cfg.n_latent
+        self.topo = cfg.build_topography()
+        self.enc_z = GaussianEncoder(cfg.in_dim, cfg.enc_hidden, n, cfg.weight_norm)
+        self.enc_u = GaussianEncoder(cfg.in_dim, cfg.enc_hidden, n, cfg.weight_norm)
+        self.dec = BernoulliDecoder(n, cfg.dec_hidden, cfg.in_dim, cfg.weight_norm)
+        self.mu = nn.Parameter(torch.full((n,), float(cfg.mu_init)))  # (n,)
+
+    def to_t(self, z: Tensor, u: Tensor) -> Tensor:
+        """Eq 6/11: ``t = (z - mu) / sqrt(W u^2)``, shapes ``(..., n)`` or ``(..., S, n)``."""
+        return (z - self.mu) / torch.sqrt(self.topo(u.pow(2)) + 1e-8)
+
+    def posterior(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(z_mean, z_log_std, u_mean, u_log_std)``, each ``(..., n)``."""
+        return (*self.enc_z(x), *self.enc_u(x))
+
+    def encode(self, x: Tensor) -> Tensor:
+        """Deterministic code: ``t`` from the posterior means.  ``(..., P) -> (..., n)``."""
+        zm, _, um, _ = self.posterior(x)
+        return self.to_t(zm, um)
+
+    def decode(self, t: Tensor) -> Tensor:
+        """Pixel logits ``(..., P)``."""
+        return self.dec(t)
+
+    def forward(self, x: Tensor) -> ELBOParts:
+        """One-sample ELBO parts (Eq 12) for ``x: (B, P)`` or ``(B, S, P)``."""
+        zm, zs, um, us = self.posterior(x)
+        z = zm + torch.exp(zs) * torch.randn_like(zm)
+        u = um + torch.exp(us) * torch.randn_like(um)
+        recon = -_sum_event(_bce(self.decode(self.to_t(z, u)), x), 1)
+        return ELBOParts(recon, _sum_event(_kl_std_normal(zm, zs), 1), _sum_event(_kl_std_normal(um, us), 1))
+
+    def log_weights(self, x: Tensor, k: int) -> Tensor:
+        """``log p(x, z, u) - log q(z, u | x)`` for ``k`` posterior samples: ``(k, B)``."""
+        zm, zs, um, us = self.posterior(x)
+        z = zm + torch.exp(zs) * torch.randn(k, *zm.shape, device=x.device)  # (k, B, ..., n)
+        u = um + torch.exp(us) * torch.randn(k, *um.shape, device=x.device)
+        log_px = -_sum_event(_bce(self.decode(self.to_t(z, u)), x), 2)
+        log_prior = _sum_event(_log_normal(z) + _log_normal(u), 2)
+        log_q = _sum_event(_log_normal(z, zm, zs) + _log_normal(u, um, us), 2)
+        return log_px + log_prior - log_q
+
+    @torch.no_grad()
+    def sample_prior(self, num: int, generator: torch.Generator | None = None) -> Tensor:
+        """``t`` from the TPoT prior with the learned ``mu``: ``(num, n)``."""
+        n = self.cfg.n_latent
+        z = torch.randn(num, n, generator=generator).to(self.mu.device)
+        u = torch.randn(num, n, generator=generator).to(self.mu.device)
+        return self.to_t(z, u)
+
+
+class VAE(nn.Module):
+    """The Gaussian VAE baseline: one encoder, ``t = z`` (A.3, no weight norm by default)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        n = cfg.n_latent
+        self.enc_z = GaussianEncoder(cfg.in_dim, cfg.enc_hidden, n, cfg.weight_norm)
+        self.dec = BernoulliDecoder(n, cfg.dec_hidden, cfg.in_dim, cfg.weight_norm)
+
+    def encode(self, x: Tensor) -> Tensor:
+        return self.enc_z(x)[0]
+
+    def decode(self, t: Tensor) -> Tensor:
+        return self.dec(t)
+
+    def forward(self, x: Tensor) -> ELBOParts:
+        zm, zs = self.enc_z(x)
+        z = zm + torch.exp(zs) * torch.randn_like(zm)
+        recon = -_sum_event(_bce(self.decode(z), x), 1)
+        kl = _sum_event(_kl_std_normal(zm, zs), 1)
+        return ELBOParts(recon, kl, torch.zeros_like(kl))
+
+    def log_weights(self, x: Tensor, k: int) -> Tensor:
+        zm, zs = self.enc_z(x)
+        z = zm + torch.exp(zs) * torch.randn(k, *zm.shape, device=x.device)
+        log_px = -_sum_event(_bce(self.decode(z), x), 2)
+        return log_px + _sum_event(_log_normal(z), 2) - _sum_event(_log_normal(z, zm, zs), 2)
+
+    @torch.no_grad()
+    def sample_prior(self, num: int, generator: torch.Generator | None = None) -> Tensor:
+        return torch.randn(num, self.cfg.n_latent, generator=generator).to(next(self.parameters()).device)
+
+
+def build_model(cfg: ModelConfig) -> TVAE | VAE:
+    """The model a :class:`ModelConfig` describes."""
+    return TVAE(cfg) if cfg.kind == "tvae" else VAE(cfg)
+
+
+@torch.no_grad()
+def log_likelihood_is(model: TVAE | VAE, x: Tensor, k: int = 10, batch_size: int = 256) -> Tensor:
+    r"""Importance-sampled ``log p(x)`` with ``k`` samples from the posterior (Table 1: ``k=10``):
+
+    .. math:: \log p(x) \approx \log \frac1k \sum_{j=1}^k \frac{p(x | z_j, u_j) p(z_j) p(u_j)}{q(z_j|x) q(u_j|x)}
+
+    A lower bound in expectation that tightens as ``k`` grows (``k=1`` is the ELBO).
+    ``x: (N, P)`` or ``(N, S, P)`` -> ``(N,)`` nats.
+    """
+    check_int("k", k, minimum=1)
+    out = []
+    for xb in x.split(batch_size):
+        lw = model.log_weights(xb, k)  # (k, B)
+        out.append(torch.logsumexp(lw, dim=0) - math.log(k))
+    return torch.cat(out)

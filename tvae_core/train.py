@@ -1,0 +1,191 @@
+"""Seeded training with a progress bar, a NaN guard and a weight cache keyed by config.
+
+``fit(model_cfg, train_x, train_cfg)`` builds the model from its config, trains it by
+maximising the ELBO (Eq 12) and returns a :class:`FitResult`.  The weights are cached
+under ``cache_dir`` (default ``$TVAE_CACHE_DIR`` or ``<repo>/_cache/models``) in a file
+named by a hash of (model config, training config, data fingerprint, cache format), so
+re-running a notebook loads instead of retraining.  A cache file that cannot be read, was
+written for another config, or does not fit the model is reported and retrained, never used.
+Files are written atomically (temporary file + ``os.replace``).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from ._checks import check_choice, check_int
+from .claims import _repo_root
+from .models import ModelConfig, TVAE, VAE, build_model
+from .profiles import resolve_device
+
+__all__ = ["TrainConfig", "FitResult", "TrainingDiverged", "fit", "evaluate", "cache_key", "default_cache_dir"]
+
+CACHE_FORMAT = 1
+OPTIMIZERS = ("sgd", "adam")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train (A.1): the defaults are the paper's torus-TVAE optimiser."""
+
+    epochs: int = 100          # passes over the training set (A.1: 100)
+    batch_size: int = 128      # A.1: 128 images (torus model); 8 sequences (capsule models)
+    optimizer: str = "sgd"     # "sgd" (paper) | "adam"
+    lr: float = 1e-3           # A.1: 1e-3 (torus), 1e-4 (capsules)
+    momentum: float = 0.9      # SGD momentum (A.1)
+    seed: int = 0              # seeds init, shuffling and the reparameterisation noise
+    grad_clip: float | None = None  # clip the global gradient norm (None: off)
+
+    def __post_init__(self) -> None:
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_int("epochs", self.epochs, minimum=1)
+        check_int("batch_size", self.batch_size, minimum=1)
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the message names the step."""
+
+
+@dataclass
+class FitResult:
+    model: TVAE | VAE
+    history: list[dict] = field(default_factory=list)  # one dict of means per epoch
+    seconds: float = 0.0        # training wall time (of the run that produced the weights)
+    from_cache: bool = False
+    path: Path | None = None
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("TVAE_CACHE_DIR")
+    return Path(env) if env else _repo_root() / "_cache" / "models"
+
+
+def cache_key(model_cfg: ModelConfig, train_cfg: TrainConfig, data_id: str) -> str:
+    """SHA-256 over everything that determines the trained weights."""
+    blob = json.dumps({"model": model_cfg.to_dict(), "train": asdict(train_cfg), "data": data_id,
+                       "format": CACHE_FORMAT}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _try_load(path: Path, key: str, model_cfg: ModelConfig) -> FitResult | None:
+    if not path.exists():
+        return None
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        if blob.get("key") != key:
+            raise ValueError("it was written for a different configuration")
+        model = build_model(model_cfg)
+        model.load_state_dict(blob["state_dict"], strict=True)
+        return FitResult(model, blob["history"], blob["seconds"], True, path)
+    except Exception as e:  # corrupt, truncated, incompatible: never use it
+        print(f"cache file {path} is unusable ({type(e).__name__}: {e}); retraining")
+        return None
+
+
+def _atomic_save(obj: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def fit(model_cfg: ModelConfig, train_x: Tensor, train_cfg: TrainConfig, *, data_id: str = "",
+        device: str = "auto", cache_dir: str | os.PathLike | None = None, name: str = "model",
+        use_cache: bool = True, progress: bool = True) -> FitResult:
+    """Train (or load from cache) the model described by ``model_cfg`` on ``train_x``.
+
+    Args:
+        model_cfg: architecture; ``train_cfg``: optimiser, epochs, seed.
+        train_x: ``(N, P)`` images or ``(N, S, P)`` sequences in ``[0, 1]``.
+        data_id: identity of the training data for the cache key (e.g.
+            :meth:`~tvae_core.data.ImageData.fingerprint`).
+        device: ``"auto" | "cpu" | "cuda"``; the returned model is on that device.
+        name: prefix of the cache file name (readable: ``<name>-<hash12>.pt``).
+    Raises:
+        TrainingDiverged: the loss became NaN/inf (message names epoch and step).
+    """
+    dev = resolve_device(device)
+    key = cache_key(model_cfg, train_cfg, data_id)
+    path = Path(cache_dir or default_cache_dir()) / f"{name}-{key[:12]}.pt"
+    if use_cache:
+        hit = _try_load(path, key, model_cfg)
+        if hit is not None:
+            print(f"{name}: loaded cached weights {path.name} (trained in {hit.seconds:.0f} s)")
+            hit.model.to(dev).eval()
+            return hit
+
+    torch.manual_seed(train_cfg.seed)
+    model = build_model(model_cfg).to(dev)
+    params = model.parameters()
+    opt = (torch.optim.SGD(params, lr=train_cfg.lr, momentum=train_cfg.momentum)
+           if train_cfg.optimizer == "sgd" else torch.optim.Adam(params, lr=train_cfg.lr))
+    g = torch.Generator().manual_seed(train_cfg.seed)
+    x_all = train_x.to(dev)
+    n, bs = len(x_all), train_cfg.batch_size
+    steps_per_epoch = max(1, n // bs)
+    history: list[dict] = []
+    t0 = time.perf_counter()
+    bar = tqdm(total=train_cfg.epochs * steps_per_epoch, desc=f"training {name}", disable=not progress,
+               unit="step", mininterval=1.0)
+    step = 0
+    model.train()
+    for epoch in range(train_cfg.epochs):
+        perm = torch.randperm(n, generator=g)[: steps_per_epoch * bs].to(dev)
+        sums = torch.zeros(3, device=dev)
+        for idx in perm.view(steps_per_epoch, bs):
+            parts = model(x_all[idx])
+            loss = -parts.elbo.mean()
+            if not torch.isfinite(loss):
+                bar.close()
+                raise TrainingDiverged(
+                    f"{name}: loss became {loss.item()} at step {step} (epoch {epoch}); "
+                    f"recon={parts.recon.mean().item():.4g}, kl_z={parts.kl_z.mean().item():.4g}, "
+                    f"kl_u={parts.kl_u.mean().item():.4g}. Lower lr or enable grad_clip.")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if train_cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
+            opt.step()
+            sums += torch.stack([parts.recon.mean(), parts.kl_z.mean(), parts.kl_u.mean()]).detach()
+            step += 1
+            bar.update(1)
+        recon, kl_z, kl_u = (sums / steps_per_epoch).tolist()
+        rec = {"epoch": epoch + 1, "elbo": recon - kl_z - kl_u, "recon": recon, "kl_z": kl_z, "kl_u": kl_u}
+        if isinstance(model, TVAE):
+            rec["mu"] = model.mu.mean().item()
+        history.append(rec)
+        bar.set_postfix(elbo=f"{rec['elbo']:.1f}", recon=f"{recon:.1f}", kl_z=f"{kl_z:.1f}", kl_u=f"{kl_u:.1f}")
+    bar.close()
+    seconds = time.perf_counter() - t0
+    model.eval()
+    if use_cache:
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        _atomic_save({"key": key, "state_dict": state, "history": history, "seconds": seconds}, path)
+    return FitResult(model, history, seconds, False, path if use_cache else None)
+
+
+@torch.no_grad()
+def evaluate(model: TVAE | VAE, x: Tensor, batch_size: int = 500, seed: int = 0) -> dict[str, float]:
+    """Mean one-sample ELBO parts on ``x`` (nats per example), with seeded noise."""
+    torch.manual_seed(seed)
+    dev = next(model.parameters()).device
+    sums = torch.zeros(3)
+    for xb in x.split(batch_size):
+        p = model(xb.to(dev))
+        sums += torch.stack([p.recon.sum(), p.kl_z.sum(), p.kl_u.sum()]).cpu()
+    recon, kl_z, kl_u = (sums / len(x)).tolist()
+    return {"elbo": recon - kl_z - kl_u, "recon": recon, "kl_z": kl_z, "kl_u": kl_u}
