@@ -199,8 +199,8 @@ def test_report_on_a_results_folder_with_a_missing_chapter(tmp_path: Path) -> No
     assert "No metrics yet for `02_b`" in text
     assert "## Title 01_a" in text and "## Second" in text
     assert "wall time 12.3 s" in text and "seed `0`" in text
-    assert "| ks_nu3 | t(3) \\| KS | Eq 3 | 0.4322 | p > 0.01 | ✅ pass |" in text
-    assert "| roll_bce | t(3) \\| KS | – | n/a | p > 0.01 | ❌ fail |" in text
+    assert "| ks_nu3 | t(3) \\| KS | Eq 3 | 0.4322 | p > 0.01 | pass |" in text
+    assert "| roll_bce | t(3) \\| KS | – | n/a | p > 0.01 | **FAIL** |" in text
     assert "**some claims failed**" in text
     assert "{doc}`01_a`" in report.render_report(tmp_path, ["01_a"], book_links=True)
 
@@ -323,11 +323,15 @@ def test_notebook_without_parameters_cell_is_refused(book: Path, tmp_path: Path)
 
 
 def test_book_command_stages_executed_notebooks_and_builds_html(book: Path, capsys) -> None:
+    vendor = book / "_build" / "vendor"            # stand-ins for the npm JavaScript
+    for rel in runner.VENDOR_JS.values():
+        (vendor / rel).parent.mkdir(parents=True, exist_ok=True)
+        (vendor / rel).write_text("/* stand-in */\n")
     args = ["book", "--profile", "smoke", "--root", str(book), "--timeout", "120"]
     assert runner.main(args) == 0
     stage = book / "_build" / "src"
     staged = sorted(str(p.relative_to(stage)) for p in stage.rglob("*")
-                    if p.is_file() and "_build" not in p.relative_to(stage).parts)
+                    if p.is_file() and p.relative_to(stage).parts[0] not in ("_build", "_vendor"))
     assert staged == ["_config.yml", "_toc.yml", "book/01_alpha.ipynb", "book/02_beta.ipynb",
                       "book/intro.md", "book/notes.md", "book/report.md"]
     config = (stage / "_config.yml").read_text()
@@ -336,10 +340,28 @@ def test_book_command_stages_executed_notebooks_and_builds_html(book: Path, caps
     html = book / "_build" / "html"
     assert (html / "index.html").is_file()
     report_html = (html / "book" / "report.html").read_text()
-    assert "2 of 2 chapters have metrics" in report_html and "✅ pass" in report_html
+    assert "2 of 2 chapters have metrics" in report_html and "<td><p>pass</p></td>" in report_html
     assert (book / "_results" / "smoke" / "report.md").is_file()
+    page = (html / "book" / "01_alpha.html").read_text()
+    assert 'src="../_static/vendor/mathjax/es5/tex-mml-chtml.js' in page
+    assert "cdn.jsdelivr.net/npm/mathjax" not in page
+    assert (html / "_static" / "vendor" / runner.VENDOR_JS["mathjax"]).is_file()
     capsys.readouterr()
 
     assert runner.main(args) == 0                       # second run: nothing re-executed
     out = capsys.readouterr().out
     assert out.count("unchanged since") == 2 and "0 chapter(s) ran, 2 skipped" in out
+
+    assert runner.main([*args, "--cdn"]) == 0                  # CDN links instead of vendor
+    page = (html / "book" / "01_alpha.html").read_text()
+    assert "https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js" in page
+    assert not (stage / "_vendor").exists()
+
+
+def test_vendor_falls_back_to_cdn_without_npm(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(runner.shutil, "which", lambda name: None)
+    assert runner.fetch_vendor(tmp_path / "vendor") is False
+    assert "npm not found" in capsys.readouterr().out
+    config: dict = {"sphinx": {"config": None}}
+    assert runner.use_vendor(config, tmp_path / "vendor") == {}
+    assert config == {"sphinx": {"config": None}}

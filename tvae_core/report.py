@@ -140,7 +140,7 @@ def render_chapter(chapter: str, metrics: Mapping[str, Any] | None, title: str |
     for claim in metrics.get("claims") or []:
         if not isinstance(claim, dict):
             continue
-        result = "✅ pass" if claim.get("passed") is True else "❌ fail"
+        result = "pass" if claim.get("passed") is True else "**FAIL**"
         lines.append(f"| {cell(claim.get('name'))} | {cell(claim.get('statement'))} "
                      f"| {cell(claim.get('paper'))} | {cell(claim.get('value'))} "
                      f"| {cell(claim.get('threshold'))} | {result} |")

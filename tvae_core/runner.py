@@ -57,6 +57,19 @@ CHAPTER_STEM = re.compile(r"^\d+_[A-Za-z0-9_]+$")
 PIPELINE_FILES = ("runner.py", "report.py")
 """``tvae_core`` files that do not influence chapter results (left out of the fingerprint)."""
 
+VENDOR_FILES: dict[str, tuple[str, ...]] = {
+    "mathjax@3.2.2": ("es5/tex-mml-chtml.js", "es5/output/chtml/", "es5/a11y/", "es5/ui/",
+                      "es5/input/tex/extensions/"),
+    "@jupyter-widgets/html-manager@1.0.6": ("dist/embed-amd.js",),
+    "requirejs@2.3.7": ("require.js",),
+}
+"""npm packages (and the files of them) the HTML needs to show math and widgets offline."""
+
+VENDOR_JS = {"mathjax": "mathjax/es5/tex-mml-chtml.js",
+             "requirejs": "requirejs/require.js",
+             "widgets": "html-manager/dist/embed-amd.js"}
+"""Entry points inside the vendor folder (``<package name without scope>/<file>``)."""
+
 
 class ChapterError(RuntimeError):
     """A chapter could not be executed, or its run did not produce valid metrics."""
@@ -507,13 +520,75 @@ def sync_file(src: Path, dst: Path) -> None:
     shutil.copy2(src, dst)
 
 
+def vendor_complete(vendor_dir: Path) -> bool:
+    """True if ``vendor_dir`` holds the MathJax, require.js and widget-manager entry points."""
+    return all((Path(vendor_dir) / rel).is_file() for rel in VENDOR_JS.values())
+
+
+def fetch_vendor(vendor_dir: Path) -> bool:
+    """Put the JavaScript of :data:`VENDOR_FILES` into ``vendor_dir`` with ``npm pack``.
+
+    Returns False (and says why) when npm is missing or fails: the HTML then uses CDNs.
+    """
+    vendor_dir = Path(vendor_dir)
+    if vendor_complete(vendor_dir):
+        return True
+    npm = shutil.which("npm")
+    if npm is None:
+        print("note: npm not found; the HTML will load MathJax and widgets from CDNs", flush=True)
+        return False
+    import tarfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [npm, "pack", "--silent", "--pack-destination", tmp, *VENDOR_FILES]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        tarballs = done.stdout.split()
+        if done.returncode != 0 or len(tarballs) != len(VENDOR_FILES):
+            print(f"note: `npm pack` failed ({done.stderr.strip()[-300:]}); the HTML will load "
+                  "MathJax and widgets from CDNs", flush=True)
+            return False
+        for spec, tarball in zip(VENDOR_FILES, tarballs):
+            name = spec.rsplit("@", 1)[0].split("/")[-1]
+            with tarfile.open(Path(tmp) / tarball) as tar:
+                members = [m for m in tar.getmembers() if m.isfile() and any(
+                    m.name.removeprefix("package/").startswith(f) for f in VENDOR_FILES[spec])]
+                for member in members:
+                    member.name = member.name.removeprefix("package/")
+                safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+                tar.extractall(vendor_dir / name, members=members, **safe)
+    return vendor_complete(vendor_dir)
+
+
+def use_vendor(config: dict, vendor_dir: Path | None) -> dict[Path, Path]:
+    """Point ``config`` at local MathJax/widget JavaScript; return the files to stage.
+
+    The files go to ``<stage>/_vendor/vendor/`` and are served from ``_static/vendor/``.
+    Returns an empty mapping (config untouched: CDNs) when ``vendor_dir`` is None or incomplete.
+    """
+    if vendor_dir is None or not vendor_complete(vendor_dir):
+        return {}
+    vendor_dir = Path(vendor_dir)
+    section = config.setdefault("sphinx", {})
+    sphinx = section["config"] = section.get("config") or {}
+    sphinx["html_static_path"] = [*sphinx.get("html_static_path", []), "_vendor"]
+    sphinx["mathjax_path"] = f"vendor/{VENDOR_JS['mathjax']}"
+    sphinx["nb_ipywidgets_js"] = {
+        f"vendor/{VENDOR_JS['requirejs']}": {},
+        f"vendor/{VENDOR_JS['widgets']}": {"data-jupyter-widgets-cdn": "https://cdn.jsdelivr.net/npm/"},
+    }
+    return {Path("_vendor/vendor") / p.relative_to(vendor_dir): p
+            for p in sorted(vendor_dir.rglob("*")) if p.is_file()}
+
+
 def stage_book(chapters: Sequence[Chapter], results_dir: Path, stage_dir: Path,
-               root: Path = REPO_ROOT) -> Path:
+               root: Path = REPO_ROOT, vendor_dir: Path | None = None) -> Path:
     """Lay out a source tree for ``jupyter-book build`` that needs no execution.
 
     Holds ``_config.yml`` (execution off), ``_toc.yml``, the non-chapter files of ``book/``, the
     *executed* ``<chapter>.ipynb`` in place of each chapter's ``.md``, and the generated
-    ``book/report.md``. Files no longer wanted are removed; unchanged files are not rewritten.
+    ``book/report.md``. With a complete ``vendor_dir`` (see :func:`fetch_vendor`) MathJax and
+    the widget manager are served from the book itself instead of CDNs. Files no longer wanted
+    are removed; unchanged files are not rewritten.
     """
     root, results_dir, stage_dir = Path(root), Path(results_dir), Path(stage_dir)
     config = yaml.safe_load((root / "_config.yml").read_text(encoding="utf-8")) or {}
@@ -539,6 +614,7 @@ def stage_book(chapters: Sequence[Chapter], results_dir: Path, stage_dir: Path,
             if path.is_file():
                 wanted[path.relative_to(root)] = path
 
+    wanted.update(use_vendor(config, vendor_dir))
     stage_dir.mkdir(parents=True, exist_ok=True)
     for rel, src in wanted.items():
         sync_file(src, stage_dir / rel)
@@ -608,6 +684,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--keep-going", action="store_true",
                         help="run the remaining chapters after a failure")
     parser.add_argument("--verbose", action="store_true", help="stream cell outputs to stderr")
+    parser.add_argument("--cdn", action="store_true",
+                        help="book: load MathJax and widget JavaScript from CDNs instead of "
+                             "fetching them with npm into _build/vendor")
     parser.add_argument("--no-strict", action="store_true",
                         help="book: do not turn Sphinx warnings into errors")
     parser.add_argument("--root", type=Path, default=REPO_ROOT,
@@ -645,7 +724,10 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 1
     if args.command == "book":
-        stage = stage_book(chapters, out_dir, root / "_build" / "src", root)
+        vendor = None if args.cdn else root / "_build" / "vendor"
+        if vendor is not None and not fetch_vendor(vendor):
+            vendor = None
+        stage = stage_book(chapters, out_dir, root / "_build" / "src", root, vendor)
         try:
             index = build_html(stage, root, strict=not args.no_strict)
         except subprocess.CalledProcessError as err:
