@@ -313,7 +313,8 @@ def is_up_to_date(chapter: Chapter, config: RunConfig, out_dir: Path,
     except (OSError, ValueError):
         return False
     return (stamp.get("fingerprint") == fingerprint(chapter, config, root)
-            and metrics.get("all_passed") is True)
+            and metrics.get("all_passed") is True
+            and "wall_time_s" in metrics)  # written by this runner, not by another build
 
 
 # --------------------------------------------------------------------------- execution
