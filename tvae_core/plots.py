@@ -10,12 +10,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 from scipy import stats as sps
+import torch
 from torch import Tensor
 
 from .stats import EnergyCorr
 
 __all__ = ["use_book_style", "student_t_panel", "matrix_image", "energy_profile", "lag_shift_map", "tile",
-           "image_grid"]
+           "image_grid", "pca_rgb_map"]
 
 
 def use_book_style() -> None:
@@ -109,4 +110,23 @@ def image_grid(images: Tensor | np.ndarray, rows: int, cols: int, title: str = "
     ax.imshow(tile(images, rows, cols, img_side), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
     ax.set_title(title)
     ax.axis("off")
+    return ax
+
+
+def pca_rgb_map(features: Tensor, side: int, title: str = "", ax: Axes | None = None) -> Axes:
+    """Colour every unit of a ``side x side`` torus by the first three principal components of
+    its ``features: (side^2, F)`` (each unit's feature vector normalised first).  Units that
+    encode similar things get similar colours: smooth patches mean a topographic map."""
+    ax = _ax(ax, (4, 4))
+    f = features / (features.norm(dim=1, keepdim=True) + 1e-12)
+    f = f - f.mean(0)
+    _, _, V = torch.linalg.svd(f, full_matrices=False)
+    pcs = (f @ V[:3].T).numpy()  # (n, 3)
+    lo, hi = np.percentile(pcs, 2, axis=0), np.percentile(pcs, 98, axis=0)
+    rgb = np.clip((pcs - lo) / (hi - lo + 1e-12), 0, 1).reshape(side, side, 3)
+    ax.imshow(rgb, interpolation="nearest")
+    ax.set_title(title)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)
     return ax

