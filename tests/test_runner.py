@@ -7,7 +7,6 @@ importing torch, so each execution costs about a kernel start.
 
 from __future__ import annotations
 
-import json
 import sys
 import textwrap
 from pathlib import Path

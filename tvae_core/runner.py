@@ -303,7 +303,7 @@ def output_paths(chapter: str, out_dir: Path) -> dict[str, Path]:
 
 def is_up_to_date(chapter: Chapter, config: RunConfig, out_dir: Path,
                   root: Path = REPO_ROOT) -> bool:
-    """True if ``out_dir`` holds a successful run of exactly this chapter source, code and config."""
+    """True if ``out_dir`` holds a successful run of this exact chapter source, code and config."""
     paths = output_paths(chapter.name, out_dir)
     if not all(paths[key].is_file() for key in ("notebook", "metrics", "stamp")):
         return False
@@ -336,7 +336,7 @@ def this_python_kernel_manager() -> type:
     """A kernel manager class whose kernel is ipykernel on ``sys.executable``, whatever name.
 
     This makes the run independent of which ``python3`` kernelspec happens to be registered.
-    It talks to the kernel over local IPC sockets (no TCP port, no plain-text TCP warning).
+    On POSIX it talks to the kernel over local IPC sockets (no TCP port, no plain-text warning).
     """
     from ipykernel.kernelspec import RESOURCES, get_kernel_dict
     from jupyter_client import AsyncKernelManager
@@ -348,7 +348,8 @@ def this_python_kernel_manager() -> type:
             return KernelSpec(resource_dir=RESOURCES, **get_kernel_dict())
 
     class ThisPythonKernelManager(AsyncKernelManager):
-        transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+        transport = CaselessStrEnum(["tcp", "ipc"], config=True,
+                                    default_value="ipc" if os.name == "posix" else "tcp")
 
         @default("kernel_spec_manager")
         def _kernel_spec_manager_default(self) -> KernelSpecManager:
@@ -486,14 +487,19 @@ def run_chapters(chapters: Sequence[Chapter], config: RunConfig, out_dir: Path, 
     return results, failures
 
 
+def report_text(chapters: Sequence[Chapter], results_dir: Path, *,
+                book_links: bool = False) -> str:
+    """The reproduction report Markdown of ``chapters`` from the metrics in ``results_dir``."""
+    return report.render_report(results_dir, [c.name for c in chapters],
+                                titles={c.name: chapter_title(c.path) for c in chapters},
+                                book_links=book_links)
+
+
 def write_report(chapters: Sequence[Chapter], results_dir: Path, *, book_links: bool = False,
                  path: Path | None = None) -> Path:
     """Render the reproduction report for ``results_dir`` and write it (default: its report.md)."""
-    text = report.render_report(results_dir, [c.name for c in chapters],
-                                titles={c.name: chapter_title(c.path) for c in chapters},
-                                book_links=book_links)
     path = Path(path) if path is not None else Path(results_dir) / "report.md"
-    atomic_write_text(path, text)
+    atomic_write_text(path, report_text(chapters, results_dir, book_links=book_links))
     return path
 
 
@@ -503,11 +509,8 @@ def profile_report(profile: str = "cpu", root: Path = REPO_ROOT) -> str:
     Reads ``$TVAE_RESULTS_DIR`` if set (where the chapters then wrote), else
     ``<root>/_results/<profile>``; used by ``book/report.md``.
     """
-    chapters = discover_chapters(root)
     results_dir = Path(os.environ.get(RESULTS_ENV) or default_results_dir(profile, root))
-    return report.render_report(results_dir, [c.name for c in chapters],
-                                titles={c.name: chapter_title(c.path) for c in chapters},
-                                book_links=True)
+    return report_text(discover_chapters(root), results_dir, book_links=True)
 
 
 # --------------------------------------------------------------------------- HTML book
@@ -548,7 +551,7 @@ def fetch_vendor(vendor_dir: Path) -> bool:
             print(f"note: `npm pack` failed ({done.stderr.strip()[-300:]}); the HTML will load "
                   "MathJax and widgets from CDNs", flush=True)
             return False
-        for spec, tarball in zip(VENDOR_FILES, tarballs):
+        for spec, tarball in zip(VENDOR_FILES, tarballs, strict=True):
             name = spec.rsplit("@", 1)[0].split("/")[-1]
             with tarfile.open(Path(tmp) / tarball) as tar:
                 members = [m for m in tar.getmembers() if m.isfile() and any(
@@ -621,10 +624,7 @@ def stage_book(chapters: Sequence[Chapter], results_dir: Path, stage_dir: Path,
         sync_file(src, stage_dir / rel)
     atomic_write_text_if_changed(stage_dir / "_config.yml", yaml.safe_dump(config, sort_keys=False))
     atomic_write_text_if_changed(stage_dir / "book" / "report.md",
-                                 report.render_report(
-                                     results_dir, [c.name for c in chapters],
-                                     titles={c.name: chapter_title(c.path) for c in chapters},
-                                     book_links=True))
+                                 report_text(chapters, results_dir, book_links=True))
     keep = set(wanted) | {Path("_config.yml"), Path("book/report.md")}
     for path in sorted(stage_dir.rglob("*"), reverse=True):
         rel = path.relative_to(stage_dir)
@@ -680,7 +680,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--chapters", nargs="+", default=None, metavar="NAME",
                         help="only these chapters, e.g. 01_pot (default: all in _toc.yml)")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
-                        help=f"per-cell execution timeout in seconds (default: {DEFAULT_TIMEOUT_S})")
+                        help="per-cell execution timeout in seconds "
+                             f"(default: {DEFAULT_TIMEOUT_S})")
     parser.add_argument("--force", action="store_true", help="re-run unchanged chapters too")
     parser.add_argument("--keep-going", action="store_true",
                         help="run the remaining chapters after a failure")
