@@ -44,3 +44,93 @@ def test_unit_effects_shape_and_locality():
     m = build_model(ModelConfig(kind="vae", enc_hidden=(16,), dec_hidden=(16,), side=3, weight_norm=False))
     e = unit_effects(m, torch.rand(10, 784))
     assert e.shape == (9, 784) and e.abs().sum() > 0
+
+
+# ---- equivariant capsules: E_eq, ObservedRoll, CapCorr (A.11), traversal ------------------
+from tvae_core import roll  # noqa: E402
+from tvae_core.metrics import (capcorr, capcorr_sequences, capsule_roll, capsule_traversal,  # noqa: E402
+                               equivariance_error, omega_and_rolls)
+
+D = 6
+
+
+def _rolled_sequences(n, S, C=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    t0 = torch.randn(n, C * D, generator=g)
+    return roll(t0[:, None].expand(-1, S, -1), torch.arange(S), D)  # (n, S, C*D): t_l = Roll_l(t_0)
+
+
+def test_equivariance_error_zero_for_rolled_code_and_positive_otherwise():
+    seq = _rolled_sequences(20, 6) * torch.rand(20, 6, 1)  # any positive per-frame scale
+    assert equivariance_error(seq, D).abs().max() < 1e-4
+    static = _rolled_sequences(20, 6)[:, :1].expand(-1, 6, -1)  # invariant code: not equivariant
+    assert (equivariance_error(static, D) > 1.0).all()
+    # the hand-written double sum of Eq 13 for one sequence
+    t = torch.randn(1, 4, 2 * D)
+    th = t / t.norm(dim=-1, keepdim=True)
+    direct = sum((roll(th[0, a], b - a, D) - th[0, b]).abs().sum() for a in range(4) for b in range(a + 1, 4))
+    assert abs(equivariance_error(t, D).item() - direct.item()) < 1e-4
+
+
+def test_capsule_roll_recovers_planted_shift_in_every_capsule():
+    g = torch.Generator().manual_seed(3)
+    t = torch.randn(40, 4 * D, generator=g)
+    r = torch.randint(0, D, (40,), generator=g)
+    assert torch.equal(capsule_roll(t, roll(t, r, D), D), r)
+    noisy = roll(t, r, D) + 0.05 * torch.randn(40, 4 * D, generator=g)
+    assert (capsule_roll(t, noisy, D) == r).float().mean() > 0.95
+
+
+def test_capsule_roll_mode_over_capsules():
+    t = torch.randn(1, 3 * D)
+    target = roll(t, 2, D)
+    target[0, 2 * D:] = roll(t[:, 2 * D:], 4, D)  # one capsule disagrees: the mode wins
+    assert capsule_roll(t, target, D).item() == 2
+
+
+def test_capcorr_one_for_equivariant_zero_for_random():
+    S = D
+    seq = _rolled_sequences(300, S)
+    y0 = torch.randint(0, S, (300,), generator=torch.Generator().manual_seed(1))  # random start step
+    omega = (S - y0) % S  # frame at the canonical value 0
+    t_omega = seq[torch.arange(300), omega]
+    assert abs(capcorr(seq[:, 0], t_omega, y0, D) - 1.0) < 1e-6
+    assert abs(capcorr(torch.randn(300, 3 * D), torch.randn(300, 3 * D), y0, D)) < 0.15
+
+
+def test_capcorr_omega_choice_for_periodic_scale_follows_A11():
+    """dSprites scale: 5 values looped 3 times in S=15 frames; 3 canonical frames per sequence.
+    A.11 picks the Omega whose observed roll is closest to |y_Omega - y_0|."""
+    S, n = 15, 5
+    D15 = 15
+    y0 = torch.arange(5).repeat(4)  # (20,) start step of each sequence
+    step = (y0[:, None] + torch.arange(S)) % n  # (20, S)
+    canonical = step == 0
+    g = torch.Generator().manual_seed(0)
+    t0 = torch.randn(20, 2 * D15, generator=g)
+    t = roll(t0[:, None].expand(-1, S, -1), torch.arange(S), D15)  # equivariant, 1 unit per frame
+    omega, rolls, shift = omega_and_rolls(t, step, canonical, D15)
+    assert canonical[torch.arange(20), omega].all()
+    assert torch.equal(rolls, shift) and torch.equal(shift, y0)  # the closest candidate matches exactly
+    assert abs(capcorr_sequences(t, step, canonical, D15) - 1.0) < 1e-6
+    # choosing the first canonical frame instead breaks the correspondence
+    first = canonical.float().argmax(1)
+    assert capcorr(t[:, 0], t[torch.arange(20), first], y0, D15) < 0.9
+
+
+def test_traversal_of_an_exactly_equivariant_toy_model():
+    """A 'model' whose code is Roll_l(t_0) and whose decoder is fixed: traversal == direct."""
+    S, P = D, 2 * D
+
+    class Toy:
+        def encode(self, x):  # x: (N, S, P) -> t_l = Roll_l(x_0)
+            return roll(x[:, :1].expand(-1, S, -1), torch.arange(S), D)
+
+        def decode(self, t):
+            return 4 * (t - 0.5)
+
+    x = Toy().encode(torch.rand(5, 1, P).expand(-1, S, -1))
+    tr = capsule_traversal(Toy(), x, D, L=2)
+    assert tr.held_out.tolist() == [False] * 4 + [True] * 2
+    torch.testing.assert_close(tr.roll_bce, tr.direct_bce)
+    assert abs(tr.ratio - 1.0) < 1e-6

@@ -47,9 +47,10 @@ def test_window_W_shape_and_central_block():
 
 @pytest.mark.parametrize("C,D,K,L,S", [(1, 4, 1, 1, 4), (2, 5, 3, 2, 7), (3, 6, 2, 3, 6), (2, 6, 5, 0, 3),
                                        (2, 7, 3, 4, 7), (1, 3, 3, 5, 4)])
-@pytest.mark.parametrize("mode,tb", list(itertools.product(["shifting", "stationary"], ["circular", "zero"])))
-def test_temporal_fast_equals_dense(C, D, K, L, S, mode, tb):
-    topo = TemporalTopography(C, D, K, L, mode, tb)
+@pytest.mark.parametrize("mode,tb,window", list(itertools.product(["shifting", "stationary"], ["circular", "zero"],
+                                                                   ["centered", "forward"])))
+def test_temporal_fast_equals_dense(C, D, K, L, S, mode, tb, window):
+    topo = TemporalTopography(C, D, K, L, mode, tb, window)
     v = torch.rand(3, S, C * D, generator=torch.Generator().manual_seed(C * D + L))
     expected = (v.reshape(3, -1) @ topo.dense(S).T).reshape(v.shape)
     torch.testing.assert_close(topo(v), expected)
@@ -74,6 +75,16 @@ def test_shifting_denominator_is_equivariant_for_full_window():
     S = D = 7
     v = TemporalTopography(3, D, 1, 3, "shifting")(torch.rand(2, S, 3 * D))
     torch.testing.assert_close(v, roll(v[:, :1].expand(-1, S, -1), torch.arange(S), D))
+
+
+def test_forward_window_full_sequence_is_equivariant():
+    """The experiments' form: 2L = S input frames, t_0 from frames 0..2L-1 (Sec 6.3)."""
+    S = D = 6
+    topo = TemporalTopography(2, D, 1, S // 2, "shifting", window="forward")
+    assert list(topo.offsets) == list(range(S))
+    v = topo(torch.rand(3, S, 2 * D))
+    torch.testing.assert_close(v, roll(v[:, :1].expand(-1, S, -1), torch.arange(S), D))
+    assert list(TemporalTopography(2, D, 1, 0, window="forward").offsets) == [0]
 
 
 def test_stationary_denominator_is_not_equivariant():

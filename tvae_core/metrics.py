@@ -23,7 +23,8 @@ from torch import Tensor
 from ._checks import check_int
 
 __all__ = ["max_activating", "unit_preferences", "neighbour_agreement", "AgreementTest", "unit_effects",
-           "SimilarityTest", "neighbour_similarity_test",
+           "SimilarityTest", "neighbour_similarity_test", "equivariance_error", "capsule_roll", "capcorr",
+           "omega_and_rolls", "capcorr_sequences", "Traversal", "capsule_traversal",
            "agreement_permutation_test"]
 
 
@@ -122,3 +123,116 @@ def neighbour_similarity_test(features: Tensor, side: int, n_perm: int = 2000, s
     obs = stat(torch.arange(n)[None]).item()
     p = (1 + (null >= obs).sum().item()) / (1 + n_perm)
     return SimilarityTest(obs, null.mean().item(), p, n_perm)
+
+
+# --------------------------------------------------------------------------------------------
+# Equivariant capsules (Sec 6.1, appendix A.11): E_eq, ObservedRoll, CapCorr, traversals
+# --------------------------------------------------------------------------------------------
+
+def equivariance_error(t: Tensor, capsule_dim: int, chunk: int = 256) -> Tensor:
+    r"""Eq 13: ``sum_{l<l'} || Roll_{l'-l}(t_l / |t_l|) - t_{l'} / |t_{l'}| ||_1`` per sequence.
+
+    ``t: (N, S, C*D)`` -> ``(N,)``.  Zero for a code that is exactly ``t_l = a_l Roll_l(t_0)``
+    (any positive scales ``a_l``).  Computed for all ``S(S-1)/2`` pairs at once, in chunks of
+    ``chunk`` sequences to bound memory."""
+    from .roll import roll
+
+    N, S, _ = t.shape
+    th = t / (t.norm(dim=-1, keepdim=True) + 1e-12)  # (N, S, n)
+    l, l2 = torch.triu_indices(S, S, offset=1, device=t.device)  # pairs l < l'
+    out = []
+    for tb in th.split(chunk):
+        rolled = roll(tb[:, l], l2 - l, capsule_dim)  # (B, P, n): Roll_{l'-l}(t_l)
+        out.append((rolled - tb[:, l2]).abs().sum((-1, -2)))
+    return torch.cat(out)
+
+
+def _mode(votes: Tensor, n_values: int) -> Tensor:
+    """Most frequent value along the last axis (ties: the smallest value)."""
+    return torch.nn.functional.one_hot(votes, n_values).sum(-2).argmax(-1)
+
+
+def capsule_roll(t_a: Tensor, t_b: Tensor, capsule_dim: int) -> Tensor:
+    r"""ObservedRoll (Eq 16): the shift ``r in [0, D)`` for which ``Roll_r(t_a)`` best matches
+    ``t_b`` (argmax of the circular cross-correlation per capsule), mode over capsules.
+
+    ``t_a, t_b: (..., C*D)`` -> ``(...,)`` long.  Eq 16's ``argmax[t_Omega * t_0]`` is
+    ``capsule_roll(t_Omega, t_0)``."""
+    from ._checks import check_capsules
+
+    C = check_capsules("t_a", t_a.shape[-1], capsule_dim)
+    a = t_a.reshape(*t_a.shape[:-1], C, capsule_dim)
+    b = t_b.reshape(*t_b.shape[:-1], C, capsule_dim)
+    cc = torch.fft.irfft(torch.fft.rfft(a, dim=-1).conj() * torch.fft.rfft(b, dim=-1), n=capsule_dim, dim=-1)
+    return _mode(cc.argmax(-1), capsule_dim)  # cc[r] = sum_d a[d] b[d + r]
+
+
+def _pearson(x: Tensor, y: Tensor) -> float:
+    x, y = x.double() - x.double().mean(), y.double() - y.double().mean()
+    den = (x.norm() * y.norm()).item()
+    return float((x @ y).item() / den) if den > 0 else 0.0
+
+
+def capcorr(t_0: Tensor, t_omega: Tensor, factor_shift: Tensor, capsule_dim: int) -> float:
+    r"""CapCorr, Eq 17: Pearson correlation over the data set of ``ObservedRoll(t_Omega, t_0)``
+    (the roll taking ``t_Omega`` to ``t_0``) with the factor shift ``|y_Omega - y_0|``.
+
+    ``t_0, t_omega: (N, C*D)``, ``factor_shift: (N,)`` in grid steps -> float; 1 for a
+    perfectly equivariant code.  A constant input gives 0 (no correlation measurable)."""
+    return _pearson(capsule_roll(t_omega, t_0, capsule_dim).float(), factor_shift.float())
+
+
+def omega_and_rolls(t: Tensor, step: Tensor, canonical: Tensor, capsule_dim: int) -> tuple[Tensor, Tensor, Tensor]:
+    r"""Pick ``Omega`` per sequence as A.11 does and return ``(omega, observed_roll, factor_shift)``.
+
+    ``t: (N, S, C*D)``; ``step: (N, S)`` factor grid index per frame; ``canonical: (N, S)`` bool.
+    Among the canonical frames, ``Omega`` is the one whose ``ObservedRoll(t_Omega, t_0)`` is
+    closest to ``|y_Omega - y_0|`` (A.11: several canonical frames when dSprites scale loops
+    three times).  Sequences without a canonical frame are an error."""
+    if not bool(canonical.any(1).all()):
+        raise ValueError("every sequence needs at least one canonical frame (canonical.any(1) is False somewhere)")
+    S = t.shape[1]
+    rolls = capsule_roll(t, t[:, :1].expand_as(t), capsule_dim)  # (N, S): ObservedRoll(t_l, t_0)
+    shift = (step - step[:, :1]).abs()  # (N, S): |y_l - y_0|
+    dist = (rolls - shift).abs().float().masked_fill(~canonical, float("inf"))
+    omega = dist.argmin(1)  # (N,)
+    idx = torch.arange(len(t))
+    return omega, rolls[idx, omega], shift[idx, omega]
+
+
+def capcorr_sequences(t: Tensor, step: Tensor, canonical: Tensor, capsule_dim: int) -> float:
+    """CapCorr (Eq 17) of a set of sequences with A.11's choice of ``Omega``."""
+    _, rolls, shift = omega_and_rolls(t, step, canonical, capsule_dim)
+    return _pearson(rolls.float(), shift.float())
+
+
+@dataclass(frozen=True)
+class Traversal:
+    """Capsule traversal of Fig 4 in numbers (per sequence and frame, BCE nats per image)."""
+
+    roll_bce: Tensor     # (N, S): decode(Roll_l(t_0)) vs x_l
+    direct_bce: Tensor   # (N, S): decode(t_l) vs x_l (t_l encoded from its own window)
+    held_out: Tensor     # (S,) bool: frames not in t_0's input window (l >= 2L)
+    decoded: Tensor      # (N, S, P) sigmoid(decode(Roll_l(t_0))), for plotting
+
+    @property
+    def ratio(self) -> float:
+        """Mean traversal BCE over mean direct BCE on the held-out frames."""
+        m = self.held_out
+        return (self.roll_bce[:, m].mean() / self.direct_bce[:, m].mean()).item()
+
+
+@torch.no_grad()
+def capsule_traversal(model, x: Tensor, capsule_dim: int, L: int) -> Traversal:
+    """Encode each sequence ``x: (N, S, P)``, roll ``t_0`` by ``l`` inside every capsule for
+    ``l = 0..S-1`` and decode (Sec 6.1, Fig 4).  ``t_0`` sees frames ``0 .. 2L-1``, so frames
+    ``l >= 2L`` are held out; when ``2L >= S`` every frame after the first is reported."""
+    from .roll import roll
+
+    N, S, _ = x.shape
+    t = model.encode(x)  # (N, S, n)
+    rolled = roll(t[:, :1].expand(-1, S, -1), torch.arange(S, device=x.device), capsule_dim)  # (N, S, n)
+    logits_roll, logits_direct = model.decode(rolled), model.decode(t)  # (N, S, P)
+    bce = lambda lg: torch.nn.functional.binary_cross_entropy_with_logits(lg, x, reduction="none").sum(-1)
+    held = torch.arange(S, device=x.device) >= (2 * L if 0 < 2 * L < S else 1)
+    return Traversal(bce(logits_roll).cpu(), bce(logits_direct).cpu(), held.cpu(), torch.sigmoid(logits_roll).cpu())

@@ -47,6 +47,7 @@ class ModelConfig:
     K: int = 5                              # neighbourhood (torus: K x K; capsules: K units)
     L: int = 0                              # temporal half-window (topography="temporal")
     mode: str = "shifting"                  # temporal coherence: "shifting" (TVAE) | "stationary" (Bubble)
+    window: str = "forward"                 # temporal window: "forward" (t_l from frames l..l+2L-1) | "centered"
     mu_init: float = 5.0                    # initial mu of Eq 6 (A.2: 5 for the torus, 30 for capsules)
     weight_norm: bool = True                # layer-wise weight normalisation, Eq 15 (A.8)
 
@@ -64,7 +65,7 @@ class ModelConfig:
             return TorusTopography(self.side, self.K)
         if self.topography == "capsules":
             return CapsuleTopography(self.n_caps, self.capsule_dim, self.K)
-        return TemporalTopography(self.n_caps, self.capsule_dim, self.K, self.L, self.mode)
+        return TemporalTopography(self.n_caps, self.capsule_dim, self.K, self.L, self.mode, "circular", self.window)
 
     def to_dict(self) -> dict:
         return asdict(self)

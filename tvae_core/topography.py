@@ -54,10 +54,12 @@ __all__ = [
     "window_W",
     "TEMPORAL_MODES",
     "TIME_BOUNDARIES",
+    "TIME_WINDOWS",
 ]
 
 TEMPORAL_MODES = ("shifting", "stationary")
 TIME_BOUNDARIES = ("circular", "zero")
+TIME_WINDOWS = ("centered", "forward")
 
 
 def window_offsets(K: int) -> range:
@@ -184,6 +186,7 @@ class TemporalTopography:
     L: int = 1
     mode: str = "shifting"
     time_boundary: str = "circular"
+    window: str = "centered"
 
     def __post_init__(self) -> None:
         check_int("n_caps", self.n_caps, minimum=1)
@@ -192,6 +195,14 @@ class TemporalTopography:
         check_int("L", self.L, minimum=0)
         check_choice("mode", self.mode, TEMPORAL_MODES)
         check_choice("time_boundary", self.time_boundary, TIME_BOUNDARIES)
+        check_choice("window", self.window, TIME_WINDOWS)
+
+    @property
+    def offsets(self) -> range:
+        """The time offsets ``delta`` that ``T_l`` sees (``U_{l+delta}``)."""
+        if self.window == "centered":
+            return range(-self.L, self.L + 1)
+        return range(0, max(2 * self.L, 1))
 
     @property
     def n(self) -> int:
@@ -201,10 +212,11 @@ class TemporalTopography:
         _check_last(v, self.n, "v")
         if v.ndim < 2:
             raise ValueError(f"v must have shape (..., S, C*D) with a time axis, got {tuple(v.shape)}")
-        S, L, D = v.shape[-2], self.L, self.capsule_dim
+        S, D = v.shape[-2], self.capsule_dim
+        lo, width = self.offsets.start, len(self.offsets)
         vc = v.reshape(*v.shape[:-1], self.n_caps, D)  # (..., S, C, D)
-        # frames s = -L ... S-1+L (wrapped or zero), laid out along the time axis
-        idx = torch.arange(-L, S + L, device=v.device)  # (S+2L,)
+        # frames s = lo ... S-1+hi (wrapped or zero), laid out along the time axis
+        idx = torch.arange(lo, S + lo + width - 1, device=v.device)  # (S+width-1,)
         if self.time_boundary == "circular":
             vt = vc.index_select(-3, idx % S)  # (..., S+2L, C, D)
         else:
@@ -212,8 +224,8 @@ class TemporalTopography:
             idx = torch.where((idx < 0) | (idx >= S), torch.full_like(idx, S), idx)
             vt = torch.cat([vc, zero], dim=-3).index_select(-3, idx)
         if self.mode == "shifting":  # shear: frame s rolled by -s, so v_{s, m+s} lands at m
-            vt = roll(vt.flatten(-2), -(torch.arange(S + 2 * L, device=v.device) - L), D).reshape(vt.shape)
-        box = vt.unfold(-3, 2 * L + 1, 1).sum(-1)  # (..., S, C, D): sum over delta
+            vt = roll(vt.flatten(-2), -idx, D).reshape(vt.shape)
+        box = vt.unfold(-3, width, 1).sum(-1)  # (..., S, C, D): sum over delta
         box = box_sum(box, -1, self.K)  # sum over the capsule window k
         out = box.flatten(-2)  # (..., S, C*D)
         if self.mode == "shifting":  # unshear: frame l rolled by +l
@@ -224,7 +236,7 @@ class TemporalTopography:
         r"""``(S*n, S*n)`` matrix acting on the flattened sequence ``v.reshape(S*n)``.
 
         Row ``(l, c, i)`` has a 1 at column ``((l+delta) mod S, c, (i + s*delta + k) mod D)``
-        for every ``delta`` in ``-L..L`` and ``k`` in the window, with ``s = 1`` for shifting
+        for every ``delta`` in :attr:`offsets` and ``k`` in the window, with ``s = 1`` for shifting
         and ``s = 0`` for stationary (``time_boundary="zero"`` drops out-of-range frames).
         """
         check_int("S", S, minimum=1)
@@ -233,9 +245,9 @@ class TemporalTopography:
         l = torch.arange(S)[:, None, None, None, None]
         c = torch.arange(C)[None, :, None, None, None]
         i = torch.arange(D)[None, None, :, None, None]
-        dl = torch.arange(-self.L, self.L + 1)[None, None, None, :, None]
+        dl = torch.tensor(list(self.offsets))[None, None, None, :, None]
         k = torch.tensor(list(window_offsets(self.K)))[None, None, None, None, :]
-        shape = (S, C, D, 2 * self.L + 1, self.K)
+        shape = (S, C, D, len(self.offsets), self.K)
         rows = (l * n + c * D + i).expand(shape)
         tl = l + dl
         cols = (tl % S) * n + c * D + (i + sh * dl + k) % D
@@ -252,6 +264,8 @@ class TemporalTopography:
         is the capsule window and ``P_delta`` the permutation ``Roll_{-delta}`` for shifting
         coherence (identity for stationary).
         """
+        if self.window != "centered":
+            raise ValueError("window_dense is Eq 7's centered form; use dense(S) for window='forward'")
         base = CapsuleTopography(self.n_caps, self.capsule_dim, self.K).dense()  # (n, n)
         blocks = []
         for delta in range(self.L, -self.L - 1, -1):  # teaching oracle only, not a hot path
@@ -278,9 +292,9 @@ def torus_W(side: int, K: int = 5) -> Tensor:
 
 
 def temporal_W(n_caps: int, capsule_dim: int, K: int, L: int, S: int, mode: str = "shifting",
-               time_boundary: str = "circular") -> Tensor:
+               time_boundary: str = "circular", window: str = "centered") -> Tensor:
     """Dense ``(S*n, S*n)`` temporal neighbourhood matrix, see :class:`TemporalTopography`."""
-    return TemporalTopography(n_caps, capsule_dim, K, L, mode, time_boundary).dense(S)
+    return TemporalTopography(n_caps, capsule_dim, K, L, mode, time_boundary, window).dense(S)
 
 
 def window_W(n_caps: int, capsule_dim: int, K: int, L: int, mode: str = "shifting") -> Tensor:
