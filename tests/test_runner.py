@@ -194,7 +194,7 @@ def test_report_on_a_results_folder_with_a_missing_chapter(tmp_path: Path) -> No
                              metrics("01_a", [CLAIM, failed], wall_time_s=12.34))
     text = report.render_report(tmp_path, ["01_a", "02_b"], titles={"02_b": "Second"})
     assert text.startswith("# Reproduction report\n")
-    assert "1 of 2 chapters have metrics (profile `cpu`); 1 of 2 claims passed" in text
+    assert "1 of 2 chapters have metrics (profile `cpu`); 1 of 2 enforced claims passed" in text
     assert "No metrics yet for `02_b`" in text
     assert "## Title 01_a" in text and "## Second" in text
     assert "wall time 12.3 s" in text and "seed `0`" in text
@@ -206,7 +206,7 @@ def test_report_on_a_results_folder_with_a_missing_chapter(tmp_path: Path) -> No
 
 def test_report_with_no_results_at_all(tmp_path: Path) -> None:
     text = report.render_report(tmp_path / "nothing", ["01_a"])
-    assert "0 of 1 chapters have metrics; 0 of 0 claims passed" in text
+    assert "0 of 1 chapters have metrics; 0 of 0 enforced claims passed" in text
     assert "has no metrics yet" in text
 
 
@@ -364,3 +364,14 @@ def test_vendor_falls_back_to_cdn_without_npm(tmp_path: Path, monkeypatch, capsy
     config: dict = {"sphinx": {"config": None}}
     assert runner.use_vendor(config, tmp_path / "vendor") == {}
     assert config == {"sphinx": {"config": None}}
+
+
+def test_report_marks_unenforced_claims(tmp_path: Path) -> None:
+    """A claim checked but not enforced (smoke scale) is shown as such and does not count."""
+    soft = {**CLAIM, "name": "organised", "passed": False, "enforced": False}
+    m = metrics("01_a", [CLAIM, soft])
+    m["all_passed"] = True
+    assert report.validate_metrics(m) == []
+    runner.atomic_write_json(tmp_path / "01_a.json", m)
+    text = report.render_report(tmp_path, ["01_a"])
+    assert "not met (not enforced at this profile)" in text and "1 of 1 enforced claims passed" in text

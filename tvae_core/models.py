@@ -155,16 +155,21 @@ class TVAE(nn.Module):
 
     def to_t(self, z: Tensor, u: Tensor) -> Tensor:
         """Eq 6/11: ``t = (z - mu) / sqrt(W u^2)``, shapes ``(..., n)`` or ``(..., S, n)``."""
-        return (z - self.mu) / torch.sqrt(self.topo(u.pow(2)) + 1e-8)
+        return self._t_from_u2(z, u.pow(2))
+
+    def _t_from_u2(self, z: Tensor, u2: Tensor) -> Tensor:
+        return (z - self.mu) / torch.sqrt(self.topo(u2) + 1e-8)
 
     def posterior(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """``(z_mean, z_log_std, u_mean, u_log_std)``, each ``(..., n)``."""
         return (*self.enc_z(x), *self.enc_u(x))
 
     def encode(self, x: Tensor) -> Tensor:
-        """Deterministic code: ``t`` from the posterior means.  ``(..., P) -> (..., n)``."""
-        zm, _, um, _ = self.posterior(x)
-        return self.to_t(zm, um)
+        """Deterministic code ``(..., P) -> (..., n)``: ``z`` at its posterior mean and ``u^2`` at
+        its posterior expectation ``E[u^2] = mean^2 + std^2`` (``u``'s mean alone can sit near 0,
+        where ``t`` would blow up although no sample of ``u`` is ever that small)."""
+        zm, _, um, us = self.posterior(x)
+        return self._t_from_u2(zm, um.pow(2) + torch.exp(2 * us))
 
     def decode(self, t: Tensor) -> Tensor:
         """Pixel logits ``(..., P)``."""

@@ -42,6 +42,19 @@ def _type_problem(where: str, value: Any, types: tuple[type, ...]) -> str | None
     return f"{where} should be {names}, got {type(value).__name__}"
 
 
+def _enforced(claim: Mapping[str, Any]) -> bool:
+    """Claims are enforced unless marked ``"enforced": false`` (checked, but reported only:
+    the profile is too small for them, e.g. organisation after seconds of smoke training)."""
+    return claim.get("enforced", True) is not False
+
+
+def _result(claim: Mapping[str, Any]) -> str:
+    ok = claim.get("passed") is True
+    if not _enforced(claim):
+        return "met (not enforced)" if ok else "not met (not enforced at this profile)"
+    return "pass" if ok else "**FAIL**"
+
+
 def validate_metrics(metrics: Any) -> list[str]:
     """Problems with a metrics dict against the schema above (empty list: valid).
 
@@ -69,9 +82,9 @@ def validate_metrics(metrics: Any) -> list[str]:
                 problems.append(f"claims[{i}] missing field {key!r}")
             elif (msg := _type_problem(f"claims[{i}].{key}", claim[key], types)) is not None:
                 problems.append(msg)
-    passed = [c.get("passed") is True for c in claims if isinstance(c, dict)]
+    passed = [c.get("passed") is True for c in claims if isinstance(c, dict) and _enforced(c)]
     if isinstance(metrics.get("all_passed"), bool) and metrics["all_passed"] != all(passed):
-        problems.append("all_passed disagrees with the claims' passed flags")
+        problems.append("all_passed disagrees with the enforced claims' passed flags")
     return problems
 
 
@@ -140,7 +153,7 @@ def render_chapter(chapter: str, metrics: Mapping[str, Any] | None, title: str |
     for claim in metrics.get("claims") or []:
         if not isinstance(claim, dict):
             continue
-        result = "pass" if claim.get("passed") is True else "**FAIL**"
+        result = _result(claim)
         lines.append(f"| {cell(claim.get('name'))} | {cell(claim.get('statement'))} "
                      f"| {cell(claim.get('paper'))} | {cell(claim.get('value'))} "
                      f"| {cell(claim.get('threshold'))} | {result} |")
@@ -151,13 +164,13 @@ def render_chapter(chapter: str, metrics: Mapping[str, Any] | None, title: str |
 def summarize(all_metrics: Mapping[str, Mapping[str, Any] | None]) -> str:
     """One summary line: how many chapters have metrics and how many claims passed."""
     present = {name: m for name, m in all_metrics.items() if m is not None}
-    claims = [c for m in present.values() for c in (m.get("claims") or []) if isinstance(c, dict)]
+    claims = [c for m in present.values() for c in (m.get("claims") or []) if isinstance(c, dict) and _enforced(c)]
     passed = sum(c.get("passed") is True for c in claims)
     missing = [name for name, m in all_metrics.items() if m is None]
     profiles = sorted({str(m.get("profile")) for m in present.values()})
     text = (f"**Summary:** {len(present)} of {len(all_metrics)} chapters have metrics"
             + (f" (profile {', '.join(f'`{p}`' for p in profiles)})" if profiles else "")
-            + f"; {passed} of {len(claims)} claims passed.")
+            + f"; {passed} of {len(claims)} enforced claims passed.")
     if missing:
         text += " No metrics yet for " + ", ".join(f"`{name}`" for name in missing) + "."
     return text
