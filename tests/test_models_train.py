@@ -114,3 +114,24 @@ def test_bad_config_values_raise():
         ModelConfig(kind="gan")
     with pytest.raises(ValueError, match="optimizer='rmsprop' is not allowed; choose one of: 'sgd', 'adam'"):
         TrainConfig(optimizer="rmsprop")
+
+
+def test_steps_override_epochs(digits, tmp_path):
+    cfg = ModelConfig(kind="vae", weight_norm=False, **SMALL)
+    r = fit(cfg, digits.train_x[:100], TrainConfig(epochs=50, batch_size=32, steps=7), cache_dir=tmp_path,
+            progress=False)
+    assert len(r.history) == 3  # 3 steps per epoch: 3 + 3 + 1
+    with pytest.raises(ValueError, match="batch_size=32 is larger"):
+        fit(cfg, digits.train_x[:10], TrainConfig(batch_size=32), cache_dir=tmp_path, progress=False)
+
+
+def test_decoder_standardisation_commutes_with_roll():
+    from tvae_core import roll
+    cfg = ModelConfig(kind="tvae", in_dim=20, enc_hidden=(8,), dec_hidden=(8,), topography="capsules",
+                      n_caps=3, capsule_dim=4, K=1, decoder_norm=True)
+    dec = TVAE(cfg).dec
+    t = torch.randn(5, 12) * 3 + 7
+    std = (t - t.mean(-1, keepdim=True)) / t.std(-1, keepdim=True)
+    torch.testing.assert_close(dec.net(std), dec(t), atol=1e-4, rtol=1e-4)
+    rolled = roll(t, 2, 4)
+    torch.testing.assert_close(dec.net(roll(std, 2, 4)), dec(rolled), atol=1e-4, rtol=1e-4)

@@ -50,6 +50,8 @@ class ModelConfig:
     window: str = "forward"                 # temporal window: "forward" (t_l from frames l..l+2L-1) | "centered"
     mu_init: float = 5.0                    # initial mu of Eq 6 (A.2: 5 for the torus, 30 for capsules)
     weight_norm: bool = True                # layer-wise weight normalisation, Eq 15 (A.8)
+    decoder_norm: bool = False              # standardise t over its units before the decoder (not in
+                                            # the paper; commutes with Roll, see BernoulliDecoder)
 
     def __post_init__(self) -> None:
         check_choice("kind", self.kind, MODEL_KINDS)
@@ -101,13 +103,25 @@ class GaussianEncoder(nn.Module):
 
 
 class BernoulliDecoder(nn.Module):
-    """``t: (..., n) -> pixel logits (..., P)``; ``p(x|t) = Bernoulli(sigmoid(logits))``."""
+    """``t: (..., n) -> pixel logits (..., P)``; ``p(x|t) = Bernoulli(sigmoid(logits))``.
 
-    def __init__(self, n: int, hidden: tuple[int, ...], out_dim: int, weight_norm: bool = False) -> None:
+    ``standardize=True`` first maps ``t -> (t - mean_i t_i) / std_i t_i`` over the ``n`` units
+    (a layer norm without learned scale).  It is still just a decoder ``g(t)``, and since
+    mean and std over all units are invariant to any permutation of the units,
+    ``g(Roll_l(t))`` sees exactly ``Roll_l`` of the standardised code: equivariance of ``t``
+    is untouched.  What it changes is optimisation: with a large ``mu`` the code is a large
+    constant plus small variations, and the standardisation hands the decoder the variations.
+    """
+
+    def __init__(self, n: int, hidden: tuple[int, ...], out_dim: int, weight_norm: bool = False,
+                 standardize: bool = False) -> None:
         super().__init__()
+        self.standardize = standardize
         self.net = MLP((n, *hidden, out_dim), weight_norm)
 
     def forward(self, t: Tensor) -> Tensor:
+        if self.standardize:
+            t = (t - t.mean(-1, keepdim=True)) / (t.std(-1, keepdim=True) + 1e-5)
         return self.net(t)
 
 
@@ -150,7 +164,7 @@ class TVAE(nn.Module):
         self.topo = cfg.build_topography()
         self.enc_z = GaussianEncoder(cfg.in_dim, cfg.enc_hidden, n, cfg.weight_norm)
         self.enc_u = GaussianEncoder(cfg.in_dim, cfg.enc_hidden, n, cfg.weight_norm)
-        self.dec = BernoulliDecoder(n, cfg.dec_hidden, cfg.in_dim, cfg.weight_norm)
+        self.dec = BernoulliDecoder(n, cfg.dec_hidden, cfg.in_dim, cfg.weight_norm, cfg.decoder_norm)
         self.mu = nn.Parameter(torch.full((n,), float(cfg.mu_init)))  # (n,)
 
     def to_t(self, z: Tensor, u: Tensor) -> Tensor:
@@ -210,7 +224,7 @@ class VAE(nn.Module):
         self.cfg = cfg
         n = cfg.n_latent
         self.enc_z = GaussianEncoder(cfg.in_dim, cfg.enc_hidden, n, cfg.weight_norm)
-        self.dec = BernoulliDecoder(n, cfg.dec_hidden, cfg.in_dim, cfg.weight_norm)
+        self.dec = BernoulliDecoder(n, cfg.dec_hidden, cfg.in_dim, cfg.weight_norm, cfg.decoder_norm)
 
     def encode(self, x: Tensor) -> Tensor:
         return self.enc_z(x)[0]

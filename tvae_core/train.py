@@ -44,11 +44,14 @@ class TrainConfig:
     momentum: float = 0.9      # SGD momentum (A.1)
     seed: int = 0              # seeds init, shuffling and the reparameterisation noise
     grad_clip: float | None = None  # clip the global gradient norm (None: off)
+    steps: int | None = None   # if set: exactly this many optimiser steps (overrides epochs)
 
     def __post_init__(self) -> None:
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_int("epochs", self.epochs, minimum=1)
         check_int("batch_size", self.batch_size, minimum=1)
+        if self.steps is not None:
+            check_int("steps", self.steps, minimum=1)
 
 
 class TrainingDiverged(RuntimeError):
@@ -137,17 +140,21 @@ def fit(model_cfg: ModelConfig, train_x: Tensor, train_cfg: TrainConfig, *, data
     g = torch.Generator().manual_seed(train_cfg.seed)
     x_all = train_x.to(dev)
     n, bs = len(x_all), train_cfg.batch_size
-    steps_per_epoch = max(1, n // bs)
+    if n < bs:
+        raise ValueError(f"batch_size={bs} is larger than the training set ({n} examples)")
+    steps_per_epoch = n // bs
+    total = train_cfg.steps or train_cfg.epochs * steps_per_epoch
+    n_epochs = -(-total // steps_per_epoch)
     history: list[dict] = []
     t0 = time.perf_counter()
-    bar = tqdm(total=train_cfg.epochs * steps_per_epoch, desc=f"training {name}", disable=not progress,
-               unit="step", mininterval=1.0)
+    bar = tqdm(total=total, desc=f"training {name}", disable=not progress, unit="step", mininterval=1.0)
     step = 0
     model.train()
-    for epoch in range(train_cfg.epochs):
+    for epoch in range(n_epochs):
         perm = torch.randperm(n, generator=g)[: steps_per_epoch * bs].to(dev)
+        batches = perm.view(steps_per_epoch, bs)[: total - step]
         sums = torch.zeros(3, device=dev)
-        for idx in perm.view(steps_per_epoch, bs):
+        for idx in batches:
             parts = model(x_all[idx])
             loss = -parts.elbo.mean()
             if not torch.isfinite(loss):
@@ -164,7 +171,7 @@ def fit(model_cfg: ModelConfig, train_x: Tensor, train_cfg: TrainConfig, *, data
             sums += torch.stack([parts.recon.mean(), parts.kl_z.mean(), parts.kl_u.mean()]).detach()
             step += 1
             bar.update(1)
-        recon, kl_z, kl_u = (sums / steps_per_epoch).tolist()
+        recon, kl_z, kl_u = (sums / len(batches)).tolist()
         rec = {"epoch": epoch + 1, "elbo": recon - kl_z - kl_u, "recon": recon, "kl_z": kl_z, "kl_u": kl_u}
         if isinstance(model, TVAE):
             rec["mu"] = model.mu.mean().item()
