@@ -16,7 +16,7 @@ from torch import Tensor
 from .stats import EnergyCorr
 
 __all__ = ["use_book_style", "student_t_panel", "matrix_image", "energy_profile", "lag_shift_map", "tile",
-           "image_grid", "pca_rgb_map"]
+           "image_grid", "pca_rgb_map", "traversal_rows"]
 
 
 def use_book_style() -> None:
@@ -129,4 +129,40 @@ def pca_rgb_map(features: Tensor, side: int, title: str = "", ax: Axes | None = 
     ax.set_xticks([])
     ax.set_yticks([])
     ax.grid(False)
+    return ax
+
+
+def _frame_rgb(frame: Tensor, frame_shape: tuple[int, int, int]) -> np.ndarray:
+    """A flattened frame ``(C*H*W,)`` as an ``(H, W, 3)`` array (grey frames: ink dark on white)."""
+    c, h, w = frame_shape
+    f = frame.reshape(c, h, w).clamp(0, 1).numpy()
+    if c == 1:
+        return np.repeat(1.0 - f[0][..., None], 3, axis=-1)
+    return f.transpose(1, 2, 0)
+
+
+def traversal_rows(rows: dict[str, Tensor], frame_shape: tuple[int, int, int], held_out: Tensor | None = None,
+                   title: str = "", ax: Axes | None = None) -> Axes:
+    """Fig 4 layout: one row per entry of ``rows`` (each ``(S, P)`` flattened frames); frames
+    marked in ``held_out`` are drawn faded in the first row (the data), as in the paper."""
+    names = list(rows)
+    S = next(iter(rows.values())).shape[0]
+    _, h, w = frame_shape
+    pad = 2
+    canvas = np.ones((len(names) * (h + pad) + pad, S * (w + pad) + pad, 3))
+    for r, name in enumerate(names):
+        for l in range(S):  # plotting only
+            img = _frame_rgb(rows[name][l], frame_shape)
+            if r == 0 and held_out is not None and bool(held_out[l]):
+                img = 0.35 * img + 0.65  # greyed out: not in the input window
+            canvas[pad + r * (h + pad): pad + r * (h + pad) + h, pad + l * (w + pad): pad + l * (w + pad) + w] = img
+    ax = _ax(ax, (S * 0.55, len(names) * 0.6 + 0.4))
+    ax.imshow(canvas, interpolation="nearest")
+    ax.set_yticks([pad + r * (h + pad) + h / 2 for r in range(len(names))], names)
+    ax.set_xticks([pad + l * (w + pad) + w / 2 for l in range(S)], [str(l) for l in range(S)])
+    ax.tick_params(length=0, labelsize=8)
+    ax.set_title(title, fontsize=10)
+    ax.grid(False)
+    for side in ("left", "bottom"):
+        ax.spines[side].set_visible(False)
     return ax
