@@ -34,6 +34,7 @@ obeys ``v_l = Roll_l(v_0)`` exactly when the window covers the whole cyclic sequ
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -68,6 +69,23 @@ def window_offsets(K: int) -> range:
     return range(-(K // 2), K - K // 2)
 
 
+def _sliding_sum(xp: Tensor, dim: int, width: int) -> Tensor:
+    """Sums of ``width`` consecutive entries along ``dim`` of a padded tensor (length
+    ``n + width - 1`` -> ``n``), by differences of a cumulative sum: O(1) per entry and a cheap
+    backward pass (``unfold(...).sum()`` costs ``width`` reads per entry and a slow backward)."""
+    if width == 1:
+        return xp
+    n = xp.shape[dim] - width + 1
+    if width <= 4:  # a few shifted views are cheaper than a cumulative sum and its backward
+        out = xp.narrow(dim, 0, n)
+        for k in range(1, width):
+            out = out + xp.narrow(dim, k, n)
+        return out
+    c = xp.cumsum(dim)
+    head = c.narrow(dim, width - 1, 1)
+    return torch.cat([head, c.narrow(dim, width, n - 1) - c.narrow(dim, 0, n - 1)], dim=dim)
+
+
 def box_sum(x: Tensor, dim: int, K: int, boundary: str = "circular") -> Tensor:
     r"""Sum of ``x`` over a window of ``K`` neighbours along ``dim``.
 
@@ -86,7 +104,7 @@ def box_sum(x: Tensor, dim: int, K: int, boundary: str = "circular") -> Tensor:
         zero = torch.zeros_like(x.narrow(dim, 0, 1))
         idx = torch.where((idx < 0) | (idx >= n), torch.full_like(idx, n), idx)
         xp = torch.cat([x, zero], dim=dim).index_select(dim, idx)
-    return xp.unfold(dim, K, 1).sum(-1)
+    return _sliding_sum(xp, dim, K)
 
 
 def _dense_from_pairs(n_out: int, n_in: int, rows: Tensor, cols: Tensor) -> Tensor:
@@ -212,25 +230,21 @@ class TemporalTopography:
         _check_last(v, self.n, "v")
         if v.ndim < 2:
             raise ValueError(f"v must have shape (..., S, C*D) with a time axis, got {tuple(v.shape)}")
-        S, D = v.shape[-2], self.capsule_dim
-        lo, width = self.offsets.start, len(self.offsets)
-        vc = v.reshape(*v.shape[:-1], self.n_caps, D)  # (..., S, C, D)
-        # frames s = lo ... S-1+hi (wrapped or zero), laid out along the time axis
-        idx = torch.arange(lo, S + lo + width - 1, device=v.device)  # (S+width-1,)
-        if self.time_boundary == "circular":
-            vt = vc.index_select(-3, idx % S)  # (..., S+2L, C, D)
-        else:
-            zero = torch.zeros_like(vc.narrow(-3, 0, 1))
-            idx = torch.where((idx < 0) | (idx >= S), torch.full_like(idx, S), idx)
-            vt = torch.cat([vc, zero], dim=-3).index_select(-3, idx)
-        if self.mode == "shifting":  # shear: frame s rolled by -s, so v_{s, m+s} lands at m
-            vt = roll(vt.flatten(-2), -idx, D).reshape(vt.shape)
-        box = vt.unfold(-3, width, 1).sum(-1)  # (..., S, C, D): sum over delta
+        S, n = v.shape[-2], self.n
+        width = len(self.offsets)
+        pad_idx, unshear_idx = _temporal_indices(self.n_caps, self.capsule_dim, self.offsets.start, width, S,
+                                                 self.mode == "shifting", self.time_boundary == "zero", str(v.device))
+        flat = v.reshape(*v.shape[:-2], S * n)  # (..., S*n)
+        if self.time_boundary == "zero":  # index S*n points at an appended zero
+            flat = torch.cat([flat, flat.new_zeros(*flat.shape[:-1], 1)], dim=-1)
+        # one gather does the time padding and (shifting) the shear: frame s rolled by -s
+        vt = flat.index_select(-1, pad_idx).reshape(*v.shape[:-2], S + width - 1, self.n_caps, self.capsule_dim)
+        box = _sliding_sum(vt, -3, width)  # (..., S, C, D): sum over delta
         box = box_sum(box, -1, self.K)  # sum over the capsule window k
-        out = box.flatten(-2)  # (..., S, C*D)
-        if self.mode == "shifting":  # unshear: frame l rolled by +l
-            out = roll(out, torch.arange(S, device=v.device), D)
-        return out
+        out = box.reshape(*v.shape[:-2], S * n)
+        if unshear_idx is not None:  # frame l rolled by +l
+            out = out.index_select(-1, unshear_idx)
+        return out.reshape(v.shape)
 
     def dense(self, S: int) -> Tensor:
         r"""``(S*n, S*n)`` matrix acting on the flattened sequence ``v.reshape(S*n)``.
@@ -273,6 +287,30 @@ class TemporalTopography:
             P = roll(torch.eye(self.n), shift, self.capsule_dim)  # rows: Roll_shift(e_j)
             blocks.append(base @ P.T)
         return torch.cat(blocks, dim=1)
+
+
+@functools.lru_cache(maxsize=64)
+def _temporal_indices(C: int, D: int, lo: int, width: int, S: int, shifting: bool, zero: bool,
+                      device: str) -> tuple[Tensor, Tensor | None]:
+    """Flat gather indices of :class:`TemporalTopography` (cached per shape).
+
+    ``pad_idx[j, c, m]`` (``j = 0 .. S+width-2`` for frame ``s = lo + j``) points at
+    ``v[s mod S, c, (m + s) mod D]`` (``m`` without the ``+ s`` when not shifting); with
+    ``zero`` boundaries, out-of-range frames point at index ``S*C*D`` (an appended zero).
+    ``unshear_idx[l, c, i]`` points at ``box[l, c, (i - l) mod D]``."""
+    n = C * D
+    s = torch.arange(lo, lo + S + width - 1)[:, None, None]
+    c = torch.arange(C)[None, :, None]
+    m = torch.arange(D)[None, None, :]
+    unit = (m + s) % D if shifting else m.expand(len(s), 1, D)
+    pad_idx = (s % S) * n + c * D + unit
+    if zero:
+        pad_idx = torch.where((s < 0) | (s >= S), torch.full_like(pad_idx, S * n), pad_idx)
+    unshear = None
+    if shifting:
+        l = torch.arange(S)[:, None, None]
+        unshear = (l * n + c * D + (m - l) % D).flatten().to(device)
+    return pad_idx.flatten().to(device), unshear
 
 
 def _check_last(v: Tensor, n: int, name: str) -> None:
