@@ -108,3 +108,14 @@ def test_bad_arguments_name_the_parameter():
         TemporalTopography(2, 5, time_boundary="reflect")
     with pytest.raises(ValueError, match="n=10 units"):
         CapsuleTopography(2, 5)(torch.rand(3, 12))
+
+
+def test_half_integer_L_gives_odd_forward_window():
+    topo = TemporalTopography(2, 5, 1, 2.5, "shifting", window="forward")
+    assert list(topo.offsets) == [0, 1, 2, 3, 4]
+    v = torch.rand(2, 5, 10)
+    torch.testing.assert_close(topo(v).reshape(2, -1), v.reshape(2, -1) @ topo.dense(5).T)
+    with pytest.raises(ValueError, match="2L an integer"):
+        TemporalTopography(2, 5, 1, 2.2)
+    with pytest.raises(ValueError, match="window='centered'"):
+        TemporalTopography(2, 5, 1, 2.5, window="centered")

@@ -20,24 +20,24 @@ from .train import FitResult, evaluate, fit
 __all__ = ["train_variant", "untrained_variant", "CapsuleScores", "evaluate_capsules", "variant_label"]
 
 
-def variant_label(variant: str, L: int, S: int) -> str:
+def variant_label(variant: str, L: float, S: int) -> str:
     """Readable name, e.g. ``TVAE L=6 (S/3)``."""
     from fractions import Fraction
 
-    frac = Fraction(L, S) if L else 0
+    frac = Fraction(int(2 * L), 2 * S) if L else 0
     base = {"tvae": "TVAE", "bubble": "BubbleVAE", "tvae_l0": "TVAE", "vae": "VAE"}[variant]
-    return base if variant == "vae" else f"{base} L={L}" + (f" ({frac.numerator}/{frac.denominator} S)" if L else "")
+    return base if variant == "vae" else f"{base} L={L:g}" + (f" ({frac.numerator}/{frac.denominator} S)" if L else "")
 
 
-def train_variant(dcfg: CapsuleDataConfig, variant: str, L: int, train_x: torch.Tensor, data_id: str, seed: int,
+def train_variant(dcfg: CapsuleDataConfig, variant: str, L: float, train_x: torch.Tensor, data_id: str, seed: int,
                   device: str = "auto", progress: bool = True) -> FitResult:
     """Train (or load) one capsule model; ``train_x: (N, S, P)``."""
-    name = f"caps-{dcfg.dataset}-{variant}-L{L}-s{seed}"
+    name = f"caps-{dcfg.dataset}-{variant}-L{L:g}-s{seed}"
     return fit(dcfg.model(variant, L), train_x, dcfg.train(seed), data_id=data_id, device=device, name=name,
                progress=progress)
 
 
-def untrained_variant(dcfg: CapsuleDataConfig, variant: str, L: int, seed: int, device: torch.device):
+def untrained_variant(dcfg: CapsuleDataConfig, variant: str, L: float, seed: int, device: torch.device):
     """The same architecture at its initialisation: the control every capsule claim needs."""
     torch.manual_seed(seed)
     return build_model(dcfg.model(variant, L)).to(device).eval()
@@ -58,7 +58,7 @@ class CapsuleScores:
 
 
 @torch.no_grad()
-def evaluate_capsules(model, test, capsule_dim: int, L: int, seed: int = 0) -> CapsuleScores:
+def evaluate_capsules(model, test, capsule_dim: int, L: float, seed: int = 0) -> CapsuleScores:
     """All capsule metrics of ``model`` on ``test`` (a :class:`~tvae_core.sequences.SequenceData`)."""
     dev = next(model.parameters()).device
     x = test.x.to(dev)  # (N, S, P)

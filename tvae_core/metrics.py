@@ -223,7 +223,7 @@ class Traversal:
 
 
 @torch.no_grad()
-def capsule_traversal(model, x: Tensor, capsule_dim: int, L: int) -> Traversal:
+def capsule_traversal(model, x: Tensor, capsule_dim: int, L: float) -> Traversal:
     """Encode each sequence ``x: (N, S, P)``, roll ``t_0`` by ``l`` inside every capsule for
     ``l = 0..S-1`` and decode (Sec 6.1, Fig 4).  ``t_0`` sees frames ``0 .. 2L-1``, so frames
     ``l >= 2L`` are held out; when ``2L >= S`` every frame after the first is reported."""
@@ -234,5 +234,5 @@ def capsule_traversal(model, x: Tensor, capsule_dim: int, L: int) -> Traversal:
     rolled = roll(t[:, :1].expand(-1, S, -1), torch.arange(S, device=x.device), capsule_dim)  # (N, S, n)
     logits_roll, logits_direct = model.decode(rolled), model.decode(t)  # (N, S, P)
     bce = lambda lg: torch.nn.functional.binary_cross_entropy_with_logits(lg, x, reduction="none").sum(-1)
-    held = torch.arange(S, device=x.device) >= (2 * L if 0 < 2 * L < S else 1)
+    held = torch.arange(S, device=x.device) >= (int(2 * L) if 0 < 2 * L < S else 1)
     return Traversal(bce(logits_roll).cpu(), bce(logits_direct).cpu(), held.cpu(), torch.sigmoid(logits_roll).cpu())

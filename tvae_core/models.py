@@ -45,7 +45,7 @@ class ModelConfig:
     n_caps: int = 18                        # capsules: C
     capsule_dim: int = 18                   # capsules: D units each
     K: int = 5                              # neighbourhood (torus: K x K; capsules: K units)
-    L: int = 0                              # temporal half-window (topography="temporal")
+    L: float = 0                            # temporal coherence: t_l sees 2L frames (2L integer; "temporal")
     mode: str = "shifting"                  # temporal coherence: "shifting" (TVAE) | "stationary" (Bubble)
     window: str = "forward"                 # temporal window: "forward" (t_l from frames l..l+2L-1) | "centered"
     mu_init: float = 5.0                    # initial mu of Eq 6 (A.2: 5 for the torus, 30 for capsules)

@@ -173,11 +173,13 @@ class CapsuleDataConfig:
     def in_dim(self) -> int:
         return 3 * 28 * 28 if self.dataset == "mnist" else self.image_size ** 2
 
-    def L_of(self, frac: float) -> int:
-        """``L`` for ``L = frac * S`` (rounded; e.g. 1/3 of 18 -> 6, 1/2 of 15 -> 8)."""
-        return int(round(frac * self.S))
+    def L_of(self, frac: float) -> float:
+        """``L = frac * S`` with the window ``2L`` rounded to whole frames (A.6: the paper's
+        settings always give an integer ``2L``, e.g. ``S/2 = 7.5`` for dSprites, 15 frames)."""
+        two_l = round(2 * frac * self.S)
+        return two_l // 2 if two_l % 2 == 0 else two_l / 2
 
-    def model(self, variant: str, L: int = 0):
+    def model(self, variant: str, L: float = 0):
         """ModelConfig of a variant: ``"tvae"`` (shifting, Eq 9), ``"bubble"`` (stationary, Eq 8,
         ``K = 2L`` as A.5), ``"tvae_l0"`` (no temporal coherence, ``K = K_l0``), ``"vae"``."""
         from .models import ModelConfig
@@ -191,7 +193,7 @@ class CapsuleDataConfig:
         if variant == "tvae_l0":
             return ModelConfig(kind="tvae", weight_norm=self.weight_norm, K=self.K_l0, L=0, **common)
         if variant == "bubble":
-            return ModelConfig(kind="tvae", weight_norm=self.weight_norm, K=max(1, min(2 * L, self.S)), L=L,
+            return ModelConfig(kind="tvae", weight_norm=self.weight_norm, K=max(1, min(int(2 * L), self.S)), L=L,
                                mode="stationary", **common)
         return ModelConfig(kind="tvae", weight_norm=self.weight_norm, K=self.K, L=L, mode="shifting", **common)
 

@@ -201,7 +201,7 @@ class TemporalTopography:
     n_caps: int
     capsule_dim: int
     K: int = 1
-    L: int = 1
+    L: float = 1
     mode: str = "shifting"
     time_boundary: str = "circular"
     window: str = "centered"
@@ -210,17 +210,20 @@ class TemporalTopography:
         check_int("n_caps", self.n_caps, minimum=1)
         check_int("capsule_dim", self.capsule_dim, minimum=1)
         check_int("K", self.K, minimum=1, maximum=self.capsule_dim)
-        check_int("L", self.L, minimum=0)
+        if isinstance(self.L, bool) or not isinstance(self.L, (int, float)) or self.L < 0 or not float(2 * self.L).is_integer():
+            raise ValueError(f"L={self.L!r} is not allowed: L must be >= 0 with 2L an integer (the window has 2L frames)")
         check_choice("mode", self.mode, TEMPORAL_MODES)
         check_choice("time_boundary", self.time_boundary, TIME_BOUNDARIES)
         check_choice("window", self.window, TIME_WINDOWS)
+        if self.window == "centered" and not float(self.L).is_integer():
+            raise ValueError(f"L={self.L} is not allowed with window='centered' (2L+1 frames): L must be an integer")
 
     @property
     def offsets(self) -> range:
         """The time offsets ``delta`` that ``T_l`` sees (``U_{l+delta}``)."""
         if self.window == "centered":
-            return range(-self.L, self.L + 1)
-        return range(0, max(2 * self.L, 1))
+            return range(-int(self.L), int(self.L) + 1)
+        return range(0, max(int(2 * self.L), 1))
 
     @property
     def n(self) -> int:
@@ -282,7 +285,7 @@ class TemporalTopography:
             raise ValueError("window_dense is Eq 7's centered form; use dense(S) for window='forward'")
         base = CapsuleTopography(self.n_caps, self.capsule_dim, self.K).dense()  # (n, n)
         blocks = []
-        for delta in range(self.L, -self.L - 1, -1):  # teaching oracle only, not a hot path
+        for delta in range(int(self.L), -int(self.L) - 1, -1):  # teaching oracle only, not a hot path
             shift = -delta if self.mode == "shifting" else 0
             P = roll(torch.eye(self.n), shift, self.capsule_dim)  # rows: Roll_shift(e_j)
             blocks.append(base @ P.T)
