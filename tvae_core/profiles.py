@@ -30,7 +30,7 @@ import torch
 from ._checks import check_choice
 
 __all__ = ["PROFILES", "check_profile", "resolve_device", "PoTConfig", "TPoTConfig", "TorusTVAEConfig",
-           "CapsuleDataConfig", "CapsulesConfig", "CAPSULE_VARIANTS",
+           "CapsuleDataConfig", "CapsulesConfig", "TablesConfig", "CAPSULE_VARIANTS",
            "EXPERIMENTS", "PROFILE_OVERRIDES", "config_for"]
 
 PROFILES = ("smoke", "cpu", "paper")
@@ -216,8 +216,27 @@ class CapsulesConfig:
     recon_factor: float = 1.5        # TVAE direct BCE within this x the VAE's (not collapsed)
 
 
+@dataclass(frozen=True)
+class TablesConfig:
+    """Chapter 5 -- Tables 1-2 and Fig 5 at the profile's scale, mean +- std over seeds.
+
+    Models use chapter 4's data and recipe (same cache: shared models are not retrained).
+    ``2L`` per row as A.6 (always whole frames): MNIST S=18: 2L in {18, 5, 0}; dSprites S=15:
+    2L in {15, 10, 5, 0}.
+    """
+
+    capsules: CapsulesConfig = CapsulesConfig()
+    seeds: tuple[int, ...] = (0,)                          # cpu: one seed fits the time budget (see note)
+    mnist_rows: tuple[tuple[str, float], ...] = (("tvae", 1 / 2), ("tvae", 5 / 36), ("tvae_l0", 0.0),
+                                                 ("bubble", 5 / 36), ("vae", 0.0))        # Table 1
+    dsprites_rows: tuple[tuple[str, float], ...] = (("tvae", 1 / 2), ("tvae", 1 / 3), ("tvae", 1 / 6),
+                                                    ("tvae_l0", 0.0), ("bubble", 1 / 6), ("vae", 0.0))  # Table 2
+    is_samples: int = 10                                   # Table 1: IS with 10 samples
+    n_is_sequences: int = 100                              # test sequences in the IS estimate
+
+
 EXPERIMENTS: dict[str, type] = {"01_pot": PoTConfig, "02_tpot": TPoTConfig, "03_tvae_torus": TorusTVAEConfig,
-                                "04_capsules": CapsulesConfig}
+                                "04_capsules": CapsulesConfig, "05_tables": TablesConfig}
 
 PROFILE_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
     "01_pot": {
@@ -234,6 +253,10 @@ PROFILE_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
                       epochs=6, n_effect_images=50, n_perm=500),
         "paper": dict(epochs=100, optimizer="sgd"),
     },
+    "05_tables": {
+        "smoke": dict(seeds=(0, 1), n_is_sequences=8),   # capsules: filled in below from 04's smoke
+        "paper": dict(seeds=(0, 1, 2)),                   # A.1: 3 random initialisations
+    },
     "04_capsules": {
         "smoke": dict(
             mnist=CapsuleDataConfig(n_caps=4, enc_hidden=(64,), dec_hidden=(64,), steps=60, n_train=64, n_test=16),
@@ -247,6 +270,10 @@ PROFILE_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
                                        steps=None, epochs=100, n_train=50_625, n_test=5_000)),
     },
 }
+
+
+for _p in ("smoke", "paper"):  # chapter 5 reuses chapter 4's per-profile data/recipe
+    PROFILE_OVERRIDES["05_tables"][_p]["capsules"] = CapsulesConfig(**PROFILE_OVERRIDES["04_capsules"][_p])
 
 
 def config_for(chapter: str, profile: str, **overrides: Any):
