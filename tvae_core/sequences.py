@@ -1,0 +1,292 @@
+"""Transforming sequences with factor labels (TVAE paper, Sec 6.3, A.9, A.10, A.11).
+
+Each sequence starts from a random example in a random pose and applies ONE transformation
+step by step, cyclically (after the last grid value comes the first), for ``S`` frames.  Every
+sequence carries the name of its transformation and, per frame, the value and grid step of the
+transformed factor and whether it is at the canonical value (``Omega`` of CapCorr, A.11).
+
+Conventions shared by both data sets
+-------------------------------------
+* ``step[i, l]`` counts grid steps from the factor's **canonical value**, in the direction of the
+  transformation, modulo the factor's period; so ``canonical == (step == 0)`` and
+  ``|step_Omega - step_0| = step_0`` is the number of steps between frame 0 and the canonical
+  frame that Eq 17 correlates with the observed capsule roll.  For every factor except MNIST
+  scale the canonical value is the first grid value, so ``step`` is simply the grid index.
+* Each sequence draws its transformation so that the transformations are balanced
+  (a random permutation of ``0, 1, .., T-1, 0, 1, ..``): each sequence's transformation is
+  uniformly random, as in A.9, and every transformation occurs when ``n >= T``.
+* The factors not being transformed keep one random grid value for the whole sequence
+  (the official code's "random pose"); the transformed one starts at a random step.
+* Everything is drawn from one ``torch.Generator`` seeded by ``seed``: same seed, same tensors.
+
+MNIST (A.9)
+-----------
+Frames are RGB ``3x28x28`` (the paper's decoder outputs 2352 = 3*28*28).  As in the official
+code, a grey digit ``g`` becomes the red image ``(g, 0, 0)`` (hue 0) before hue rotation, so a
+frame is ``g' * c(h)`` where ``g'`` is the digit rotated and scaled about the image centre
+(``torchvision.transforms.v2.functional.affine``, bilinear, 28x28 kept) and ``c(h)`` the colour
+``adjust_hue`` gives pure red at hue shift ``h`` (exactly ``adjust_hue`` of the red image, since
+hue rotation of ``(g, 0, 0)`` only depends on ``g`` through its value channel).  Grids for
+``S = 18`` (``S`` may differ: angles in ``360/S`` degree steps):
+
+* rotation: ``0, 20, .., 340`` degrees (counter-clockwise); canonical 0;
+* color: hue shift ``0, 20, .., 340`` degrees; canonical 0 (red);
+* scale: ``linspace(0.60, 1.26, S)``: 0.60, 0.6388, .., 1.2212, 1.26, then back to 0.60.  This
+  is the official code's list (``0.60 0.64 .. 1.22 1.26``, the same values rounded to 2
+  decimals); its step is 3.88%, the paper's "3.66% increments" is (1.26-0.60)/18.  Canonical:
+  the value nearest 100%, 0.9882 (grid index 10); ``step`` counts from there;
+* ``"color+rotation"`` (Fig 1, ``combined=True``): hue and angle advance together, each from its
+  own random start, at scale exactly 1 (the official ``AddDualTransformationDims``);
+  ``factor``/``step``/``canonical`` describe the rotation.
+
+dSprites (A.10)
+---------------
+Frames ``1x64x64`` from the 50,625-image subset (:mod:`tvae_core.dsprites`: the official file
+when present, else the procedural renderer).  ``S`` must be 15: x, y and orientation step through
+their 15 subset values; scale loops over its 5 values 3 times (3 canonical frames per sequence).
+``factor`` is in original dSprites units (x, y in [0, 1], orientation in radians, scale 0.6..1);
+canonical: index 0 (x = y = 0, orientation 0, scale 0.6).  ``image_size`` 32 (or 16, 8) area-
+averages 64x64 frames, keeping grey values in [0, 1].
+"""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ._checks import check_choice, check_int
+from .dsprites import (N_SUBSET, SUBSET_SIZES, _subset_packed, dsprites_subset, render_dsprites,
+                       subset_grid_values, unpack_images)
+
+__all__ = ["SequenceData", "mnist_sequences", "dsprites_sequences", "dsprites_subset", "render_dsprites",
+           "MNIST_TRANSFORMS", "DSPRITES_TRANSFORMS", "mnist_grids", "hue_colors"]
+
+MNIST_TRANSFORMS = ("rotation", "color", "scale", "color+rotation")
+DSPRITES_TRANSFORMS = ("x", "y", "orientation", "scale")
+MNIST_LATENTS = ("rotation", "color", "scale")                       # degrees, hue degrees, fraction
+DSPRITES_LATENTS = ("shape", "scale", "orientation", "x", "y")       # id, 0.6..1, radians, [0,1], [0,1]
+
+
+@dataclass(frozen=True)
+class SequenceData:
+    """Sequences of transformed images with per-frame labels of the transformed factor.
+
+    ``N`` sequences of ``S`` frames; frames flattened to ``P = C*H*W`` pixels.
+    """
+
+    x: Tensor                             # (N, S, P) float32 in [0, 1]
+    frame_shape: tuple[int, int, int]     # (C, H, W)
+    transform: Tensor                     # (N,) long index into `transforms`
+    transforms: tuple[str, ...]           # transformation names
+    factor: Tensor                        # (N, S) float: transformed factor's value per frame
+    step: Tensor                          # (N, S) long: grid steps from the canonical value (module doc)
+    canonical: Tensor                     # (N, S) bool: frame at the canonical value (Omega, A.11)
+    label: Tensor                         # (N,) digit class or sprite shape (0 square, 1 ellipse, 2 heart)
+    source: str                           # one line: where the base images came from (+ a fingerprint)
+    latents: Tensor | None = None         # (N, S, F) float: every factor's value per frame
+    latent_names: tuple[str, ...] = field(default=())  # names of the F latents
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def split(self, n_test: int) -> tuple["SequenceData", "SequenceData"]:
+        """Deterministic split: the first ``N - n_test`` sequences, then the last ``n_test``."""
+        n = len(self.x)
+        check_int("n_test", n_test, minimum=1, maximum=n - 1)
+        k = n - n_test
+        return self._take(slice(0, k), f"{self.source} [first {k}]"), self._take(slice(k, n), f"{self.source} [last {n_test}]")
+
+    def _take(self, sl, source: str) -> "SequenceData":
+        return replace(self, x=self.x[sl], transform=self.transform[sl], factor=self.factor[sl], step=self.step[sl],
+                       canonical=self.canonical[sl], label=self.label[sl], source=source,
+                       latents=None if self.latents is None else self.latents[sl])
+
+    def frames(self, i: int) -> Tensor:
+        """Sequence ``i`` as ``(S, C, H, W)`` images, for plotting."""
+        return self.x[i].reshape(self.x.shape[1], *self.frame_shape)
+
+
+def _check_transforms(transforms, allowed) -> tuple[str, ...]:
+    if isinstance(transforms, str):
+        transforms = (transforms,)
+    transforms = tuple(transforms)
+    if not transforms:
+        raise ValueError(f"transforms must name at least one of: {', '.join(map(repr, allowed))}")
+    for t in transforms:
+        check_choice("transforms", t, allowed)
+    if len(set(transforms)) != len(transforms):
+        raise ValueError(f"transforms={transforms!r} names a transformation twice")
+    return transforms
+
+
+def _balanced(n: int, T: int, g: torch.Generator) -> Tensor:
+    return torch.randperm(n, generator=g) % T  # (n,) each transformation ~n/T times, in random order
+
+
+# ------------------------------------------------------------------------------------------ MNIST
+
+def mnist_grids(S: int = 18) -> dict[str, Tensor]:
+    """The MNIST factor grids (A.9): rotation and hue in degrees (``360/S`` steps), scale
+    ``linspace(0.60, 1.26, S)``; plus ``scale_canonical``, the index of the scale nearest 1."""
+    check_int("S", S, minimum=2, maximum=360)
+    deg = torch.arange(S, dtype=torch.float64) * (360.0 / S)
+    scale = torch.linspace(0.60, 1.26, S, dtype=torch.float64)
+    return {"rotation": deg, "color": deg.clone(), "scale": scale,
+            "scale_canonical": torch.tensor(int((scale - 1.0).abs().argmin()))}
+
+
+def hue_colors(hues_deg: Tensor) -> Tensor:
+    """``(K,)`` hue shifts in degrees -> ``(K, 3)`` RGB of pure red after
+    ``torchvision.transforms.v2.functional.adjust_hue`` by that shift."""
+    from torchvision.transforms.v2 import functional as F
+
+    out = []
+    for h in hues_deg.tolist():
+        red = torch.tensor([1.0, 0.0, 0.0]).reshape(1, 3, 1, 1)
+        factor = ((h + 180.0) % 360.0 - 180.0) / 360.0  # adjust_hue wants [-0.5, 0.5]
+        out.append(F.adjust_hue(red, factor).reshape(3))
+    return torch.stack(out).clamp(0, 1)
+
+
+def mnist_sequences(images: Tensor, labels: Tensor, n: int, S: int = 18,
+                    transforms=("rotation", "color", "scale"), seed: int = 0, combined: bool = False) -> SequenceData:
+    """MNIST transformation sequences (A.9; Fig 1 with ``combined=True``).
+
+    Args:
+        images: ``(M, 784)`` digits in ``[0, 1]`` (e.g. ``tvae_core.data.mnist(...).train_x``).
+        labels: ``(M,)`` digit classes.
+        n: number of sequences.  Base digits are drawn without replacement while ``n <= M``
+            (with ``n > M`` every digit is used ``n // M`` or ``n // M + 1`` times).
+        S: frames per sequence = grid size (18 in the paper: 20-degree steps).
+        transforms: any of ``"rotation"``, ``"color"``, ``"scale"``, ``"color+rotation"``.
+        seed: seeds everything.
+        combined: shortcut for ``transforms=("color+rotation",)`` (Fig 1's data).
+    Returns:
+        :class:`SequenceData` with ``x: (n, S, 2352)``, ``frame_shape = (3, 28, 28)``,
+        ``factor`` in degrees (rotation, hue) or scale fraction, ``latents: (n, S, 3)`` =
+        (angle, hue, scale) of every frame.
+    """
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.v2 import functional as F
+
+    n = check_int("n", n, minimum=1)
+    S = check_int("S", S, minimum=2, maximum=360)
+    seed = check_int("seed", seed)
+    if combined:
+        if tuple([transforms] if isinstance(transforms, str) else transforms) not in (
+                ("rotation", "color", "scale"), ("color+rotation",)):
+            raise ValueError(f"combined=True builds only 'color+rotation' sequences; leave transforms at its "
+                             f"default or pass transforms=('color+rotation',), got transforms={transforms!r}")
+        transforms = ("color+rotation",)
+    transforms = _check_transforms(transforms, MNIST_TRANSFORMS)
+    images = torch.as_tensor(images)
+    if images.ndim != 2 or images.shape[1] != 784:
+        raise ValueError(f"images must be (M, 784) MNIST digits in [0, 1], got shape {tuple(images.shape)}")
+    labels = torch.as_tensor(labels).reshape(-1)
+    if len(labels) != len(images):
+        raise ValueError(f"labels has {len(labels)} entries for {len(images)} images")
+    M = len(images)
+    g = torch.Generator().manual_seed(seed)
+
+    reps = -(-n // M)
+    pick = torch.cat([torch.randperm(M, generator=g) for _ in range(reps)])[:n]  # (n,)
+    kind = _balanced(n, len(transforms), g)                                      # (n,)
+    start = torch.randint(0, S, (n, 3), generator=g)                             # angle, hue, scale grid index
+    names = [transforms[k] for k in kind.tolist()]
+    adv = torch.tensor([[t in ("rotation", "color+rotation"), t in ("color", "color+rotation"), t == "scale"]
+                        for t in names], dtype=torch.long).reshape(n, 3)         # which factor advances
+    l = torch.arange(S)
+    idx = (start[:, None, :] + adv[:, None, :] * l[None, :, None]) % S          # (n, S, 3) grid indices
+    grids = mnist_grids(S)
+    is_comb = torch.tensor([t == "color+rotation" for t in names])
+    s_code = torch.where(is_comb[:, None], torch.full_like(idx[..., 2], S), idx[..., 2])  # S: exactly 1.0
+    scale_values = torch.cat([grids["scale"], torch.ones(1, dtype=torch.float64)])
+
+    # geometric part: one affine call per (angle, scale) pair present, batched over frames
+    base = images.float().reshape(M, 1, 28, 28)
+    seq_of = torch.arange(n)[:, None].expand(n, S).reshape(-1)
+    key = (idx[..., 0] * (S + 1) + s_code).reshape(-1)
+    order = torch.argsort(key, stable=True)
+    uniq, counts = torch.unique_consecutive(key[order], return_counts=True)
+    gray = torch.empty(n * S, 1, 28, 28)
+    for k, pos in zip(uniq.tolist(), torch.split(order, counts.tolist())):
+        angle, sc = float(grids["rotation"][k // (S + 1)]), float(scale_values[k % (S + 1)])
+        gray[pos] = F.affine(base[pick[seq_of[pos]]], angle=angle, translate=[0.0, 0.0], scale=sc,
+                             shear=[0.0, 0.0], interpolation=InterpolationMode.BILINEAR)
+    gray = gray.clamp_(0, 1).reshape(n, S, 1, 28, 28)
+
+    # colour: hue rotation of the red digit (g, 0, 0) = g * colour of the hue
+    colors = hue_colors(grids["color"]).float()                                  # (S, 3)
+    x = (gray * colors[idx[..., 1]][..., None, None]).reshape(n, S, 3 * 28 * 28)
+
+    angle = grids["rotation"][idx[..., 0]]
+    hue = grids["color"][idx[..., 1]]
+    scale = scale_values[s_code]
+    latents = torch.stack([angle, hue, scale], -1).float()                       # (n, S, 3)
+    which = torch.tensor([{"rotation": 0, "color": 1, "scale": 2, "color+rotation": 0}[t] for t in names])
+    ar = torch.arange(n)
+    factor = latents[ar, :, which]                                               # (n, S)
+    step = idx[ar, :, which]
+    kc = int(grids["scale_canonical"])
+    is_scale = (which == 2)[:, None]
+    step = torch.where(is_scale, (step - kc) % S, step)
+    checksum = zlib.crc32(images[pick].float().mul(255).round().to(torch.uint8).numpy().tobytes())
+    source = (f"MNIST sequences (A.9): {n} x {S} frames of {M} digits (crc32 {checksum:08x}), "
+              f"transforms {'/'.join(transforms)}, seed {seed}")
+    return SequenceData(x=x, frame_shape=(3, 28, 28), transform=kind, transforms=transforms,
+                        factor=factor.float(), step=step.long(), canonical=step == 0,
+                        label=labels[pick].long(), source=source, latents=latents, latent_names=MNIST_LATENTS)
+
+
+# --------------------------------------------------------------------------------------- dSprites
+
+def dsprites_sequences(n: int, S: int = 15, transforms=("x", "y", "orientation", "scale"), data_dir=None,
+                       seed: int = 0, image_size: int = 64, verbose: bool = True, cache_dir=None) -> SequenceData:
+    """dSprites transformation sequences (A.10).
+
+    Args:
+        n: number of sequences; each starts at a uniformly random image of the 50,625 subset.
+        S: must be 15 (the subset's 15 x/y/orientation values; scale loops its 5 values 3 times).
+        transforms: any of ``"x"``, ``"y"``, ``"orientation"``, ``"scale"``.
+        data_dir: folder with the official ``.npz`` (else the procedural renderer is used).
+        seed: seeds everything.
+        image_size: 64 (original), or 32 / 16 / 8: frames area-averaged (grey values in [0, 1]).
+        verbose: print one line naming the source.
+        cache_dir: where the procedural subset is cached (default :func:`tvae_core.dsprites.default_cache_dir`).
+    Returns:
+        :class:`SequenceData` with ``x: (n, 15, image_size**2)``, ``frame_shape = (1, s, s)``,
+        ``label`` = shape, ``latents: (n, 15, 5)`` = (shape, scale, orientation, x, y) values.
+    """
+    n = check_int("n", n, minimum=1)
+    check_choice("S", S, (15,))
+    seed = check_int("seed", seed)
+    check_choice("image_size", image_size, (64, 32, 16, 8))
+    transforms = _check_transforms(transforms, DSPRITES_TRANSFORMS)
+    packed, factors, src = _subset_packed(data_dir, cache_dir, verbose)
+    if len(packed) != N_SUBSET:
+        raise ValueError(f"the dSprites subset is incomplete: {len(packed):,} of {N_SUBSET:,} images in {src}; "
+                         "sequences need the whole grid (use the full official file, or data_dir=None)")
+    g = torch.Generator().manual_seed(seed)
+    kind = _balanced(n, len(transforms), g)                                      # (n,)
+    f0 = torch.from_numpy(factors)[torch.randint(0, N_SUBSET, (n,), generator=g)]  # (n, 5) start image
+    col = torch.tensor([{"x": 3, "y": 4, "orientation": 2, "scale": 1}[transforms[k]] for k in kind.tolist()])
+    period = torch.tensor(SUBSET_SIZES)[col]                                    # 15 or 5 (scale)
+    ar = torch.arange(n)
+    step = (f0[ar, col][:, None] + torch.arange(S)[None, :]) % period[:, None]  # (n, S)
+    f = f0[:, None, :].repeat(1, S, 1)                                          # (n, S, 5)
+    f[ar[:, None], torch.arange(S)[None, :], col[:, None]] = step
+    lin = torch.from_numpy(np.ravel_multi_index(f.reshape(-1, 5).T.numpy(), SUBSET_SIZES))
+    frames = unpack_images(packed[lin.numpy()]).float()                          # (n*S, 64, 64)
+    if image_size != 64:
+        frames = torch.nn.functional.avg_pool2d(frames[:, None], 64 // image_size)[:, 0]
+    values = [torch.from_numpy(v).float() for v in subset_grid_values()]
+    latents = torch.stack([values[j][f[..., j]] for j in range(5)], -1)          # (n, S, 5)
+    source = (f"dSprites sequences (A.10): {n} x {S} frames at {image_size}x{image_size}, "
+              f"transforms {'/'.join(transforms)}, seed {seed}; {src}")
+    return SequenceData(x=frames.reshape(n, S, image_size * image_size), frame_shape=(1, image_size, image_size),
+                        transform=kind, transforms=transforms, factor=latents[ar[:, None], torch.arange(S), col[:, None]],
+                        step=step.long(), canonical=step == 0, label=f0[:, 0].long(), source=source,
+                        latents=latents, latent_names=DSPRITES_LATENTS)
