@@ -6,6 +6,7 @@ the claim checks the chapters run.  Names follow Keller & Welling (2021), "Topog
 learn Equivariant Capsules"; equation numbers in docstrings refer to that paper.
 """
 from .claims import ClaimFailed, ClaimReport
+from .invariance import sort_projection
 from .metrics import capcorr, capsule_roll, equivariance_error
 from .profiles import PROFILES, check_profile, config_for, resolve_device
 from .roll import fourier_roll, noncyclic_roll, partial_roll, roll
@@ -18,7 +19,7 @@ from .topography import (CapsuleTopography, TemporalTopography, TorusTopography,
 __version__ = "0.1.0"
 
 __all__ = [
-    "ClaimFailed", "ClaimReport", "equivariance_error", "capsule_roll", "capcorr", "PROFILES", "check_profile", "config_for", "resolve_device",
+    "ClaimFailed", "ClaimReport", "equivariance_error", "capsule_roll", "capcorr", "sort_projection", "PROFILES", "check_profile", "config_for", "resolve_device",
     "roll", "partial_roll", "fourier_roll", "noncyclic_roll",
     "EnergyCorr", "energy_corr", "ring_energy_profile", "torus_energy_map",
     "cross_capsule_energy_corr", "temporal_energy_corr", "lag_shift_energy_map",
