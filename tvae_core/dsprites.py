@@ -103,21 +103,23 @@ def render_dsprites(shape: Tensor, scale: Tensor, orientation: Tensor, x: Tensor
     if M and (sh.min() < 0 or sh.max() > 2):
         raise ValueError(f"shape must hold 0 (square), 1 (ellipse) or 2 (heart); got values in "
                          f"[{int(sh.min())}, {int(sh.max())}]")
-    sc, th, px, py = (v.double() for v in vals[1:])
+    sc, th, px, py = (v.double() for v in vals[1:])  # float64 parameters, float32 pixel maths
     if M and bool((sc <= 0).any()):
         raise ValueError("scale must be > 0")
     out = torch.zeros(M, size, size, dtype=torch.bool)
-    centres = (torch.arange(size, dtype=torch.float64) + 0.5) * (64.0 / size)  # pixel centres, 64-canvas units
+    centres = (torch.arange(size, dtype=torch.float32) + 0.5) * (64.0 / size)  # pixel centres, 64-canvas units
     c, s = torch.cos(th), torch.sin(th)
     c = torch.where(c.abs() < 1e-12, torch.zeros_like(c), c)  # exact right angles: no rounding at edges
     s = torch.where(s.abs() < 1e-12, torch.zeros_like(s), s)
+    c, s = c.float(), s.float()
+    cx, cy, half = (_MARGIN + _SPAN * px).float(), (_MARGIN + _SPAN * py).float(), (sc * _SIDE / 2).float()
     for k in range(3):
         idx = (sh == k).nonzero().flatten()
         for start in range(0, len(idx), chunk):
             i = idx[start:start + chunk]
-            dx = centres[None, None, :] - (_MARGIN + _SPAN * px[i])[:, None, None]    # (m, 1, W)
-            dy_up = (_MARGIN + _SPAN * py[i])[:, None, None] - centres[None, :, None]  # (m, H, 1), y up
-            ci, si, r = c[i][:, None, None], s[i][:, None, None], (sc[i] * _SIDE / 2)[:, None, None]
+            dx = centres[None, None, :] - cx[i][:, None, None]      # (m, 1, W)
+            dy_up = cy[i][:, None, None] - centres[None, :, None]   # (m, H, 1), y up
+            ci, si, r = c[i][:, None, None], s[i][:, None, None], half[i][:, None, None]
             # inverse rotation into the sprite frame, in units of half the square side
             u = (ci * dx + si * dy_up) / r
             v = (ci * dy_up - si * dx) / r

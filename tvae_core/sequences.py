@@ -214,7 +214,8 @@ def mnist_sequences(images: Tensor, labels: Tensor, n: int, S: int = 18,
     gray = torch.empty(n * S, 1, 28, 28)
     for k, pos in zip(uniq.tolist(), torch.split(order, counts.tolist())):
         angle, sc = float(grids["rotation"][k // (S + 1)]), float(scale_values[k % (S + 1)])
-        gray[pos] = F.affine(base[pick[seq_of[pos]]], angle=angle, translate=[0.0, 0.0], scale=sc,
+        # v2 ``affine`` turns clockwise for positive angles (``rotate``: counter-clockwise): negate
+        gray[pos] = F.affine(base[pick[seq_of[pos]]], angle=-angle, translate=[0.0, 0.0], scale=sc,
                              shear=[0.0, 0.0], interpolation=InterpolationMode.BILINEAR)
     gray = gray.clamp_(0, 1).reshape(n, S, 1, 28, 28)
 
