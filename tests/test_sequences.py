@@ -1,7 +1,6 @@
 """Transforming sequences (A.9, A.10): the dSprites renderer, the official-file loader, the cache,
 and the MNIST / dSprites sequences with their factor labels (A.11's canonical frames)."""
 import math
-import zipfile
 
 import numpy as np
 import pytest
@@ -429,3 +428,21 @@ def test_dsprites_downsampled_and_deterministic(dseq):
     assert not torch.equal(other.x, dseq.x)
     tr, te = dseq.split(50)
     assert len(tr) == 150 and torch.equal(te.canonical, dseq.canonical[150:])
+
+
+# ------------------------------------------------------------------- contract with CapCorr (A.11)
+
+def test_exactly_equivariant_code_scores_capcorr_one(mseq, dseq):
+    """``step``/``canonical`` are what ``metrics.capcorr_sequences`` needs: a code that rolls one
+    unit per frame (t_l = Roll_l(t_0)) scores CapCorr 1 on every transformation, including MNIST
+    scale (canonical in mid-grid) and dSprites scale (three canonical frames)."""
+    from tvae_core.metrics import capcorr_sequences
+    from tvae_core.roll import roll
+
+    for seq in (mseq, dseq):
+        n, L = seq.step.shape
+        t0 = torch.randn(n, 3 * L, generator=torch.Generator().manual_seed(0))
+        t = roll(t0[:, None].expand(-1, L, -1), torch.arange(L), L)
+        for k, name in enumerate(seq.transforms):
+            sel = seq.transform == k
+            assert capcorr_sequences(t[sel], seq.step[sel], seq.canonical[sel], L) == pytest.approx(1.0), name
