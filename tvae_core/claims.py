@@ -17,12 +17,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ._io import atomic_write_text
 from .profiles import check_profile
 
 __all__ = ["Claim", "ClaimReport", "ClaimFailed", "results_dir", "atomic_write_text"]
@@ -52,21 +52,6 @@ def results_dir(profile: str) -> Path:
     """Where metrics files go: ``$TVAE_RESULTS_DIR`` or ``<repo>/_results/<profile>``."""
     env = os.environ.get("TVAE_RESULTS_DIR")
     return Path(env) if env else _repo_root() / "_results" / profile
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be read
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _jsonable(v: Any) -> float | str:

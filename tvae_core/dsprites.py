@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import zipfile
 import zlib
 from pathlib import Path
@@ -48,6 +47,7 @@ import torch
 from torch import Tensor
 
 from ._checks import check_int
+from ._io import atomic_file
 
 __all__ = ["render_dsprites", "dsprites_subset", "subset_grid_values", "SHAPES", "OFFICIAL_NPZ",
            "N_SUBSET", "SUBSET_SIZES", "default_cache_dir"]
@@ -232,20 +232,9 @@ def _read_cache(path: Path) -> np.ndarray:
 
 
 def _write_cache(path: Path, packed: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez_compressed(fh, packed=packed, crc32=np.int64(zlib.crc32(packed.tobytes())),
-                                version=np.int64(RENDER_VERSION))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_file(path, "wb") as fh:
+        np.savez_compressed(fh, packed=packed, crc32=np.int64(zlib.crc32(packed.tobytes())),
+                            version=np.int64(RENDER_VERSION))
 
 
 _MEMO: dict = {}

@@ -38,6 +38,7 @@ from typing import Any
 import yaml
 
 from tvae_core import report
+from tvae_core._io import atomic_write_text
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 """The repository root: ``_toc.yml``, ``_config.yml`` and ``book/`` live here."""
@@ -142,29 +143,6 @@ def default_results_dir(profile: str, root: Path = REPO_ROOT) -> Path:
 
 
 # --------------------------------------------------------------------------- file helpers
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def _umask() -> int:
-    """The process umask (read by setting and restoring it)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def atomic_write_json(path: Path, data: Any) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ._checks import check_choice, check_int
+from ._io import atomic_file
 from .claims import _repo_root
 from .models import ModelConfig, TVAE, VAE, build_model
 from .profiles import resolve_device
@@ -95,16 +95,8 @@ def _try_load(path: Path, key: str, model_cfg: ModelConfig) -> FitResult | None:
 
 
 def _atomic_save(obj: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_file(path, "wb") as fh:
+        torch.save(obj, fh)
 
 
 def fit(model_cfg: ModelConfig, train_x: Tensor, train_cfg: TrainConfig, *, data_id: str = "",
