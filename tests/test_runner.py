@@ -287,27 +287,26 @@ def test_failing_cell_fails_the_run_naming_the_error(book: Path, tmp_path: Path,
     assert "No metrics yet for `02_beta`" in (out / "report.md").read_text()
 
 
-def test_chapter_without_metrics_fails(book: Path, tmp_path: Path) -> None:
-    (book / "book" / "02_beta.md").write_text(chapter_source("02_beta", metrics=False))
-    with pytest.raises(ChapterError, match="wrote no metrics file 02_beta.json"):
-        runner.execute_chapter(chapter(book, "02_beta"), RunConfig("smoke"), tmp_path,
-                               timeout=120, root=book)
+def _broken(kind: str) -> tuple[str, int]:
+    """A chapter source broken in one way, and the cell timeout to run it with."""
+    if kind == "no_metrics":
+        return chapter_source("02_beta", metrics=False), 120
+    if kind == "wrong_profile":
+        return chapter_source("02_beta").replace('"profile": profile', '"profile": "paper"'), 120
+    return chapter_source("02_beta", code_cell("import time\ntime.sleep(60)")), 3
 
 
-def test_metrics_of_another_profile_fail(book: Path, tmp_path: Path) -> None:
-    source = chapter_source("02_beta").replace('"profile": profile', '"profile": "paper"')
+@pytest.mark.parametrize("kind,message", [
+    ("no_metrics", "wrote no metrics file 02_beta.json"),
+    ("wrong_profile", "profile is 'paper', expected 'smoke'"),
+    ("cell_timeout", "02_beta failed.*(?i:timeout|timed out)"),
+])
+def test_broken_chapter_fails_the_run(book: Path, tmp_path: Path, kind: str, message: str) -> None:
+    source, timeout = _broken(kind)
     (book / "book" / "02_beta.md").write_text(source)
-    with pytest.raises(ChapterError, match="profile is 'paper', expected 'smoke'"):
+    with pytest.raises(ChapterError, match=message):
         runner.execute_chapter(chapter(book, "02_beta"), RunConfig("smoke"), tmp_path,
-                               timeout=120, root=book)
-
-
-def test_cell_timeout_fails_the_run(book: Path, tmp_path: Path) -> None:
-    body = code_cell("import time\ntime.sleep(60)")
-    (book / "book" / "02_beta.md").write_text(chapter_source("02_beta", body))
-    with pytest.raises(ChapterError, match="02_beta failed.*(?i:timeout|timed out)"):
-        runner.execute_chapter(chapter(book, "02_beta"), RunConfig("smoke"), tmp_path,
-                               timeout=3, root=book)
+                               timeout=timeout, root=book)
 
 
 def test_notebook_without_parameters_cell_is_refused(book: Path, tmp_path: Path) -> None:

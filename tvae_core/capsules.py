@@ -18,7 +18,7 @@ from .profiles import CapsuleDataConfig
 from .train import FitResult, evaluate, fit
 
 __all__ = ["train_variant", "untrained_variant", "CapsuleScores", "evaluate_capsules", "variant_label",
-           "PAPER_TABLE1", "PAPER_TABLE2", "PAPER_FIG5", "frac_key"]
+           "PAPER_TABLE1", "PAPER_TABLE2", "PAPER_FIG5", "frac_key", "CapsuleData", "capsule_data"]
 
 
 def variant_label(variant: str, L: float, S: int) -> str:
@@ -117,3 +117,35 @@ def frac_key(frac: float) -> str:
 
     f = Fraction(frac).limit_denominator(36)
     return "0" if f == 0 else f"{f.numerator}/{f.denominator}"
+
+
+@dataclass(frozen=True)
+class CapsuleData:
+    """The train/test sequences of both data sets, as chapters 4, 5 (and 7) use them."""
+
+    mnist_train: object
+    mnist_test: object
+    dsprites_train: object
+    dsprites_test: object
+
+    seed: int = 0
+
+    def data_id(self, train) -> str:
+        """Cache-key identity of a training set: source, size, data seed, and the combined
+        transformation when there is one (Fig 1)."""
+        combined = "|color+rotation" if tuple(train.transforms) == ("color+rotation",) else ""
+        return f"{train.source}|n={len(train.x)}|seed={self.seed}{combined}"
+
+
+def capsule_data(cm: CapsuleDataConfig, cd: CapsuleDataConfig, data_dir=None, seed: int = 0) -> CapsuleData:
+    """MNIST sequences (train from the training digits, test from the test digits) and a
+    train/test split of dSprites sequences, all seeded by ``seed``."""
+    from .data import mnist
+    from .sequences import dsprites_sequences, mnist_sequences
+
+    digits = mnist(data_dir, seed=seed)
+    mtrain = mnist_sequences(digits.train_x, digits.train_y, cm.n_train, S=cm.S, seed=seed)
+    mtest = mnist_sequences(digits.test_x, digits.test_y, cm.n_test, S=cm.S, seed=seed + 1)
+    dall = dsprites_sequences(cd.n_train + cd.n_test, S=cd.S, data_dir=data_dir, seed=seed, image_size=cd.image_size)
+    dtrain, dtest = dall.split(cd.n_test)
+    return CapsuleData(mtrain, mtest, dtrain, dtest, seed)
