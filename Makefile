@@ -25,7 +25,7 @@ install: $(STAMP)
 # for a plain `jupyter-book build .` or papermill by hand; the runner always uses the venv python.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -e ".[book,dev]"
+	$(PY) -m pip install -e ".[book,chem,dev]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (tvae-book)"
 	touch $@
 
