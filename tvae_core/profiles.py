@@ -30,7 +30,7 @@ import torch
 from ._checks import check_choice
 
 __all__ = ["PROFILES", "check_profile", "resolve_device", "PoTConfig", "TPoTConfig", "TorusTVAEConfig",
-           "CapsuleDataConfig", "CapsulesConfig", "TablesConfig", "CAPSULE_VARIANTS",
+           "CapsuleDataConfig", "CapsulesConfig", "TablesConfig", "CapsuleInvariantsConfig", "CAPSULE_VARIANTS",
            "EXPERIMENTS", "PROFILE_OVERRIDES", "config_for"]
 
 PROFILES = ("smoke", "cpu", "paper")
@@ -235,6 +235,21 @@ class TablesConfig:
     n_is_sequences: int = 100                              # test sequences in the IS estimate
 
 
+@dataclass(frozen=True)
+class CapsuleInvariantsConfig:
+    """Chapter 8 -- invariant views of TVAE capsule codes (bridge between the two papers).
+
+    Uses chapter 4's data and models (same cache: nothing is retrained when chapter 4 ran)."""
+
+    capsules: CapsulesConfig = CapsulesConfig()
+    k: int = 5                         # neighbours in the kNN classifiers
+    n_random: int = 256                # features of the random invariant projection
+    n_pca_sequences: int = 8           # test sequences drawn in the PCA figure
+    knn_margin: float = 0.15           # best invariant view beats raw t by this (accuracy, off-canonical poses)
+    collapse_max: float = 0.25         # invariant views: within-sequence variance share below this
+    spread_ratio_max: float = 0.5      # decoded canonicalised codes vary this much less over a sequence
+
+
 EXPERIMENTS: dict[str, type] = {"01_pot": PoTConfig, "02_tpot": TPoTConfig, "03_tvae_torus": TorusTVAEConfig,
                                 "04_capsules": CapsulesConfig, "05_tables": TablesConfig}
 
@@ -274,6 +289,11 @@ PROFILE_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
 
 for _p in ("smoke", "paper"):  # chapter 5 reuses chapter 4's per-profile data/recipe
     PROFILE_OVERRIDES["05_tables"][_p]["capsules"] = CapsulesConfig(**PROFILE_OVERRIDES["04_capsules"][_p])
+
+# Chapter 8 reuses chapter 4's per-profile data and models.
+EXPERIMENTS["08_capsule_invariants"] = CapsuleInvariantsConfig
+PROFILE_OVERRIDES["08_capsule_invariants"] = {p: dict(capsules=CapsulesConfig(**PROFILE_OVERRIDES["04_capsules"][p]))
+                                              for p in ("smoke", "paper")}
 
 
 def config_for(chapter: str, profile: str, **overrides: Any):

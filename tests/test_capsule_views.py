@@ -1,0 +1,95 @@
+"""Invariant views of capsule codes: invariance, known-answer kNN and spread on constructed codes."""
+import pytest
+import torch
+
+from tvae_core import roll
+from tvae_core.capsule_views import (VIEW_NAMES, invariant_views, knn_vote, pose_knn_accuracy,
+                                     quotient_distance_matrix_cyclic, reference_frames, standardize,
+                                     within_sequence_fraction)
+from tvae_core.invariance import quotient_distance_cyclic
+
+C, D = 3, 6
+g = torch.Generator().manual_seed(0)
+
+
+def test_every_view_but_raw_is_invariant_to_roll():
+    t = (torch.randn(20, C * D, generator=g) * 2 + 30).double()  # a large offset, as mu = 30 gives
+    base = invariant_views(t, D, seed=1)
+    assert tuple(base) == VIEW_NAMES
+    for r in range(1, D):
+        views = invariant_views(roll(t, r, D), D, seed=1)
+        for name in VIEW_NAMES[1:]:
+            torch.testing.assert_close(views[name], base[name], atol=1e-5, rtol=1e-5, msg=name)
+        assert not torch.allclose(views["raw t"], base["raw t"])  # raw t is equivariant, not invariant
+
+
+def test_standardize_commutes_with_roll():
+    t = torch.randn(5, C * D, generator=g)
+    torch.testing.assert_close(standardize(roll(t, 2, D)), roll(standardize(t), 2, D))
+
+
+def test_within_sequence_fraction_known_values():
+    centres = torch.randn(10, 1, 4, generator=g)
+    assert within_sequence_fraction(centres.expand(10, 7, 4)) == pytest.approx(0.0, abs=1e-9)
+    same = torch.randn(1, 7, 4, generator=g).expand(10, 7, 4)  # every sequence is the same: all variance within
+    assert within_sequence_fraction(same) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match=r"\(N, S, F\)"):
+        within_sequence_fraction(torch.zeros(3, 4))
+
+
+def test_quotient_distance_matrix_matches_pairwise():
+    a, b = torch.randn(7, C * D, generator=g), torch.randn(9, C * D, generator=g)
+    m = quotient_distance_matrix_cyclic(a, b, D, chunk=3)
+    pair = quotient_distance_cyclic(a[:, None].expand(7, 9, -1), b[None].expand(7, 9, -1), D)
+    torch.testing.assert_close(m, pair, atol=1e-5, rtol=1e-5)
+    assert float(quotient_distance_matrix_cyclic(b[:1], roll(b[:1], 4, D), D)) == pytest.approx(0.0, abs=1e-5)
+
+
+def test_knn_vote_on_a_constructed_case():
+    ref = torch.tensor([[0.0], [0.1], [0.2], [5.0], [5.1]])
+    ref_y = torch.tensor([0, 0, 0, 1, 1])
+    q = torch.tensor([[0.05], [4.9]])
+    dist = torch.cdist(q, ref)
+    assert knn_vote(dist, ref_y, 1).tolist() == [0, 1]
+    assert knn_vote(dist, ref_y, 5).tolist() == [0, 0]  # majority of all five
+    with pytest.raises(ValueError, match="k must be"):
+        knn_vote(dist, ref_y, 6)
+
+
+def test_reference_frames_and_missing_canonical():
+    step = torch.tensor([[3, 4, 0, 1], [0, 1, 2, 3]])
+    assert reference_frames(step).tolist() == [2, 0]
+    with pytest.raises(ValueError, match="step == 0"):
+        reference_frames(torch.tensor([[1, 2]]))
+
+
+def test_perfectly_equivariant_codes_classify_at_every_pose_only_when_invariant():
+    """Codes t = Roll_step(c_class) + noise: raw t only finds its class at the references' pose;
+    the quotient metric and the invariant views find it at every pose."""
+    n_cls, per = 4, 30
+    protos = torch.randn(n_cls, C * D, generator=g) * 2
+    y = torch.arange(n_cls).repeat_interleave(per)  # (N,)
+    step = torch.randint(0, D, (len(y),), generator=g)
+    codes = roll(protos[y], step, D) + 0.05 * torch.randn(len(y), C * D, generator=g)
+    ref = protos + 0.05 * torch.randn(n_cls, C * D, generator=g)  # canonical pose
+    ref_y, grp_r, grp_q = torch.arange(n_cls), torch.zeros(n_cls, dtype=torch.long), torch.zeros(len(y), dtype=torch.long)
+
+    raw = pose_knn_accuracy(torch.cdist, ref, ref_y, grp_r, codes, y, grp_q, step, k=1)
+    quot = pose_knn_accuracy(lambda a, b: quotient_distance_matrix_cyclic(a, b, D), ref, ref_y, grp_r, codes, y, grp_q,
+                             step, k=1)
+    assert raw[0] == 1.0 and quot[0] == 1.0
+    assert all(v == 1.0 for v in quot.values())
+    off = [v for s, v in raw.items() if s != 0]
+    assert sum(off) / len(off) < 0.7  # raw t confuses poses
+    views_q, views_r = invariant_views(codes, D), invariant_views(ref, D)
+    for name in VIEW_NAMES[1:]:
+        acc = pose_knn_accuracy(torch.cdist, views_r[name], ref_y, grp_r, views_q[name], y, grp_q, step, k=1)
+        assert min(acc.values()) >= 0.9, name
+
+
+def test_group_mask_restricts_neighbours():
+    ref = torch.tensor([[0.0], [10.0]])
+    q = torch.tensor([[0.1]])
+    acc = pose_knn_accuracy(torch.cdist, ref, torch.tensor([0, 1]), torch.tensor([0, 1]), q, torch.tensor([1]),
+                            torch.tensor([1]), torch.tensor([0]), k=1)
+    assert acc == {0: 1.0}  # the nearer reference belongs to another transformation

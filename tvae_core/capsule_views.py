@@ -1,0 +1,141 @@
+r"""Invariant views of TVAE capsule codes (chapter 8: the bridge between the two papers).
+
+A trained TVAE maps a transforming sequence to codes that (approximately) roll:
+``t_l ~ Roll_l(t_0)`` (Eq 18; TVAE paper Sec 4.5).  Roll is the action of the cyclic group
+``C_D`` on ``C`` capsules of ``D`` units, so the capsule code is an *equivariant*
+representation in the sense of "Interpreting Equivariant Representations" (Sec 2): it carries
+the content of a frame *and* its pose.  The invariants of :mod:`tvae_core.invariance` remove
+the pose:
+
+* ``canonicalised`` -- :func:`~tvae_core.invariance.canonicalize`, a cross-section of
+  ``Z / C_D`` (decodable: it is still a code), not isometric;
+* ``Fourier modulus`` and ``capsule norms`` -- invariants of the larger group rolling every
+  capsule independently (they drop the relative phase of capsules too);
+* ``random invariant`` -- :class:`~tvae_core.invariance.RandomInvariantProjection`, the second
+  paper's random equivariant layer + nonlinearity + group pooling;
+* the isometric quotient metric ``min_r ||t_1 - Roll_r t_2||`` (Sec 3, Prop 1), used directly
+  as a kNN distance (:func:`quotient_distance_matrix_cyclic`).
+
+Codes are first standardised over their units (``(t - mean) / std``, as the decoder of the
+``cpu`` recipe does, :class:`~tvae_core.models.BernoulliDecoder`): with ``mu = 30`` a code is a
+large constant plus a small pose-dependent part, and standardisation commutes with Roll.
+
+Shapes: ``N`` sequences, ``S`` frames, ``n = C * D`` units, ``F`` features.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from ._checks import check_capsules, check_int
+from .invariance import RandomInvariantProjection, canonicalize, capsule_norms, fourier_modulus
+from .roll import roll
+
+__all__ = ["standardize", "invariant_views", "VIEW_NAMES", "within_sequence_fraction", "encode_sequences",
+           "quotient_distance_matrix_cyclic", "knn_vote", "reference_frames", "pose_knn_accuracy"]
+
+VIEW_NAMES = ("raw t", "canonicalised", "Fourier modulus", "capsule norms", "random invariant")
+"""The views :func:`invariant_views` returns, in order; only ``raw t`` depends on the pose."""
+
+
+def standardize(t: Tensor) -> Tensor:
+    """``(t - mean_i t_i) / std_i t_i`` over the last axis; commutes with any permutation of units."""
+    return (t - t.mean(-1, keepdim=True)) / (t.std(-1, keepdim=True) + 1e-5)
+
+
+def invariant_views(t: Tensor, capsule_dim: int, seed: int = 0, n_random: int = 256) -> dict[str, Tensor]:
+    """Every view of :data:`VIEW_NAMES` of the codes ``t: (..., C*D)`` (standardised first).
+
+    Returns ``{name: (..., F_name)}``; every view except ``raw t`` is invariant to ``Roll_r``."""
+    C = check_capsules("t", t.shape[-1], capsule_dim)
+    check_int("n_random", n_random, minimum=1)
+    s = standardize(t)
+    proj = RandomInvariantProjection(C, capsule_dim, n_random, pool="max", seed=seed)
+    return {"raw t": s, "canonicalised": canonicalize(s, capsule_dim), "Fourier modulus": fourier_modulus(s, capsule_dim),
+            "capsule norms": capsule_norms(s, capsule_dim), "random invariant": proj(s)}
+
+
+def within_sequence_fraction(f: Tensor) -> float:
+    """Share of the total variance of ``f: (N, S, F)`` that lies *within* sequences.
+
+    ``sum_{i,l} ||f_il - mean_l f_il||^2 / sum_{i,l} ||f_il - mean_{i,l} f||^2``: 1 when frames of
+    one sequence are as spread as the whole set, 0 when each sequence collapses to one point."""
+    if f.dim() != 3:
+        raise ValueError(f"f must be (N, S, F), got shape {tuple(f.shape)}")
+    within = (f - f.mean(1, keepdim=True)).pow(2).sum()
+    total = (f - f.mean((0, 1), keepdim=True)).pow(2).sum()
+    return float(within / total.clamp_min(1e-12))
+
+
+@torch.no_grad()
+def encode_sequences(model, x: Tensor, batch_size: int = 64) -> Tensor:
+    """``model.encode`` in batches on the model's device: ``x: (N, S, P) -> (N, S, n)`` on the CPU."""
+    dev = next(model.parameters()).device
+    model.eval()
+    return torch.cat([model.encode(x[i:i + batch_size].to(dev)).cpu() for i in range(0, len(x), batch_size)])
+
+
+@torch.no_grad()
+def quotient_distance_matrix_cyclic(a: Tensor, b: Tensor, capsule_dim: int, chunk: int = 256) -> Tensor:
+    r"""All pairwise quotient distances ``d([a_i], [b_j]) = min_r ||a_i - Roll_r(b_j)||`` (Prop 1).
+
+    ``a: (M, n)``, ``b: (N, n)`` -> ``(M, N)``.  The ``D`` rolled copies of ``b`` are stacked
+    once, ``||a - Roll_r b||^2 = ||a||^2 + ||b||^2 - 2 a . Roll_r b`` is one matrix product per
+    chunk of ``a``, and the min over ``r`` follows; exact (float64 accumulation)."""
+    check_capsules("a", a.shape[-1], capsule_dim)
+    if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(f"a and b must be (M, n) and (N, n) with the same n; got {tuple(a.shape)} and {tuple(b.shape)}")
+    a, b = a.double(), b.double()
+    rolled = torch.stack([roll(b, r, capsule_dim) for r in range(capsule_dim)], 1)  # (N, D, n)
+    flat = rolled.reshape(-1, b.shape[1])  # (N*D, n)
+    b2 = b.pow(2).sum(-1)  # (N,)  (a roll keeps the norm)
+    out = []
+    for i in range(0, len(a), chunk):
+        ai = a[i:i + chunk]  # (m, n)
+        dots = (ai @ flat.T).reshape(len(ai), len(b), capsule_dim)  # (m, N, D)
+        sq = ai.pow(2).sum(-1)[:, None] + b2[None] - 2 * dots.amax(-1)
+        out.append(sq.clamp_min(0).sqrt())
+    return torch.cat(out).float()
+
+
+def knn_vote(dist: Tensor, ref_y: Tensor, k: int) -> Tensor:
+    """k-nearest-neighbour majority vote from a distance matrix ``(M, N)`` -> labels ``(M,)``.
+
+    Ties go to the class with the nearest member among the tied ones' neighbours (votes are
+    weighted ``1 + 1e-3 / rank``)."""
+    check_int("k", k, minimum=1, maximum=dist.shape[1])
+    idx = dist.topk(k, dim=1, largest=False).indices  # (M, k), nearest first
+    labels = ref_y[idx]  # (M, k)
+    n_cls = int(ref_y.max()) + 1
+    w = 1 + 1e-3 / torch.arange(1, k + 1, dtype=torch.float64)  # (k,)
+    votes = torch.zeros(len(dist), n_cls, dtype=torch.float64).scatter_add_(1, labels, w.expand(len(dist), k))
+    return votes.argmax(1)
+
+
+def reference_frames(step: Tensor) -> Tensor:
+    """Index of the first canonical frame (``step == 0``) of every sequence: ``(N, S) -> (N,)``.
+
+    Every sequence of :mod:`tvae_core.sequences` passes its canonical value once per cycle."""
+    canon = step == 0
+    if not bool(canon.any(1).all()):
+        raise ValueError("every sequence needs a frame with step == 0 (its canonical pose)")
+    return canon.int().argmax(1)
+
+
+def pose_knn_accuracy(distance: Callable[[Tensor, Tensor], Tensor], ref: Tensor, ref_y: Tensor, ref_group: Tensor,
+                      query: Tensor, query_y: Tensor, query_group: Tensor, query_step: Tensor,
+                      k: int = 5) -> dict[int, float]:
+    """kNN accuracy of queries at every pose, against references at the canonical pose.
+
+    ``ref: (R, F)`` codes of training frames at the canonical pose with labels ``ref_y (R,)`` and
+    transformation ``ref_group (R,)``; ``query: (M, F)`` test frames with ``query_y``,
+    ``query_group`` and ``query_step (M,)`` (grid steps away from the canonical pose).  A query
+    is compared only with references of its own transformation; ``distance(query, ref) -> (M, R)``.
+    Returns ``{step: accuracy}``."""
+    dist = distance(query, ref).clone()  # (M, R)
+    dist[query_group[:, None] != ref_group[None, :]] = float("inf")
+    pred = knn_vote(dist, ref_y, k)
+    correct = (pred == query_y).float()
+    return {int(s): float(correct[query_step == s].mean()) for s in query_step.unique().tolist()}
