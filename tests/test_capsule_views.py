@@ -93,3 +93,28 @@ def test_group_mask_restricts_neighbours():
     acc = pose_knn_accuracy(torch.cdist, ref, torch.tensor([0, 1]), torch.tensor([0, 1]), q, torch.tensor([1]),
                             torch.tensor([1]), torch.tensor([0]), k=1)
     assert acc == {0: 1.0}  # the nearer reference belongs to another transformation
+
+
+def test_canonicalize_codes_keeps_scale_and_agrees_with_the_standardised_cross_section():
+    from tvae_core.capsule_views import canonicalize_codes
+    from tvae_core.invariance import canonicalize
+
+    t = (torch.randn(10, C * D, generator=g) + 30).double()
+    c = canonicalize_codes(t, D)
+    torch.testing.assert_close(standardize(c), canonicalize(standardize(t), D))
+    torch.testing.assert_close(c.mean(-1), t.mean(-1))  # same code, rolled: scale kept
+    torch.testing.assert_close(canonicalize_codes(roll(t, 3, D), D), c)
+
+
+def test_decoded_pose_spread_zero_for_constant_codes_positive_for_rolled():
+    from tvae_core.capsule_views import decoded_pose_spread
+
+    torch.manual_seed(0)
+    dec = torch.nn.Linear(C * D, 16)
+    model = torch.nn.Module()
+    model.lin = dec
+    model.decode = dec
+    t0 = torch.randn(4, 1, C * D, generator=g)
+    assert decoded_pose_spread(model, t0.expand(4, 5, C * D)) == pytest.approx(0.0, abs=1e-12)
+    rolled = torch.stack([roll(t0[:, 0], r, D) for r in range(D)], 1)  # (4, D, n)
+    assert decoded_pose_spread(model, rolled) > 1e-4

@@ -30,10 +30,10 @@ import torch
 from torch import Tensor
 
 from ._checks import check_capsules, check_int
-from .invariance import RandomInvariantProjection, canonicalize, capsule_norms, fourier_modulus
+from .invariance import RandomInvariantProjection, canonical_shift, canonicalize, capsule_norms, fourier_modulus
 from .roll import roll
 
-__all__ = ["standardize", "invariant_views", "VIEW_NAMES", "within_sequence_fraction", "encode_sequences",
+__all__ = ["standardize", "canonicalize_codes", "decoded_pose_spread", "invariant_views", "VIEW_NAMES", "within_sequence_fraction", "encode_sequences",
            "quotient_distance_matrix_cyclic", "knn_vote", "reference_frames", "pose_knn_accuracy"]
 
 VIEW_NAMES = ("raw t", "canonicalised", "Fourier modulus", "capsule norms", "random invariant")
@@ -43,6 +43,27 @@ VIEW_NAMES = ("raw t", "canonicalised", "Fourier modulus", "capsule norms", "ran
 def standardize(t: Tensor) -> Tensor:
     """``(t - mean_i t_i) / std_i t_i`` over the last axis; commutes with any permutation of units."""
     return (t - t.mean(-1, keepdim=True)) / (t.std(-1, keepdim=True) + 1e-5)
+
+
+def canonicalize_codes(t: Tensor, capsule_dim: int) -> Tensor:
+    """Roll raw codes ``t: (..., C*D)`` to the canonical pose of their standardised version.
+
+    ``standardize(canonicalize_codes(t)) == canonicalize(standardize(t))`` (standardisation
+    commutes with Roll), but the result keeps the code's own scale, so the decoder can draw it."""
+    return roll(t, -canonical_shift(standardize(t), capsule_dim), capsule_dim)
+
+
+@torch.no_grad()
+def decoded_pose_spread(model, t: Tensor, batch_size: int = 256) -> float:
+    """How much decoded images vary along a sequence: ``t: (N, S, n)`` codes ->
+    mean over sequences and pixels of the variance over the ``S`` frames of ``sigmoid(g(t))``."""
+    if t.dim() != 3:
+        raise ValueError(f"t must be (N, S, n), got shape {tuple(t.shape)}")
+    dev = next(model.parameters()).device
+    flat = t.reshape(-1, t.shape[-1])
+    img = torch.cat([torch.sigmoid(model.decode(flat[i:i + batch_size].to(dev))).cpu()
+                     for i in range(0, len(flat), batch_size)])  # (N*S, P)
+    return float(img.reshape(*t.shape[:2], -1).var(1).mean())
 
 
 def invariant_views(t: Tensor, capsule_dim: int, seed: int = 0, n_random: int = 256) -> dict[str, Tensor]:

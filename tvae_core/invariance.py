@@ -34,7 +34,7 @@ from ._checks import check_capsules, check_choice, check_int
 from .roll import roll
 
 __all__ = ["sort_projection", "quotient_distance_sn", "quotient_distance_sn_bruteforce", "quotient_distance_cyclic",
-           "quotient_distance_cyclic_bruteforce", "canonicalize", "fourier_modulus", "capsule_norms",
+           "quotient_distance_cyclic_bruteforce", "canonicalize", "canonical_shift", "fourier_modulus", "capsule_norms",
            "RandomInvariantProjection", "knn_scores"]
 
 
@@ -84,11 +84,16 @@ def canonicalize(t: Tensor, capsule_dim: int, statistic: str = "energy") -> Tens
     (ties aside) and keeps everything else: a cross-section of ``Z / C_D``.  It is **not**
     isometric: two codes whose peaks sit at different units are compared after different rolls,
     not after the best one (compare :func:`quotient_distance_cyclic`).  ``(..., C*D)``."""
+    return roll(t, -canonical_shift(t, capsule_dim, statistic), capsule_dim)
+
+
+def canonical_shift(t: Tensor, capsule_dim: int, statistic: str = "energy") -> Tensor:
+    """The roll :func:`canonicalize` undoes: the unit index of the statistic's peak, ``(..., C*D) -> (...)``."""
     check_choice("statistic", statistic, ("energy", "mean"))
     C = check_capsules("t", t.shape[-1], capsule_dim)
     tc = t.reshape(*t.shape[:-1], C, capsule_dim)
     profile = (tc.pow(2) if statistic == "energy" else tc).sum(-2)  # (..., D)
-    return roll(t, -profile.argmax(-1), capsule_dim)
+    return profile.argmax(-1)
 
 
 def fourier_modulus(t: Tensor, capsule_dim: int) -> Tensor:
