@@ -135,3 +135,23 @@ def test_decoder_standardisation_commutes_with_roll():
     torch.testing.assert_close(dec.net(std), dec(t), atol=1e-4, rtol=1e-4)
     rolled = roll(t, 2, 4)
     torch.testing.assert_close(dec.net(roll(std, 2, 4)), dec(rolled), atol=1e-4, rtol=1e-4)
+
+
+def test_uint8_training_data_gives_the_same_model_as_its_float_version(tmp_path):
+    """fit() rescales uint8 batches: the same training run as on x/255 in float32."""
+    from tvae_core.sequences import SequenceData
+
+    g = torch.Generator().manual_seed(0)
+    x8 = torch.randint(0, 256, (64, 784), generator=g, dtype=torch.uint8)
+    cfg, tc = ModelConfig(kind="vae", weight_norm=False, **SMALL), TrainConfig(epochs=1, batch_size=16)
+    a = fit(cfg, x8, tc, cache_dir=tmp_path / "a", progress=False)
+    b = fit(cfg, x8.float() / 255, tc, cache_dir=tmp_path / "b", progress=False)
+    for (k, va), vb in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+        torch.testing.assert_close(va, vb, msg=k)
+    seq = SequenceData(x=torch.rand(3, 2, 4), frame_shape=(1, 2, 2), transform=torch.zeros(3, dtype=torch.long),
+                       transforms=("x",), factor=torch.zeros(3, 2), step=torch.zeros(3, 2, dtype=torch.long),
+                       canonical=torch.ones(3, 2, dtype=torch.bool), label=torch.zeros(3, dtype=torch.long), source="t")
+    q = seq.as_uint8()
+    assert q.x.dtype == torch.uint8 and q.x.element_size() * 4 == seq.x.element_size()
+    assert (q.x.float() / 255 - seq.x).abs().max() <= 0.5 / 255 + 1e-7
+    assert q.as_uint8() is q and "uint8" in q.source

@@ -92,10 +92,15 @@ def within_sequence_fraction(f: Tensor) -> float:
 
 @torch.no_grad()
 def encode_sequences(model, x: Tensor, batch_size: int = 64) -> Tensor:
-    """``model.encode`` in batches on the model's device: ``x: (N, S, P) -> (N, S, n)`` on the CPU."""
+    """``model.encode`` in batches on the model's device: ``x: (N, S, P)`` (float in [0, 1] or uint8)
+    ``-> (N, S, n)`` on the CPU."""
     dev = next(model.parameters()).device
     model.eval()
-    return torch.cat([model.encode(x[i:i + batch_size].to(dev)).cpu() for i in range(0, len(x), batch_size)])
+    def batch(i: int) -> Tensor:
+        xb = x[i:i + batch_size].to(dev)
+        return xb.float().div_(255) if xb.dtype == torch.uint8 else xb  # uint8 training sets (paper profile)
+
+    return torch.cat([model.encode(batch(i)).cpu() for i in range(0, len(x), batch_size)])
 
 
 @torch.no_grad()

@@ -104,6 +104,16 @@ class SequenceData:
                        canonical=self.canonical[sl], label=self.label[sl], source=source,
                        latents=None if self.latents is None else self.latents[sl])
 
+    def as_uint8(self) -> "SequenceData":
+        """The same sequences with ``x`` stored as ``uint8`` (``round(255 x)``): 4x less memory.
+
+        For large training sets (the ``paper`` profile's 60,000 MNIST sequences are 10 GB in
+        float32); :func:`~tvae_core.train.fit` scales each batch back to ``[0, 1]``.  The
+        quantisation error is at most ``1/510`` per pixel (MNIST pixels are 8-bit to begin with)."""
+        if self.x.dtype == torch.uint8:
+            return self
+        return replace(self, x=self.x.mul(255).round_().to(torch.uint8), source=f"{self.source} [uint8]")
+
     def frames(self, i: int) -> Tensor:
         """Sequence ``i`` as ``(S, C, H, W)`` images, for plotting."""
         return self.x[i].reshape(self.x.shape[1], *self.frame_shape)

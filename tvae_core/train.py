@@ -106,7 +106,9 @@ def fit(model_cfg: ModelConfig, train_x: Tensor, train_cfg: TrainConfig, *, data
 
     Args:
         model_cfg: architecture; ``train_cfg``: optimiser, epochs, seed.
-        train_x: ``(N, P)`` images or ``(N, S, P)`` sequences in ``[0, 1]``.
+        train_x: ``(N, P)`` images or ``(N, S, P)`` sequences in ``[0, 1]``; or ``uint8`` in
+            ``[0, 255]`` (4x less memory, e.g. the paper profile's 60,000 MNIST sequences: 2.5 GB
+            instead of 10 GB), scaled to ``[0, 1]`` one batch at a time.
         data_id: identity of the training data for the cache key (e.g.
             :meth:`~tvae_core.data.ImageData.fingerprint`).
         device: ``"auto" | "cpu" | "cuda"``; the returned model is on that device.
@@ -147,7 +149,8 @@ def fit(model_cfg: ModelConfig, train_x: Tensor, train_cfg: TrainConfig, *, data
         batches = perm.view(steps_per_epoch, bs)[: total - step]
         sums = torch.zeros(3, device=dev)
         for idx in batches:
-            parts = model(x_all[idx])
+            xb = x_all[idx]
+            parts = model(xb.float().div_(255) if xb.dtype == torch.uint8 else xb)
             loss = -parts.elbo.mean()
             if not torch.isfinite(loss):
                 bar.close()
