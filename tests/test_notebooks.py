@@ -1,30 +1,21 @@
 """Every chapter of the book, executed through papermill in the ``smoke`` profile.
 
 Chapters come from ``_toc.yml`` (``book/NN_name`` jupytext notebooks). Each is run by the same
-code as ``make book`` into one temporary results folder; the last test builds the HTML book from
-those executed notebooks with Sphinx warnings as errors.
+code as ``make book`` into one results folder for the session (``smoke_run`` in conftest.py);
+the HTML book built from those executed notebooks (``smoke_book``, warnings as errors) is shared
+with the browser test.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import nbformat
 import pytest
 
 from tvae_core import report, runner
-from tvae_core.runner import RunConfig
 
 CHAPTERS = runner.discover_chapters(runner.REPO_ROOT)
-SMOKE = RunConfig(profile="smoke", seed=0, device="auto")
-CELL_TIMEOUT_S = 300
-
-
-@pytest.fixture(scope="session")
-def smoke_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One results folder shared by every chapter run of this session."""
-    return tmp_path_factory.mktemp("smoke_results")
 
 
 def test_toc_has_chapters() -> None:
@@ -33,8 +24,9 @@ def test_toc_has_chapters() -> None:
 
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=[c.name for c in CHAPTERS])
-def test_chapter_runs_and_its_claims_pass(chapter: runner.Chapter, smoke_dir: Path) -> None:
-    result = runner.execute_chapter(chapter, SMOKE, smoke_dir, timeout=CELL_TIMEOUT_S)
+def test_chapter_runs_and_its_claims_pass(chapter: runner.Chapter, smoke_run) -> None:
+    result = runner.execute_chapter(chapter, smoke_run.config, smoke_run.out_dir,
+                                    timeout=smoke_run.timeout)
 
     nb = nbformat.read(result.notebook, as_version=4)
     errors = [(i, out.get("ename"), out.get("evalue")) for i, cell in enumerate(nb.cells)
@@ -44,7 +36,7 @@ def test_chapter_runs_and_its_claims_pass(chapter: runner.Chapter, smoke_dir: Pa
     metrics = json.loads(result.metrics.read_text())
     assert report.validate_metrics(metrics) == []
     assert metrics["chapter"] == chapter.name
-    assert metrics["profile"] == "smoke" and metrics["seed"] == SMOKE.seed
+    assert metrics["profile"] == "smoke" and metrics["seed"] == smoke_run.config.seed
     enforced = [c for c in metrics["claims"] if c.get("enforced", True)]
     assert len(enforced) >= 1, "smoke must enforce at least one claim (sanity checks)"
     failed = [c["name"] for c in enforced if c["passed"] is not True]
@@ -53,14 +45,12 @@ def test_chapter_runs_and_its_claims_pass(chapter: runner.Chapter, smoke_dir: Pa
 
 
 @pytest.mark.timeout(1800)
-def test_book_builds_without_warnings_from_smoke_results(smoke_dir: Path, tmp_path: Path) -> None:
-    # Chapters executed above are skipped (unchanged); any not yet run are run now.
-    _, failures = runner.run_chapters(CHAPTERS, SMOKE, smoke_dir, timeout=CELL_TIMEOUT_S)
-    assert failures == []
-    stage = runner.stage_book(CHAPTERS, smoke_dir, tmp_path / "src")
+def test_book_builds_without_warnings_from_smoke_results(smoke_book) -> None:
+    # The fixture runs any chapter not executed above (executed ones are skipped, unchanged),
+    # stages the executed notebooks and builds with -W; a warning fails the fixture.
+    html = smoke_book.html_dir
+    stage = html.parents[1] / "src"
     assert not [c.name for c in CHAPTERS if (stage / "book" / f"{c.name}.md").exists()]
-    index = runner.build_html(stage, tmp_path, strict=True)
-    html = index.parent
     for c in CHAPTERS:
         assert (html / "book" / f"{c.name}.html").is_file()
     assert f"{len(CHAPTERS)} of {len(CHAPTERS)} chapters have metrics" in (

@@ -1,0 +1,287 @@
+"""The built book in a real browser, offline: every page of the smoke-profile book.
+
+Headless Chromium (Debian's ``chromium`` + ``chromium-driver``, driven by selenium) loads each
+page from a local HTTP server on 127.0.0.1 with every other host unresolvable and all other
+traffic sent to a dead proxy, so the pages must work with no network. Per page it checks:
+
+- no error outputs or tracebacks (``.output.error``/``.output.traceback``, "Traceback", ``ename``);
+- every figure the executed notebook produced is there: the ``<img>`` elements inside cell
+  outputs are at least as many as the notebook's image outputs, and every image on the page
+  (widget outputs included) has loaded with a non-zero size;
+- math is typeset: pages with Sphinx math have MathJax ``mjx-container`` elements and no raw
+  ``\\(``, ``\\[`` or ``$$`` left in their visible text (code excluded);
+- widgets render: every ``widget-view+json`` the page embeds became a widget view.
+
+A full-page screenshot of every page goes to ``_results/browser/<page>.png``. Without
+Chromium (or selenium) the test is skipped, but under ``CI=true`` that is a failure.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+import os
+import re
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from tvae_core import runner
+
+IN_CI = os.environ.get("CI", "").lower() in ("true", "1", "yes")
+SCREENSHOTS = runner.REPO_ROOT / "_results" / "browser"
+PAGE_TIMEOUT_S = 60
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+MIME_IMAGES = ("image/png", "image/jpeg", "image/svg+xml", "image/gif")
+
+# Every page the book builds: the _toc.yml entries plus Sphinx's own index and search pages.
+PAGES = [f"{entry}.html" for entry in runner.toc_files(runner.REPO_ROOT)] + [
+    "genindex.html", "search.html"]
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
+
+
+def _skip_or_fail(reason: str) -> None:
+    """A missing browser is a skip on a workstation but a failure in CI (CI must install it)."""
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: the browser test must run; "
+                    "apt-get install -y chromium chromium-driver)", pytrace=False)
+    pytest.skip(reason)
+
+
+def _page_stem(page: str) -> str:
+    return Path(page).with_suffix("").as_posix().removeprefix("book/").replace("/", "_")
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="session")
+def book_server(smoke_book) -> Iterator[str]:
+    """Serve the built HTML on 127.0.0.1 (a free port) from a background thread."""
+    handler = functools.partial(_QuietHandler, directory=str(smoke_book.html_dir))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+@pytest.fixture(scope="session")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """Headless Chromium with the network cut: only 127.0.0.1 is reachable."""
+    chromium = next((p for p in map(shutil.which, CHROMIUM_NAMES) if p), None)
+    driver_path = shutil.which("chromedriver")
+    if chromium is None or driver_path is None:
+        _skip_or_fail("headless Chromium not installed: need `chromium` and `chromedriver` "
+                      "on PATH (Debian: apt-get install chromium chromium-driver)")
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        _skip_or_fail("selenium is not installed (pip install -e '.[dev]')")
+    os.environ.setdefault("SE_AVOID_STATS", "true")  # selenium-manager: no telemetry
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--disable-component-update",
+                "--no-first-run", "--disable-quic", "--disable-sync",
+                "--disable-default-apps", "--disable-extensions", "--mute-audio",
+                f"--user-data-dir={tmp_path_factory.mktemp('chromium_profile')}",
+                "--window-size=1280,1000", "--hide-scrollbars",
+                # No network: every host but 127.0.0.1 fails to resolve, and anything that
+                # still tries to go out is sent to a closed port (the discard port).
+                "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+                "--proxy-server=127.0.0.1:9", "--proxy-bypass-list=127.0.0.1"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=driver_path))
+    driver.set_page_load_timeout(PAGE_TIMEOUT_S)
+    driver.set_script_timeout(PAGE_TIMEOUT_S)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+# --------------------------------------------------------------------------- page inspection
+
+# Runs in the page: a summary of what rendered. Visible text excludes code, cell inputs and
+# typeset math, so raw TeX left in prose is what remains.
+PAGE_STATE_JS = r"""
+const main = document.querySelector('main, article, .bd-article, body') || document.body;
+const clone = main.cloneNode(true);
+clone.querySelectorAll('pre, code, script, style, mjx-container, mjx-assistive-mml, '
+                       + '.cell_input, .highlight, .MathJax, nav, .headerlink')
+     .forEach(e => e.remove());
+const imgs = [...document.querySelectorAll('img')];
+const outputImgs = [...document.querySelectorAll('.cell_output img')]
+    .filter(i => !i.closest('.jupyter-widgets, .widget-subarea, .jp-OutputArea'));
+const views = [...document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]')];
+const rendered = views.filter(s => {
+    const area = s.parentElement && s.parentElement.querySelector('.widget-subarea, .jupyter-widgets');
+    return area && area.querySelector('.jupyter-widgets, [class*="widget-"]');
+});
+return {
+    ready: document.readyState,
+    text: clone.innerText || '',
+    errors: [...document.querySelectorAll('.output.error, .output.traceback, .traceback')]
+        .map(e => e.innerText.slice(0, 300)),
+    images: imgs.map(i => ({src: i.currentSrc || i.src, complete: i.complete,
+                            w: i.naturalWidth, h: i.naturalHeight})),
+    outputImages: outputImgs.length,
+    mathSource: document.querySelectorAll('.math').length,
+    mathTypeset: document.querySelectorAll('mjx-container').length,
+    mathJaxLoaded: !!(window.MathJax && window.MathJax.startup),
+    views: views.length,
+    viewsRendered: rendered.length,
+    widgetImages: [...document.querySelectorAll('.widget-subarea img, .jupyter-widgets img')]
+        .map(i => ({src: (i.currentSrc || i.src).slice(0, 80), w: i.naturalWidth})),
+};
+"""
+
+# Waits for MathJax's startup typesetting (if MathJax is on the page) to finish.
+MATHJAX_DONE_JS = r"""
+const done = arguments[arguments.length - 1];
+if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
+    MathJax.startup.promise.then(() => done('typeset'), e => done('error: ' + e));
+} else { done('no MathJax'); }
+"""
+
+RAW_TEX = re.compile(r"\\\(|\\\)|\\\[|\\\]|\$\$")
+ERROR_TEXT = re.compile(r"Traceback \(most recent call last\)|\bename\b|\bevalue\b")
+
+
+def expected_figures(notebook: Path) -> int:
+    """How many image outputs the executed notebook has (outside widget state)."""
+    if not notebook.is_file():
+        return 0
+    nb = nbformat.read(notebook, as_version=4)
+    return sum(1 for cell in nb.cells for out in cell.get("outputs", [])
+               if out.get("output_type") in ("display_data", "execute_result")
+               and any(m in out.get("data", {}) for m in MIME_IMAGES))
+
+
+def load_and_inspect(driver, url: str) -> dict:
+    """Load ``url``, wait until MathJax and the widgets are done (or time runs out)."""
+    driver.get(url)
+    deadline = time.monotonic() + PAGE_TIMEOUT_S
+    mathjax = driver.execute_async_script(MATHJAX_DONE_JS)
+    state = driver.execute_script(PAGE_STATE_JS)
+    while time.monotonic() < deadline:
+        images_done = all(i["complete"] for i in state["images"])
+        if (state["ready"] == "complete" and images_done
+                and state["viewsRendered"] >= state["views"]):
+            break
+        time.sleep(0.25)
+        state = driver.execute_script(PAGE_STATE_JS)
+    state["mathjax"] = mathjax
+    return state
+
+
+def full_page_screenshot(driver, path: Path) -> None:
+    """A PNG of the whole page (not only the viewport), via the DevTools protocol."""
+    metrics = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})
+    size = metrics.get("cssContentSize") or metrics["contentSize"]
+    width, height = int(size["width"]), min(int(size["height"]), 16000)
+    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {
+        "format": "png", "captureBeyondViewport": True, "fromSurface": True,
+        "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(base64.b64decode(shot["data"]))
+
+
+def outside_requests(driver) -> list[str]:
+    """URLs of requests that went (or tried to go) anywhere but 127.0.0.1 since the last call."""
+    urls = []
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message.get("method") == "Network.requestWillBeSent":
+            url = message["params"]["request"]["url"]
+            if url.startswith(("http:", "https:", "ws:", "wss:")) and not url.startswith(
+                    ("http://127.0.0.1:", "ws://127.0.0.1:")):
+                urls.append(url)
+    return urls
+
+
+# --------------------------------------------------------------------------- the tests
+
+
+@pytest.mark.timeout(1800)  # the first test may build the book (smoke_book) if nothing did
+def test_every_built_page_is_tested(smoke_book) -> None:
+    built = {p.relative_to(smoke_book.html_dir).as_posix()
+             for p in smoke_book.html_dir.rglob("*.html")
+             if not {"_static", "_sources", "_images"} & set(p.relative_to(
+                 smoke_book.html_dir).parts)}
+    assert built - {"index.html"} <= set(PAGES), f"pages not in the browser test: {built}"
+    assert set(PAGES) <= built, f"pages the toc lists but the build lacks: {set(PAGES) - built}"
+
+
+@pytest.mark.timeout(1800)
+@pytest.mark.parametrize("page", PAGES, ids=[_page_stem(p) for p in PAGES])
+def test_page_renders_offline(page: str, smoke_book, book_server: str, browser) -> None:
+    assert (smoke_book.html_dir / page).is_file(), f"{page} was not built"
+    outside_requests(browser)  # drop log entries of earlier pages
+    browser.get_log("browser")
+    state = load_and_inspect(browser, book_server + page)
+    shot = SCREENSHOTS / f"{_page_stem(page)}.png"
+    full_page_screenshot(browser, shot)
+    went_out = outside_requests(browser)
+    console = [e["message"][:200] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    notes = (f"page {page} (screenshot {shot}); requests off 127.0.0.1 (all blocked): "
+             f"{went_out[:5]}; console errors: {console[:8]}")
+
+    # No error outputs or tracebacks.
+    assert state["errors"] == [], f"error outputs on {notes}"
+    bad = ERROR_TEXT.findall(state["text"])
+    assert not bad, f"traceback/error text {bad[:3]} on {notes}"
+
+    # Every figure of the notebook is there and every image loaded with a non-zero size.
+    notebook = smoke_book.results_dir / f"{Path(page).stem}.ipynb"
+    want = expected_figures(notebook)
+    assert state["outputImages"] >= want, (
+        f"{state['outputImages']} figures in cell outputs, the notebook has {want}: {notes}")
+    broken = [i["src"][:100] for i in state["images"] if not (i["complete"] and i["w"] > 0
+                                                            and i["h"] > 0)]
+    assert broken == [], f"images that did not load: {broken} on {notes}"
+
+    offline_js = []
+    # Math: typeset by MathJax, no raw delimiters left in the prose.
+    if state["mathSource"]:
+        if smoke_book.vendored:
+            assert state["mathjax"] == "typeset", f"MathJax: {state['mathjax']} on {notes}"
+            assert state["mathTypeset"] >= 1, f"no mjx-container (math not typeset) on {notes}"
+            raw = sorted(set(RAW_TEX.findall(state["text"])))
+            assert raw == [], f"raw TeX delimiters {raw} left in the text of {notes}"
+        else:
+            offline_js.append(f"{state['mathSource']} math elements")
+    # Widgets: every embedded widget view rendered.
+    if state["views"]:
+        if smoke_book.vendored:
+            assert state["viewsRendered"] == state["views"], (
+                f"{state['viewsRendered']} of {state['views']} widget views rendered on {notes}")
+            tiny = [i for i in state["widgetImages"] if i["w"] == 0]
+            assert tiny == [], f"widget output images without size {tiny} on {notes}"
+        else:
+            offline_js.append(f"{state['views']} widget views")
+    if offline_js:
+        message = (f"{page}: MathJax and the widget manager were not vendored (npm unavailable), "
+                   f"so {' and '.join(offline_js)} cannot render with the network cut; the other "
+                   "checks passed")
+        if IN_CI:
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
