@@ -118,3 +118,19 @@ def test_decoded_pose_spread_zero_for_constant_codes_positive_for_rolled():
     assert decoded_pose_spread(model, t0.expand(4, 5, C * D)) == pytest.approx(0.0, abs=1e-12)
     rolled = torch.stack([roll(t0[:, 0], r, D) for r in range(D)], 1)  # (4, D, n)
     assert decoded_pose_spread(model, rolled) > 1e-4
+
+
+def test_retrieval_finds_own_sequence_at_every_pose_only_with_invariants():
+    from tvae_core.capsule_views import pose_retrieval_accuracy
+
+    N = 12
+    c = torch.randn(N, C * D, generator=g)
+    step = (torch.arange(D)[None] + torch.randint(0, D, (N, 1), generator=g)) % D  # (N, S=D)
+    q = torch.stack([roll(c, step[:, l], D) for l in range(D)], 1)  # (N, D, n): frame at pose step
+    ref = c  # canonical frames (step 0)
+    quot = pose_retrieval_accuracy(lambda a, b: quotient_distance_matrix_cyclic(a, b, D), ref, q, step)
+    raw = pose_retrieval_accuracy(torch.cdist, ref, q, step)
+    assert all(v == 1.0 for v in quot.values()) and raw[0] == 1.0
+    assert min(raw.values()) < 0.5
+    with pytest.raises(ValueError, match="disagree"):
+        pose_retrieval_accuracy(torch.cdist, ref[:3], q, step)

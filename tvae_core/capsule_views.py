@@ -34,7 +34,7 @@ from .invariance import RandomInvariantProjection, canonical_shift, canonicalize
 from .roll import roll
 
 __all__ = ["standardize", "canonicalize_codes", "decoded_pose_spread", "invariant_views", "VIEW_NAMES", "within_sequence_fraction", "encode_sequences",
-           "quotient_distance_matrix_cyclic", "knn_vote", "reference_frames", "pose_knn_accuracy"]
+           "quotient_distance_matrix_cyclic", "knn_vote", "reference_frames", "pose_knn_accuracy", "pose_retrieval_accuracy"]
 
 VIEW_NAMES = ("raw t", "canonicalised", "Fourier modulus", "capsule norms", "random invariant")
 """The views :func:`invariant_views` returns, in order; only ``raw t`` depends on the pose."""
@@ -165,3 +165,19 @@ def pose_knn_accuracy(distance: Callable[[Tensor, Tensor], Tensor], ref: Tensor,
     pred = knn_vote(dist, ref_y, k)
     correct = (pred == query_y).float()
     return {int(s): float(correct[query_step == s].mean()) for s in query_step.unique().tolist()}
+
+
+def pose_retrieval_accuracy(distance: Callable[[Tensor, Tensor], Tensor], ref: Tensor, query: Tensor,
+                            step: Tensor) -> dict[int, float]:
+    """Instance retrieval across poses: does a frame's nearest canonical frame belong to its own sequence?
+
+    ``ref: (N, F)`` the canonical frame of each of ``N`` sequences, ``query: (N, S, F)`` all their
+    frames, ``step: (N, S)`` grid steps from the canonical pose.  1-NN among the ``N`` references;
+    returns ``{step: fraction of frames whose nearest reference is their own sequence's}``."""
+    N, S = step.shape
+    if query.shape[:2] != (N, S) or ref.shape[0] != N:
+        raise ValueError(f"ref (N, F), query (N, S, F) and step (N, S) disagree: {tuple(ref.shape)}, "
+                         f"{tuple(query.shape)}, {tuple(step.shape)}")
+    zeros = torch.zeros(N * S, dtype=torch.long)
+    return pose_knn_accuracy(distance, ref, torch.arange(N), zeros[:N], query.reshape(N * S, -1),
+                             torch.arange(N).repeat_interleave(S), zeros, step.reshape(-1), k=1)
