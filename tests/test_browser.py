@@ -231,6 +231,22 @@ def test_every_built_page_is_tested(smoke_book) -> None:
     assert set(PAGES) <= built, f"pages the toc lists but the build lacks: {set(PAGES) - built}"
 
 
+def test_browser_has_no_network(browser) -> None:
+    # The checks below mean "works offline" only if nothing off 127.0.0.1 can be reached.
+    from selenium.common.exceptions import WebDriverException
+
+    for url in ("https://example.com/", "http://93.184.215.14/"):
+        try:
+            browser.get(url)
+        except WebDriverException as err:  # chromedriver reports net::ERR_* as an error
+            assert "net::ERR_" in str(err), err
+            continue
+        where = browser.execute_script("return location.href")
+        text = browser.execute_script("return document.body ? document.body.innerText : ''")
+        assert where.startswith("chrome-error:") or "Example Domain" not in text, (
+            f"{url} loaded: the browser test's network cut does not work")
+
+
 @pytest.mark.timeout(1800)
 @pytest.mark.parametrize("page", PAGES, ids=[_page_stem(p) for p in PAGES])
 def test_page_renders_offline(page: str, smoke_book, book_server: str, browser) -> None:
@@ -264,7 +280,9 @@ def test_page_renders_offline(page: str, smoke_book, book_server: str, browser) 
     if state["mathSource"]:
         if smoke_book.vendored:
             assert state["mathjax"] == "typeset", f"MathJax: {state['mathjax']} on {notes}"
-            assert state["mathTypeset"] >= 1, f"no mjx-container (math not typeset) on {notes}"
+            assert state["mathTypeset"] >= state["mathSource"], (
+                f"{state['mathTypeset']} of {state['mathSource']} math elements typeset "
+                f"(mjx-container) on {notes}")
             raw = sorted(set(RAW_TEX.findall(state["text"])))
             assert raw == [], f"raw TeX delimiters {raw} left in the text of {notes}"
         else:
