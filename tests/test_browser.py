@@ -193,14 +193,23 @@ def load_and_inspect(driver, url: str) -> dict:
     return state
 
 
-def full_page_screenshot(driver, path: Path) -> None:
-    """A PNG of the whole page (not only the viewport), via the DevTools protocol."""
-    metrics = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})
-    size = metrics.get("cssContentSize") or metrics["contentSize"]
-    width, height = int(size["width"]), min(int(size["height"]), 16000)
-    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {
-        "format": "png", "captureBeyondViewport": True, "fromSurface": True,
-        "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}})
+def full_page_screenshot(driver, path: Path, width: int = 1280) -> None:
+    """A PNG of the whole page: the viewport is made as tall as the page (at most 16,000 px),
+    every image decoded, then the viewport captured (DevTools protocol)."""
+    height = driver.execute_script(
+        "return Math.max(document.documentElement.scrollHeight, document.body.scrollHeight)")
+    height = max(600, min(int(height), 16000))
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+        "width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+    try:
+        driver.execute_script("window.scrollTo(0, 0)")
+        driver.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "Promise.all([...document.images].map(i => i.decode().catch(() => null)))"
+            ".then(() => requestAnimationFrame(() => requestAnimationFrame(() => done(true))));")
+        shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png"})
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(base64.b64decode(shot["data"]))
 
