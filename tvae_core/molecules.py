@@ -247,12 +247,19 @@ def load_molecules(source: str = "nci", n_max: int = 9, data_dir: str | os.PathL
 
 def molecule_grid(mols, legends=None, per_row: int = 5, size: int = 120):
     """RDKit drawing of ``mols`` (``None`` -> an empty cell, e.g. an invalid decoded graph) as an
-    RGB array ``(H, W, 3)`` for ``matplotlib.pyplot.imshow``."""
+    RGB array ``(H, W, 3)`` for ``matplotlib.pyplot.imshow`` (drawn with ``MolDraw2DCairo``, so
+    the result is the same inside and outside Jupyter)."""
+    import io
+
     import numpy as np
+    from PIL import Image
 
     Chem = require_rdkit()
-    from rdkit.Chem import Draw
+    from rdkit.Chem.Draw import rdMolDraw2D
 
     mols = [Chem.Mol() if m is None else m for m in mols]
-    img = Draw.MolsToGridImage(mols, molsPerRow=per_row, subImgSize=(size, size), legends=legends)
-    return np.asarray(img.convert("RGB"))
+    rows = -(-len(mols) // per_row)
+    canvas = rdMolDraw2D.MolDraw2DCairo(per_row * size, rows * size, size, size)
+    canvas.DrawMolecules(mols, legends=list(legends) if legends is not None else None)
+    canvas.FinishDrawing()
+    return np.asarray(Image.open(io.BytesIO(canvas.GetDrawingText())).convert("RGB"))
