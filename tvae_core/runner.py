@@ -49,6 +49,9 @@ KERNEL_NAME = "python3"
 DEFAULT_TIMEOUT_S = 3600
 """Default per-cell execution timeout in seconds."""
 
+KERNEL_START_TIMEOUT_S = 300
+"""Seconds a kernel may take to start (papermill's default, 60, failed once on a loaded 2-core machine)."""
+
 RESULTS_ENV = "TVAE_RESULTS_DIR"
 """Environment variable telling a chapter where to write its metrics JSON."""
 
@@ -372,7 +375,8 @@ def execute_chapter(chapter: Chapter, config: RunConfig, out_dir: Path, *,
             executed = papermill.execute_notebook(
                 nb, str(paths["running"]), parameters=config.parameters(),
                 kernel_name=KERNEL_NAME, language="python", cwd=str(chapter.path.parent),
-                execution_timeout=timeout, progress_bar=False, log_output=log_output,
+                execution_timeout=timeout, start_timeout=KERNEL_START_TIMEOUT_S, progress_bar=False,
+                log_output=log_output,
                 kernel_manager_class=this_python_kernel_manager())
     except Exception as exc:  # papermill, nbclient timeouts, dead kernels
         failed = None
