@@ -64,10 +64,11 @@ PIPELINE_FILES = ("runner.py", "report.py")
 VENDOR_FILES: dict[str, tuple[str, ...]] = {
     "mathjax@3.2.2": ("es5/tex-mml-chtml.js", "es5/output/chtml/", "es5/a11y/", "es5/ui/",
                       "es5/input/tex/extensions/"),
-    "@jupyter-widgets/html-manager@1.0.6": ("dist/embed-amd.js",),
+    "@jupyter-widgets/html-manager@1.0.6": ("dist/embed-amd.js", "dist/*.woff2", "dist/*.woff", "dist/*.ttf",
+                                            "dist/*.eot", "dist/*.svg"),  # + the widgets' icon fonts
     "requirejs@2.3.7": ("require.js",),
 }
-"""npm packages (and the files of them) the HTML needs to show math and widgets offline."""
+"""npm packages (and the files of them: path prefixes or globs) the HTML needs to show math and widgets offline."""
 
 VENDOR_JS = {"mathjax": "mathjax/es5/tex-mml-chtml.js",
              "requirejs": "requirejs/require.js",
@@ -511,6 +512,13 @@ def vendor_complete(vendor_dir: Path) -> bool:
     return all((Path(vendor_dir) / rel).is_file() for rel in VENDOR_JS.values())
 
 
+def _wanted(name: str, entry: str) -> bool:
+    """A package file is kept if it lies under ``entry`` (a path prefix) or matches it (a glob)."""
+    import fnmatch
+
+    return name.startswith(entry) or ("*" in entry and fnmatch.fnmatch(name, entry))
+
+
 def fetch_vendor(vendor_dir: Path) -> bool:
     """Put the JavaScript of :data:`VENDOR_FILES` into ``vendor_dir`` with ``npm pack``.
 
@@ -537,7 +545,7 @@ def fetch_vendor(vendor_dir: Path) -> bool:
             name = spec.rsplit("@", 1)[0].split("/")[-1]
             with tarfile.open(Path(tmp) / tarball) as tar:
                 members = [m for m in tar.getmembers() if m.isfile() and any(
-                    m.name.removeprefix("package/").startswith(f) for f in VENDOR_FILES[spec])]
+                    _wanted(m.name.removeprefix("package/"), f) for f in VENDOR_FILES[spec])]
                 for member in members:
                     member.name = member.name.removeprefix("package/")
                 safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
