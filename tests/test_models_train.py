@@ -155,3 +155,28 @@ def test_uint8_training_data_gives_the_same_model_as_its_float_version(tmp_path)
     assert q.x.dtype == torch.uint8 and q.x.element_size() * 4 == seq.x.element_size()
     assert (q.x.float() / 255 - seq.x).abs().max() <= 0.5 / 255 + 1e-7
     assert q.as_uint8() is q and "uint8" in q.source
+
+
+def test_conv_encoder_shapes_errors_and_unchanged_cache_keys():
+    from tvae_core.models import ConvGaussianEncoder
+
+    cfg = ModelConfig(kind="tvae", in_dim=32 * 32, enc_hidden=(16,), dec_hidden=(16,), topography="temporal",
+                      n_caps=2, capsule_dim=5, K=1, L=1, encoder="conv", in_shape=(1, 32, 32))
+    m = build_model(cfg)
+    assert isinstance(m.enc_z, ConvGaussianEncoder)
+    x = torch.rand(3, 5, 32 * 32)
+    assert m.encode(x).shape == (3, 5, 10)
+    assert torch.isfinite(m(x).elbo).all()
+    # a frame's code depends on that frame only (the CNN runs per frame)
+    x2 = x.clone()
+    x2[:, 2] = torch.rand(3, 32 * 32)
+    zm, _ = m.enc_z(x)
+    zm2, _ = m.enc_z(x2)
+    assert torch.equal(zm[:, [0, 1, 3, 4]], zm2[:, [0, 1, 3, 4]]) and not torch.equal(zm[:, 2], zm2[:, 2])
+    with pytest.raises(ValueError, match=r"in_shape=\(C, H, W\) with C\*H\*W == in_dim=1024"):
+        ModelConfig(in_dim=1024, encoder="conv", in_shape=(1, 16, 16))
+    with pytest.raises(ValueError, match="encoder='rnn' is not allowed"):
+        ModelConfig(encoder="rnn")
+    # defaults are left out of the cache key: models cached before the field existed keep their keys
+    assert "encoder" not in ModelConfig().to_dict() and "in_shape" not in ModelConfig().to_dict()
+    assert cfg.to_dict()["encoder"] == "conv" and cfg.to_dict()["in_shape"] == (1, 32, 32)

@@ -11,33 +11,17 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ._io import atomic_file
 from .graphvae import GraphVAE, GraphVAEConfig
 from .profiles import resolve_device
-from .train import FitResult, TrainConfig, TrainingDiverged, cache_key, default_cache_dir
+from .train import (FitResult, TrainConfig, cache_key, cache_path, check_finite, load_cached, make_optimizer,
+                    save_cached)
 
 __all__ = ["fit_graph_vae", "evaluate_graph_vae"]
-
-
-def _try_load(path: Path, key: str, cfg: GraphVAEConfig) -> FitResult | None:
-    if not path.exists():
-        return None
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-        if blob.get("key") != key:
-            raise ValueError("it was written for a different configuration")
-        model = GraphVAE(cfg)
-        model.load_state_dict(blob["state_dict"], strict=True)
-        return FitResult(model, blob["history"], blob["seconds"], True, path)
-    except Exception as e:  # corrupt, truncated, incompatible: never use it
-        print(f"cache file {path} is unusable ({type(e).__name__}: {e}); retraining")
-        return None
 
 
 def fit_graph_vae(model_cfg: GraphVAEConfig, X: Tensor, E: Tensor, train_cfg: TrainConfig, *, mask: Tensor | None = None,
@@ -55,18 +39,13 @@ def fit_graph_vae(model_cfg: GraphVAEConfig, X: Tensor, E: Tensor, train_cfg: Tr
     """
     dev = resolve_device(device)
     key = cache_key(model_cfg, train_cfg, f"graphvae|mask={mask is not None}|{data_id}")
-    path = Path(cache_dir or default_cache_dir()) / f"{name}-{key[:12]}.pt"
-    if use_cache:
-        hit = _try_load(path, key, model_cfg)
-        if hit is not None:
-            print(f"{name}: loaded cached weights {path.name} (trained in {hit.seconds:.0f} s)")
-            hit.model.to(dev).eval()
-            return hit
+    path = cache_path(name, key, cache_dir)
+    if use_cache and (hit := load_cached(path, key, lambda: GraphVAE(model_cfg), dev, name)) is not None:
+        return hit
 
     torch.manual_seed(train_cfg.seed)
     model = GraphVAE(model_cfg).to(dev)
-    opt = (torch.optim.SGD(model.parameters(), lr=train_cfg.lr, momentum=train_cfg.momentum)
-           if train_cfg.optimizer == "sgd" else torch.optim.Adam(model.parameters(), lr=train_cfg.lr))
+    opt = make_optimizer(model.parameters(), train_cfg.optimizer, train_cfg.lr, train_cfg.momentum)
     g = torch.Generator().manual_seed(train_cfg.seed)
     X, E = X.to(dev), E.to(dev)
     M = None if mask is None else mask.to(dev)
@@ -86,12 +65,10 @@ def fit_graph_vae(model_cfg: GraphVAEConfig, X: Tensor, E: Tensor, train_cfg: Tr
         for idx in batches:
             parts = model(X[idx], E[idx], None if M is None else M[idx])
             loss = -parts.elbo.mean()
-            if not torch.isfinite(loss):
-                bar.close()
-                raise TrainingDiverged(
-                    f"{name}: loss became {loss.item()} at step {step} (epoch {epoch}); "
-                    f"node_ll={parts.node_ll.mean().item():.4g}, edge_ll={parts.edge_ll.mean().item():.4g}, "
-                    f"kl={parts.kl.mean().item():.4g}. Lower lr or set grad_clip.")
+            check_finite(loss, bar, lambda: (
+                f"{name}: loss became {loss.item()} at step {step} (epoch {epoch}); "
+                f"node_ll={parts.node_ll.mean().item():.4g}, edge_ll={parts.edge_ll.mean().item():.4g}, "
+                f"kl={parts.kl.mean().item():.4g}. Lower lr or set grad_clip."))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if train_cfg.grad_clip:
@@ -108,9 +85,7 @@ def fit_graph_vae(model_cfg: GraphVAEConfig, X: Tensor, E: Tensor, train_cfg: Tr
     seconds = time.perf_counter() - t0
     model.eval()
     if use_cache:
-        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        with atomic_file(path, "wb") as fh:
-            torch.save({"key": key, "state_dict": state, "history": history, "seconds": seconds}, fh)
+        save_cached(path, key, model, history, seconds)
     return FitResult(model, history, seconds, False, path if use_cache else None)
 
 

@@ -24,7 +24,7 @@ from torch.nn.utils.parametrizations import weight_norm as _weight_norm
 from ._checks import check_choice, check_int
 from .topography import CapsuleTopography, TemporalTopography, TorusTopography
 
-__all__ = ["ModelConfig", "MLP", "GaussianEncoder", "BernoulliDecoder", "ELBOParts", "TVAE", "VAE",
+__all__ = ["ModelConfig", "MLP", "GaussianEncoder", "ConvGaussianEncoder", "make_encoder", "ENCODERS", "BernoulliDecoder", "ELBOParts", "TVAE", "VAE",
            "build_model", "log_likelihood_is", "MODEL_KINDS", "TOPOGRAPHIES"]
 
 MODEL_KINDS = ("tvae", "vae")
@@ -52,11 +52,20 @@ class ModelConfig:
     weight_norm: bool = True                # layer-wise weight normalisation, Eq 15 (A.8)
     decoder_norm: bool = False              # standardise t over its units before the decoder (not in
                                             # the paper; commutes with Roll, see BernoulliDecoder)
+    encoder: str = "mlp"                    # "mlp" (A.3) | "conv": a small CNN per frame, then enc_hidden
+    in_shape: tuple[int, int, int] | None = None  # (C, H, W) of a frame; needed by encoder="conv"
 
     def __post_init__(self) -> None:
         check_choice("kind", self.kind, MODEL_KINDS)
         check_choice("topography", self.topography, TOPOGRAPHIES)
         check_int("in_dim", self.in_dim, minimum=1)
+        check_choice("encoder", self.encoder, ENCODERS)
+        if self.encoder == "conv":
+            if self.in_shape is None or len(self.in_shape) != 3 or math.prod(self.in_shape) != self.in_dim:
+                raise ValueError(f"encoder='conv' needs in_shape=(C, H, W) with C*H*W == in_dim={self.in_dim}; "
+                                 f"got in_shape={self.in_shape}")
+            if min(self.in_shape[1:]) < 16:
+                raise ValueError(f"encoder='conv' needs frames of at least 16x16 pixels; got in_shape={self.in_shape}")
 
     @property
     def n_latent(self) -> int:
@@ -70,7 +79,17 @@ class ModelConfig:
         return TemporalTopography(self.n_caps, self.capsule_dim, self.K, self.L, self.mode, "circular", self.window)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The fields, for cache keys.  Fields added after the first cached models (``encoder``,
+        ``in_shape``) are left out at their defaults, so those models keep their keys."""
+        d = asdict(self)
+        for name, default in _LATE_FIELDS.items():
+            if d[name] == default:
+                del d[name]
+        return d
+
+
+_LATE_FIELDS = {"encoder": "mlp", "in_shape": None}
+ENCODERS = ("mlp", "conv")
 
 
 class MLP(nn.Sequential):
@@ -100,6 +119,41 @@ class GaussianEncoder(nn.Module):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         mean, log_std = self.net(x).chunk(2, dim=-1)
         return mean, log_std.clamp(-8.0, 4.0)
+
+
+class ConvGaussianEncoder(nn.Module):
+    """``x: (..., C*H*W) -> (mean, log_std)``, each ``(..., n)``: a CNN per frame, then an MLP.
+
+    Four 4x4 convolutions with stride 2 (channels 32, 32, 64, 64; ReLU) shrink a frame by 16 per
+    side, then ``enc_hidden`` and ``2n`` outputs as :class:`GaussianEncoder`.  Not in the paper
+    (A.3 uses MLPs); a ``cpu``-recipe option for small local changes such as a rotating sprite."""
+
+    CHANNELS = (32, 32, 64, 64)
+
+    def __init__(self, in_shape: tuple[int, int, int], hidden: tuple[int, ...], n: int,
+                 weight_norm: bool = False) -> None:
+        super().__init__()
+        self.in_shape = tuple(in_shape)
+        c, h, w = self.in_shape
+        layers: list[nn.Module] = []
+        for c_out in self.CHANNELS:
+            layers += [nn.Conv2d(c, c_out, 4, stride=2, padding=1), nn.ReLU()]
+            c, h, w = c_out, h // 2, w // 2
+        self.conv = nn.Sequential(*layers)
+        self.head = MLP((c * h * w, *hidden, 2 * n), weight_norm)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        lead = x.shape[:-1]
+        h = self.conv(x.reshape(-1, *self.in_shape))  # (B*S, 64, H/16, W/16)
+        mean, log_std = self.head(h.flatten(1)).reshape(*lead, -1).chunk(2, dim=-1)
+        return mean, log_std.clamp(-8.0, 4.0)
+
+
+def make_encoder(cfg: "ModelConfig", n: int) -> nn.Module:
+    """The Gaussian encoder ``cfg.encoder`` names: :class:`GaussianEncoder` or :class:`ConvGaussianEncoder`."""
+    if cfg.encoder == "conv":
+        return ConvGaussianEncoder(cfg.in_shape, cfg.enc_hidden, n, cfg.weight_norm)
+    return GaussianEncoder(cfg.in_dim, cfg.enc_hidden, n, cfg.weight_norm)
 
 
 class BernoulliDecoder(nn.Module):
@@ -162,8 +216,8 @@ class TVAE(nn.Module):
         self.cfg = cfg
         n = cfg.n_latent
         self.topo = cfg.build_topography()
-        self.enc_z = GaussianEncoder(cfg.in_dim, cfg.enc_hidden, n, cfg.weight_norm)
-        self.enc_u = GaussianEncoder(cfg.in_dim, cfg.enc_hidden, n, cfg.weight_norm)
+        self.enc_z = make_encoder(cfg, n)
+        self.enc_u = make_encoder(cfg, n)
         self.dec = BernoulliDecoder(n, cfg.dec_hidden, cfg.in_dim, cfg.weight_norm, cfg.decoder_norm)
         self.mu = nn.Parameter(torch.full((n,), float(cfg.mu_init)))  # (n,)
 
@@ -223,7 +277,7 @@ class VAE(nn.Module):
         super().__init__()
         self.cfg = cfg
         n = cfg.n_latent
-        self.enc_z = GaussianEncoder(cfg.in_dim, cfg.enc_hidden, n, cfg.weight_norm)
+        self.enc_z = make_encoder(cfg, n)
         self.dec = BernoulliDecoder(n, cfg.dec_hidden, cfg.in_dim, cfg.weight_norm, cfg.decoder_norm)
 
     def encode(self, x: Tensor) -> Tensor:

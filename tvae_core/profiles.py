@@ -168,10 +168,15 @@ class CapsuleDataConfig:
     n_train: int = 2000                      # training sequences (drawn once, seeded)
     n_test: int = 200                        # test sequences
     image_size: int = 64                     # dSprites frame side (64 as A.10)
+    encoder: str = "mlp"                     # "mlp" (A.3) | "conv" (a CNN per frame; see ModelConfig)
 
     @property
     def in_dim(self) -> int:
         return 3 * 28 * 28 if self.dataset == "mnist" else self.image_size ** 2
+
+    @property
+    def frame_shape(self) -> tuple[int, int, int]:
+        return (3, 28, 28) if self.dataset == "mnist" else (1, self.image_size, self.image_size)
 
     def L_of(self, frac: float) -> float:
         """``L = frac * S`` with the window ``2L`` rounded to whole frames (A.6: the paper's
@@ -187,7 +192,8 @@ class CapsuleDataConfig:
         check_choice("variant", variant, CAPSULE_VARIANTS)
         common = dict(in_dim=self.in_dim, enc_hidden=self.enc_hidden, dec_hidden=self.dec_hidden,
                       topography="temporal", n_caps=self.n_caps, capsule_dim=self.S, mu_init=self.mu_init,
-                      decoder_norm=self.decoder_norm)
+                      decoder_norm=self.decoder_norm, encoder=self.encoder,
+                      in_shape=self.frame_shape if self.encoder == "conv" else None)
         if variant == "vae":
             return ModelConfig(kind="vae", weight_norm=False, **{**common, "topography": "capsules"})
         if variant == "tvae_l0":

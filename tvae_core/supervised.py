@@ -17,8 +17,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import Tensor, nn
@@ -26,10 +25,9 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from ._checks import check_choice, check_int
-from ._io import atomic_file
 from .profiles import resolve_device
 from .rotation import random_rotation
-from .train import TrainingDiverged, default_cache_dir
+from .train import FitResult, cache_path, check_finite, load_cached, make_optimizer, save_cached
 
 __all__ = ["ClassifierTrainConfig", "ClassifierFit", "AUGMENTATIONS", "fit_classifier", "batched", "accuracy"]
 
@@ -61,34 +59,14 @@ class ClassifierTrainConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
 
 
-@dataclass
-class ClassifierFit:
-    model: nn.Module
-    history: list[dict] = field(default_factory=list)  # per epoch: mean loss and accuracy on the batches
-    seconds: float = 0.0
-    from_cache: bool = False
-    path: Path | None = None
+ClassifierFit = FitResult
+"""What :func:`fit_classifier` returns (the same record as :func:`~tvae_core.train.fit`)."""
 
 
 def _key(model_cfg: dict, train_cfg: ClassifierTrainConfig, data_id: str) -> str:
     blob = json.dumps({"model": model_cfg, "train": asdict(train_cfg), "data": data_id, "format": CACHE_FORMAT},
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
-
-
-def _try_load(path: Path, key: str, build: Callable[[], nn.Module]) -> ClassifierFit | None:
-    if not path.exists():
-        return None
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-        if blob.get("key") != key:
-            raise ValueError("it was written for a different configuration")
-        model = build()
-        model.load_state_dict(blob["state_dict"], strict=True)
-        return ClassifierFit(model, blob["history"], blob["seconds"], True, path)
-    except Exception as e:  # corrupt, truncated, incompatible: never use it
-        print(f"cache file {path} is unusable ({type(e).__name__}: {e}); retraining")
-        return None
 
 
 def fit_classifier(build: Callable[[], nn.Module], model_cfg: dict, x: Tensor, y: Tensor,
@@ -110,20 +88,14 @@ def fit_classifier(build: Callable[[], nn.Module], model_cfg: dict, x: Tensor, y
         raise ValueError(f"x has {len(x)} examples but y has {len(y)} labels")
     dev = resolve_device(device)
     key = _key(model_cfg, train_cfg, data_id)
-    path = Path(cache_dir or default_cache_dir()) / f"{name}-{key[:12]}.pt"
-    if use_cache:
-        hit = _try_load(path, key, build)
-        if hit is not None:
-            print(f"{name}: loaded cached weights {path.name} (trained in {hit.seconds:.0f} s)")
-            hit.model.to(dev).eval()
-            return hit
+    path = cache_path(name, key, cache_dir)
+    if use_cache and (hit := load_cached(path, key, build, dev, name)) is not None:
+        return hit
 
     torch.manual_seed(train_cfg.seed)
     model = build().to(dev)
-    opt = (torch.optim.Adam(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
-           if train_cfg.optimizer == "adam" else
-           torch.optim.SGD(model.parameters(), lr=train_cfg.lr, momentum=train_cfg.momentum,
-                           weight_decay=train_cfg.weight_decay))
+    opt = make_optimizer(model.parameters(), train_cfg.optimizer, train_cfg.lr, train_cfg.momentum,
+                         train_cfg.weight_decay)
     augment = AUGMENTATIONS[train_cfg.augment]
     g = torch.Generator().manual_seed(train_cfg.seed)
     n, bs = len(x), train_cfg.batch_size
@@ -145,10 +117,9 @@ def fit_classifier(build: Callable[[], nn.Module], model_cfg: dict, x: Tensor, y
             xb, yb = xb.to(dev), yb.to(dev)
             logits = model(xb)
             loss = F.cross_entropy(logits, yb)
-            if not torch.isfinite(loss):
-                bar.close()
-                raise TrainingDiverged(f"{name}: cross-entropy became {loss.item()} at step {step} of epoch {epoch}; "
-                                       f"lower lr (now {train_cfg.lr}) or check the inputs for NaN/inf")
+            check_finite(loss, bar, lambda: (
+                f"{name}: cross-entropy became {loss.item()} at step {step} of epoch {epoch}; "
+                f"lower lr (now {train_cfg.lr}) or check the inputs for NaN/inf"))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -162,9 +133,7 @@ def fit_classifier(build: Callable[[], nn.Module], model_cfg: dict, x: Tensor, y
     seconds = time.perf_counter() - t0
     model.eval()
     if use_cache:
-        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        with atomic_file(path, "wb") as fh:
-            torch.save({"key": key, "state_dict": state, "history": history, "seconds": seconds}, fh)
+        save_cached(path, key, model, history, seconds)
     return ClassifierFit(model, history, seconds, False, path if use_cache else None)
 
 

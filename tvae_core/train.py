@@ -14,11 +14,12 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ._checks import check_choice, check_int
@@ -27,7 +28,8 @@ from .claims import _repo_root
 from .models import ModelConfig, TVAE, VAE, build_model
 from .profiles import resolve_device
 
-__all__ = ["TrainConfig", "FitResult", "TrainingDiverged", "fit", "evaluate", "cache_key", "default_cache_dir"]
+__all__ = ["TrainConfig", "FitResult", "TrainingDiverged", "fit", "evaluate", "cache_key", "default_cache_dir",
+           "cache_path", "load_cached", "save_cached", "make_optimizer", "check_finite"]
 
 CACHE_FORMAT = 1
 OPTIMIZERS = ("sgd", "adam")
@@ -60,7 +62,10 @@ class TrainingDiverged(RuntimeError):
 
 @dataclass
 class FitResult:
-    model: TVAE | VAE
+    """A trained (or cache-loaded) model, shared by :func:`fit` and the other trainers
+    (:func:`~tvae_core.graph_train.fit_graph_vae`, :func:`~tvae_core.supervised.fit_classifier`)."""
+
+    model: nn.Module
     history: list[dict] = field(default_factory=list)  # one dict of means per epoch
     seconds: float = 0.0        # training wall time (of the run that produced the weights)
     from_cache: bool = False
@@ -79,24 +84,52 @@ def cache_key(model_cfg: ModelConfig, train_cfg: TrainConfig, data_id: str) -> s
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _try_load(path: Path, key: str, model_cfg: ModelConfig) -> FitResult | None:
+def cache_path(name: str, key: str, cache_dir: str | os.PathLike | None = None) -> Path:
+    """``<cache_dir>/<name>-<key[:12]>.pt`` (default folder: :func:`default_cache_dir`)."""
+    return Path(cache_dir or default_cache_dir()) / f"{name}-{key[:12]}.pt"
+
+
+def load_cached(path: Path, key: str, build: Callable[[], nn.Module], device: torch.device,
+                name: str) -> FitResult | None:
+    """The cached weights at ``path`` in a fresh ``build()`` on ``device`` (eval mode), or None.
+
+    A file written for another key, unreadable, or not fitting the model is reported and ignored."""
     if not path.exists():
         return None
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
         if blob.get("key") != key:
             raise ValueError("it was written for a different configuration")
-        model = build_model(model_cfg)
+        model = build()
         model.load_state_dict(blob["state_dict"], strict=True)
-        return FitResult(model, blob["history"], blob["seconds"], True, path)
     except Exception as e:  # corrupt, truncated, incompatible: never use it
         print(f"cache file {path} is unusable ({type(e).__name__}: {e}); retraining")
         return None
+    print(f"{name}: loaded cached weights {path.name} (trained in {blob['seconds']:.0f} s)")
+    return FitResult(model.to(device).eval(), blob["history"], blob["seconds"], True, path)
 
 
-def _atomic_save(obj: dict, path: Path) -> None:
+def save_cached(path: Path, key: str, model: nn.Module, history: list[dict], seconds: float) -> None:
+    """Write the weights (on the CPU), history and training time atomically."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     with atomic_file(path, "wb") as fh:
-        torch.save(obj, fh)
+        torch.save({"key": key, "state_dict": state, "history": history, "seconds": seconds}, fh)
+
+
+def make_optimizer(params, optimizer: str, lr: float, momentum: float = 0.9,
+                   weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """``"sgd"`` (with momentum) or ``"adam"``."""
+    check_choice("optimizer", optimizer, OPTIMIZERS)
+    if optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+
+
+def check_finite(loss: Tensor, bar, message: Callable[[], str]) -> None:
+    """The NaN guard: close the progress bar and raise :class:`TrainingDiverged` with ``message()``."""
+    if not torch.isfinite(loss):
+        bar.close()
+        raise TrainingDiverged(message())
 
 
 def fit(model_cfg: ModelConfig, train_x: Tensor, train_cfg: TrainConfig, *, data_id: str = "",
@@ -118,19 +151,13 @@ def fit(model_cfg: ModelConfig, train_x: Tensor, train_cfg: TrainConfig, *, data
     """
     dev = resolve_device(device)
     key = cache_key(model_cfg, train_cfg, data_id)
-    path = Path(cache_dir or default_cache_dir()) / f"{name}-{key[:12]}.pt"
-    if use_cache:
-        hit = _try_load(path, key, model_cfg)
-        if hit is not None:
-            print(f"{name}: loaded cached weights {path.name} (trained in {hit.seconds:.0f} s)")
-            hit.model.to(dev).eval()
-            return hit
+    path = cache_path(name, key, cache_dir)
+    if use_cache and (hit := load_cached(path, key, lambda: build_model(model_cfg), dev, name)) is not None:
+        return hit
 
     torch.manual_seed(train_cfg.seed)
     model = build_model(model_cfg).to(dev)
-    params = model.parameters()
-    opt = (torch.optim.SGD(params, lr=train_cfg.lr, momentum=train_cfg.momentum)
-           if train_cfg.optimizer == "sgd" else torch.optim.Adam(params, lr=train_cfg.lr))
+    opt = make_optimizer(model.parameters(), train_cfg.optimizer, train_cfg.lr, train_cfg.momentum)
     g = torch.Generator().manual_seed(train_cfg.seed)
     x_all = train_x.to(dev)
     n, bs = len(x_all), train_cfg.batch_size
@@ -152,12 +179,10 @@ def fit(model_cfg: ModelConfig, train_x: Tensor, train_cfg: TrainConfig, *, data
             xb = x_all[idx]
             parts = model(xb.float().div_(255) if xb.dtype == torch.uint8 else xb)
             loss = -parts.elbo.mean()
-            if not torch.isfinite(loss):
-                bar.close()
-                raise TrainingDiverged(
-                    f"{name}: loss became {loss.item()} at step {step} (epoch {epoch}); "
-                    f"recon={parts.recon.mean().item():.4g}, kl_z={parts.kl_z.mean().item():.4g}, "
-                    f"kl_u={parts.kl_u.mean().item():.4g}. Lower lr or enable grad_clip.")
+            check_finite(loss, bar, lambda: (
+                f"{name}: loss became {loss.item()} at step {step} (epoch {epoch}); "
+                f"recon={parts.recon.mean().item():.4g}, kl_z={parts.kl_z.mean().item():.4g}, "
+                f"kl_u={parts.kl_u.mean().item():.4g}. Lower lr or enable grad_clip."))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if train_cfg.grad_clip:
@@ -176,8 +201,7 @@ def fit(model_cfg: ModelConfig, train_x: Tensor, train_cfg: TrainConfig, *, data
     seconds = time.perf_counter() - t0
     model.eval()
     if use_cache:
-        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        _atomic_save({"key": key, "state_dict": state, "history": history, "seconds": seconds}, path)
+        save_cached(path, key, model, history, seconds)
     return FitResult(model, history, seconds, False, path if use_cache else None)
 
 
