@@ -134,3 +134,35 @@ def test_retrieval_finds_own_sequence_at_every_pose_only_with_invariants():
     assert min(raw.values()) < 0.5
     with pytest.raises(ValueError, match="disagree"):
         pose_retrieval_accuracy(torch.cdist, ref[:3], q, step)
+
+
+def test_pose_knn_curves_on_rolled_prototypes():
+    """Sequences of rolled class prototypes: every invariant view and the quotient metric are
+    perfect at every pose in both tasks; raw t is perfect only at the canonical pose."""
+    from types import SimpleNamespace
+
+    from tvae_core.capsule_views import off_pose, pose_knn_curves
+
+    n_cls, S = 3, D
+    protos = torch.randn(n_cls, C * D, generator=g) * 3
+
+    def make(N):
+        y = torch.arange(N) % n_cls
+        start = torch.randint(0, S, (N, 1), generator=g)
+        step = (start + torch.arange(S)[None]) % S  # (N, S)
+        own = protos[y] + 0.3 * torch.randn(N, C * D, generator=g)  # each sequence its own instance
+        t = torch.stack([roll(own, step[:, l], D) for l in range(S)], 1)
+        return t, SimpleNamespace(step=step, label=y, transform=torch.zeros(N, dtype=torch.long),
+                                  x=t.detach().clone())
+
+    t_tr, tr = make(30)
+    t_te, te = make(12)
+    res = pose_knn_curves(t_tr, t_te, tr, te, D, k=3, pixels=True)
+    assert set(res) == {"retrieval", "class"}
+    assert set(res["class"]) == {*VIEW_NAMES, "quotient metric", "pixels"}
+    for name in ("quotient metric", "canonicalised", "random invariant"):
+        assert off_pose(res["class"][name]) == 1.0, name
+    assert off_pose(res["class"]["raw t"]) < 0.9 and res["class"]["raw t"][0] == 1.0
+    assert off_pose(res["retrieval"]["quotient metric"]) == 1.0
+    vae = pose_knn_curves(t_tr, t_te, tr, te, None, k=3)
+    assert set(vae["class"]) == {"raw t"}

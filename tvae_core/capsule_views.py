@@ -34,7 +34,8 @@ from .invariance import RandomInvariantProjection, canonical_shift, canonicalize
 from .roll import roll
 
 __all__ = ["standardize", "canonicalize_codes", "decoded_pose_spread", "invariant_views", "VIEW_NAMES", "within_sequence_fraction", "encode_sequences",
-           "quotient_distance_matrix_cyclic", "knn_vote", "reference_frames", "pose_knn_accuracy", "pose_retrieval_accuracy"]
+           "quotient_distance_matrix_cyclic", "knn_vote", "reference_frames", "pose_knn_accuracy", "pose_retrieval_accuracy",
+           "pose_knn_curves", "off_pose"]
 
 VIEW_NAMES = ("raw t", "canonicalised", "Fourier modulus", "capsule norms", "random invariant")
 """The views :func:`invariant_views` returns, in order; only ``raw t`` depends on the pose."""
@@ -181,3 +182,50 @@ def pose_retrieval_accuracy(distance: Callable[[Tensor, Tensor], Tensor], ref: T
     zeros = torch.zeros(N * S, dtype=torch.long)
     return pose_knn_accuracy(distance, ref, torch.arange(N), zeros[:N], query.reshape(N * S, -1),
                              torch.arange(N).repeat_interleave(S), zeros, step.reshape(-1), k=1)
+
+
+def off_pose(curve: dict[int, float]) -> float:
+    """Mean accuracy over the poses other than the canonical one (``step != 0``)."""
+    vals = [a for s, a in curve.items() if s != 0]
+    return float(sum(vals) / len(vals))
+
+
+def pose_knn_curves(t_train: Tensor, t_test: Tensor, train, test, capsule_dim: int | None, *, k: int = 5,
+                    seed: int = 0, n_random: int = 256, pixels: bool = False) -> dict[str, dict[str, dict[int, float]]]:
+    """Chapter 8's two tasks for every view, against references at the canonical pose.
+
+    ``t_train: (N, S, n)``, ``t_test: (M, S, n)`` codes of the sequences ``train``/``test``
+    (:class:`~tvae_core.sequences.SequenceData`).  ``capsule_dim=None`` (a VAE): raw codes only;
+    otherwise every view of :func:`invariant_views` plus the quotient metric.  ``pixels=True`` adds
+    raw pixels as a yardstick for the class task.  Returns
+    ``{"retrieval": {view: {step: acc}}, "class": {view: {step: acc}}}``:
+
+    * retrieval -- :func:`pose_retrieval_accuracy` among the test sequences' canonical frames;
+    * class -- :func:`pose_knn_accuracy` of the label against the training sequences' canonical frames.
+    """
+    ref = t_train[torch.arange(len(t_train)), reference_frames(train.step)]  # (N, n)
+    own = t_test[torch.arange(len(t_test)), reference_frames(test.step)]     # (M, n)
+    M, S, n = t_test.shape
+    q = t_test.reshape(M * S, n)
+    qy, qg, qs = test.label.repeat_interleave(S), test.transform.repeat_interleave(S), test.step.reshape(-1)
+    if capsule_dim is None:
+        views = {"raw t": (standardize(ref), standardize(own), standardize(q))}
+    else:
+        vr, vo, vq = (invariant_views(a, capsule_dim, seed=seed, n_random=n_random) for a in (ref, own, q))
+        views = {name: (vr[name], vo[name], vq[name]) for name in VIEW_NAMES}
+    cls, ret = {}, {}
+    for name, (r, o, qq) in views.items():
+        cls[name] = pose_knn_accuracy(torch.cdist, r, train.label, train.transform, qq, qy, qg, qs, k=k)
+        ret[name] = pose_retrieval_accuracy(torch.cdist, o, qq.reshape(M, S, -1), test.step)
+    if capsule_dim is not None:
+        def quot(a: Tensor, b: Tensor) -> Tensor:
+            return quotient_distance_matrix_cyclic(a, b, capsule_dim)
+
+        cls["quotient metric"] = pose_knn_accuracy(quot, standardize(ref), train.label, train.transform,
+                                                   standardize(q), qy, qg, qs, k=k)
+        ret["quotient metric"] = pose_retrieval_accuracy(quot, standardize(own), standardize(t_test), test.step)
+    if pixels:
+        px_ref = train.x[torch.arange(len(train.x)), reference_frames(train.step)].float()
+        cls["pixels"] = pose_knn_accuracy(torch.cdist, px_ref, train.label, train.transform,
+                                          test.x.reshape(M * S, -1).float(), qy, qg, qs, k=k)
+    return {"retrieval": ret, "class": cls}
