@@ -53,13 +53,19 @@ def test_every_basis_map_is_equivariant(orders):
         torch.testing.assert_close(out_p[..., b], act(perm, out[..., b], l), **TOL)
 
 
-@pytest.mark.parametrize("orders", list(BASES))
-def test_every_layer_is_equivariant(orders):
-    k, l = orders
+def _layer_with_bias(k: int, l: int) -> EquivariantLinear:
+    """A seeded float64 layer k -> l (4 -> 3 channels) with random biases (zero at init: make them count)."""
     torch.manual_seed(0)
     layer = EquivariantLinear(k, l, 4, 3).to(D)
     with torch.no_grad():
-        layer.bias.normal_()  # biases are zero at init: make them count
+        layer.bias.normal_()
+    return layer
+
+
+@pytest.mark.parametrize("orders", list(BASES))
+def test_every_layer_is_equivariant(orders):
+    k, l = orders
+    layer = _layer_with_bias(k, l)
     x = rand(k)
     perm = random_permutations(3, 6, gen(2))
     torch.testing.assert_close(layer(act(perm, x, k)), act(perm, layer(x), l), **TOL)
@@ -107,10 +113,7 @@ def test_the_15_edge_maps_span_all_equivariant_maps(n):
 @pytest.mark.parametrize("orders", list(BASES))
 def test_padded_nodes_do_not_affect_real_outputs(orders):
     k, l = orders
-    torch.manual_seed(0)
-    layer = EquivariantLinear(k, l, 4, 3).to(D)
-    with torch.no_grad():
-        layer.bias.normal_()
+    layer = _layer_with_bias(k, l)
     small = rand(k, B=2, n=4)                      # graphs with 4 real nodes
     big = rand(k, B=2, n=7, seed=5)                # padded to 7 with garbage in the padding
     if k == 1:

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from .graphvae import GraphVAE, GraphVAEConfig
 from .profiles import resolve_device
 from .train import (FitResult, TrainConfig, cache_key, cache_path, check_finite, load_cached, make_optimizer,
-                    save_cached)
+                    optimizer_step, save_cached)
 
 __all__ = ["fit_graph_vae", "evaluate_graph_vae"]
 
@@ -69,11 +69,7 @@ def fit_graph_vae(model_cfg: GraphVAEConfig, X: Tensor, E: Tensor, train_cfg: Tr
                 f"{name}: loss became {loss.item()} at step {step} (epoch {epoch}); "
                 f"node_ll={parts.node_ll.mean().item():.4g}, edge_ll={parts.edge_ll.mean().item():.4g}, "
                 f"kl={parts.kl.mean().item():.4g}. Lower lr or set grad_clip."))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if train_cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
-            opt.step()
+            optimizer_step(opt, loss, model, train_cfg.grad_clip)
             sums += torch.stack([parts.elbo.mean(), parts.node_ll.mean(), parts.edge_ll.mean(), parts.kl.mean()]).detach()
             step += 1
             bar.update(1)

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from ._checks import check_choice, check_int
 from .profiles import resolve_device
 from .rotation import random_rotation
-from .train import FitResult, cache_path, check_finite, load_cached, make_optimizer, save_cached
+from .train import FitResult, cache_path, check_finite, load_cached, make_optimizer, optimizer_step, save_cached
 
 __all__ = ["ClassifierTrainConfig", "ClassifierFit", "AUGMENTATIONS", "fit_classifier", "batched", "accuracy"]
 
@@ -120,9 +120,7 @@ def fit_classifier(build: Callable[[], nn.Module], model_cfg: dict, x: Tensor, y
             check_finite(loss, bar, lambda: (
                 f"{name}: cross-entropy became {loss.item()} at step {step} of epoch {epoch}; "
                 f"lower lr (now {train_cfg.lr}) or check the inputs for NaN/inf"))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            optimizer_step(opt, loss, model)
             loss_sum += loss.item()
             correct += int((logits.argmax(1) == yb).sum())
             bar.update(1)

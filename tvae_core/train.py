@@ -29,7 +29,7 @@ from .models import ModelConfig, TVAE, VAE, build_model
 from .profiles import resolve_device
 
 __all__ = ["TrainConfig", "FitResult", "TrainingDiverged", "fit", "evaluate", "cache_key", "default_cache_dir",
-           "cache_path", "load_cached", "save_cached", "make_optimizer", "check_finite"]
+           "cache_path", "load_cached", "save_cached", "make_optimizer", "optimizer_step", "check_finite"]
 
 CACHE_FORMAT = 1
 OPTIMIZERS = ("sgd", "adam")
@@ -125,6 +125,15 @@ def make_optimizer(params, optimizer: str, lr: float, momentum: float = 0.9,
     return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
 
 
+def optimizer_step(opt: torch.optim.Optimizer, loss: Tensor, model: nn.Module, grad_clip: float | None = None) -> None:
+    """One step on ``loss``: zero the gradients, backpropagate, clip the global norm (if set), step."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+
+
 def check_finite(loss: Tensor, bar, message: Callable[[], str]) -> None:
     """The NaN guard: close the progress bar and raise :class:`TrainingDiverged` with ``message()``."""
     if not torch.isfinite(loss):
@@ -183,11 +192,7 @@ def fit(model_cfg: ModelConfig, train_x: Tensor, train_cfg: TrainConfig, *, data
                 f"{name}: loss became {loss.item()} at step {step} (epoch {epoch}); "
                 f"recon={parts.recon.mean().item():.4g}, kl_z={parts.kl_z.mean().item():.4g}, "
                 f"kl_u={parts.kl_u.mean().item():.4g}. Lower lr or enable grad_clip."))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if train_cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
-            opt.step()
+            optimizer_step(opt, loss, model, train_cfg.grad_clip)
             sums += torch.stack([parts.recon.mean(), parts.kl_z.mean(), parts.kl_u.mean()]).detach()
             step += 1
             bar.update(1)
