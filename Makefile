@@ -3,6 +3,7 @@
 #   make test                        unit tests + every chapter in the smoke profile
 #   make reproduce PROFILE=paper     execute with a profile; results + report in _results/<profile>/
 # Optional: SEED=0 DEVICE=auto DATA_DIR=/path  (passed to every chapter's parameters cell)
+#           PARAMS="n_seeds=2"  (extra chapter parameters, e.g. two seeds in chapter 5)
 
 PYTHON   ?= python3
 VENV     ?= .venv
@@ -12,12 +13,13 @@ PROFILE  ?= cpu
 SEED     ?= 0
 DEVICE   ?= auto
 DATA_DIR ?=
-RUN_ARGS  = --profile $(PROFILE) --seed $(SEED) --device $(DEVICE) $(if $(DATA_DIR),--data-dir $(DATA_DIR))
+PARAMS   ?=
+RUN_ARGS  = --profile $(PROFILE) --seed $(SEED) --device $(DEVICE) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(foreach p,$(PARAMS),--param $(p))
 
 .PHONY: help install book reproduce report test clean distclean
 
 help:
-	@sed -n '2,5p' Makefile | sed 's/^# //'
+	@sed -n '2,6p' Makefile | sed 's/^# //'
 
 install: $(STAMP)
 

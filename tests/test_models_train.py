@@ -180,3 +180,25 @@ def test_conv_encoder_shapes_errors_and_unchanged_cache_keys():
     # defaults are left out of the cache key: models cached before the field existed keep their keys
     assert "encoder" not in ModelConfig().to_dict() and "in_shape" not in ModelConfig().to_dict()
     assert cfg.to_dict()["encoder"] == "conv" and cfg.to_dict()["in_shape"] == (1, 32, 32)
+
+
+def test_kl_warmup_lets_the_code_carry_more_information_and_keeps_old_keys(digits, tmp_path):
+    """With the KL weight still near 0 (warm-up over 10^6 steps) the encoder is free to use the
+    code: after the same 40 steps its KL is far above the KL of the plain ELBO run."""
+    from dataclasses import asdict
+
+    from tvae_core.train import cache_key
+
+    cfg = ModelConfig(kind="vae", weight_norm=False, **SMALL)
+    plain = TrainConfig(epochs=1, batch_size=32, optimizer="adam", lr=3e-3, steps=40)
+    warm = TrainConfig(epochs=1, batch_size=32, optimizer="adam", lr=3e-3, steps=40, kl_warmup=10**6)
+    kl = {}
+    for name, tc in (("plain", plain), ("warm", warm)):
+        r = fit(cfg, digits.train_x, tc, cache_dir=tmp_path / name, progress=False)
+        kl[name] = r.history[-1]["kl_z"]
+    assert kl["warm"] > 1.5 * kl["plain"], kl
+    # kl_warmup=0 (the default) is left out of the key: models cached before the field existed keep theirs
+    assert "kl_warmup" not in plain.to_dict() and plain.to_dict() == {k: v for k, v in asdict(plain).items() if k != "kl_warmup"}
+    assert cache_key(cfg, plain, "d") != cache_key(cfg, warm, "d")
+    with pytest.raises(ValueError, match="kl_warmup"):
+        TrainConfig(kl_warmup=-1)

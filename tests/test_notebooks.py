@@ -55,3 +55,19 @@ def test_book_builds_without_warnings_from_smoke_results(smoke_book) -> None:
         assert (html / "book" / f"{c.name}.html").is_file()
     assert f"{len(CHAPTERS)} of {len(CHAPTERS)} chapters have metrics" in (
         html / "book" / "report.html").read_text()
+
+
+@pytest.mark.timeout(900)
+def test_tables_chapter_with_two_seeds_reports_mean_and_std(smoke_run, tmp_path) -> None:
+    """Chapter 5 with the extra parameter ``n_seeds=2`` (``--param n_seeds=2``): every cell of
+    the tables is ``mean ± std`` over seeds 0 and 1, and the claims still pass."""
+    import dataclasses
+
+    chapter = next(c for c in CHAPTERS if c.name == "05_tables")
+    config = dataclasses.replace(smoke_run.config, extra=(("n_seeds", 2),))
+    result = runner.execute_chapter(chapter, config, tmp_path, timeout=smoke_run.timeout)
+    nb = nbformat.read(result.notebook, as_version=4)
+    text = "".join(o.get("text", "") for cell in nb.cells for o in cell.get("outputs", []))
+    assert "seeds [0, 1]" in text
+    table = text[text.index("Table 2"):].splitlines()[2]  # first model row of Table 2
+    assert table.count("±") >= 2 * 5, table  # this run's mean ± std and the paper's, per column

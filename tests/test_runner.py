@@ -374,3 +374,15 @@ def test_report_marks_unenforced_claims(tmp_path: Path) -> None:
     runner.atomic_write_json(tmp_path / "01_a.json", m)
     text = report.render_report(tmp_path, ["01_a"])
     assert "not met (not enforced at this profile)" in text and "1 of 1 enforced claims passed" in text
+
+
+def test_extra_parameters_are_parsed_and_injected() -> None:
+    assert runner.parse_param("n_seeds=2") == ("n_seeds", 2)
+    assert runner.parse_param("name=abc") == ("name", "abc")
+    assert runner.parse_param("x=null") == ("x", None)
+    with pytest.raises(ValueError, match="NAME=VALUE"):
+        runner.parse_param("n_seeds")
+    cfg = runner.RunConfig("smoke", extra=(("n_seeds", 2),))
+    assert cfg.parameters()["n_seeds"] == 2
+    # no extra parameters: the same parameters (and so the same chapter stamps) as before
+    assert set(runner.RunConfig("smoke").parameters()) == {"profile", "seed", "device", "data_dir"}

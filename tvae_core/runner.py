@@ -96,12 +96,25 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"
     data_dir: str | None = None
+    extra: tuple[tuple[str, Any], ...] = ()  # chapter-specific parameters, e.g. (("n_seeds", 2),)
 
     def parameters(self) -> dict[str, Any]:
         """Papermill parameters; ``data_dir`` is made absolute since chapters run in book/."""
         data_dir = None if self.data_dir is None else str(Path(self.data_dir).resolve())
         return {"profile": self.profile, "seed": self.seed, "device": self.device,
-                "data_dir": data_dir}
+                "data_dir": data_dir, **dict(self.extra)}
+
+
+def parse_param(text: str) -> tuple[str, Any]:
+    """``"NAME=VALUE"`` -> ``(NAME, VALUE)``; VALUE is read as JSON when it parses (``2``,
+    ``null``, ``[1, 2]``), else kept as a string."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.isidentifier():
+        raise ValueError(f"--param expects NAME=VALUE with a Python identifier as NAME, got {text!r}")
+    try:
+        return name, json.loads(value)
+    except json.JSONDecodeError:
+        return name, value
 
 
 @dataclass(frozen=True)
@@ -665,6 +678,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, ... (default: auto)")
     parser.add_argument("--data-dir", default=None, help="folder with real data sets, if any")
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="extra chapter parameter (repeatable), e.g. --param n_seeds=2 for chapter 5")
     parser.add_argument("--out", type=Path, default=None,
                         help="results folder (default: _results/<profile>)")
     parser.add_argument("--chapters", nargs="+", default=None, metavar="NAME",
@@ -693,7 +708,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     root = args.root.resolve()
     try:
         check_profile(args.profile)
-        config = RunConfig(args.profile, args.seed, args.device, args.data_dir)
+        config = RunConfig(args.profile, args.seed, args.device, args.data_dir,
+                           tuple(parse_param(p) for p in args.param))
         out_dir = (args.out or default_results_dir(args.profile, root)).resolve()
         chapters = discover_chapters(root, args.chapters)
     except (ValueError, FileNotFoundError) as err:

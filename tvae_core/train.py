@@ -47,6 +47,7 @@ class TrainConfig:
     seed: int = 0              # seeds init, shuffling and the reparameterisation noise
     grad_clip: float | None = None  # clip the global gradient norm (None: off)
     steps: int | None = None   # if set: exactly this many optimiser steps (overrides epochs)
+    kl_warmup: int = 0         # KL weight rises linearly 0 -> 1 over this many steps (0: off, the paper)
 
     def __post_init__(self) -> None:
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
@@ -54,6 +55,15 @@ class TrainConfig:
         check_int("batch_size", self.batch_size, minimum=1)
         if self.steps is not None:
             check_int("steps", self.steps, minimum=1)
+        check_int("kl_warmup", self.kl_warmup, minimum=0)
+
+    def to_dict(self) -> dict:
+        """The fields that determine the weights; ``kl_warmup`` only when on, so keys of models
+        trained before it existed are unchanged."""
+        d = asdict(self)
+        if not d["kl_warmup"]:
+            d.pop("kl_warmup")
+        return d
 
 
 class TrainingDiverged(RuntimeError):
@@ -79,7 +89,7 @@ def default_cache_dir() -> Path:
 
 def cache_key(model_cfg: ModelConfig, train_cfg: TrainConfig, data_id: str) -> str:
     """SHA-256 over everything that determines the trained weights."""
-    blob = json.dumps({"model": model_cfg.to_dict(), "train": asdict(train_cfg), "data": data_id,
+    blob = json.dumps({"model": model_cfg.to_dict(), "train": train_cfg.to_dict(), "data": data_id,
                        "format": CACHE_FORMAT}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -187,7 +197,8 @@ def fit(model_cfg: ModelConfig, train_x: Tensor, train_cfg: TrainConfig, *, data
         for idx in batches:
             xb = x_all[idx]
             parts = model(xb.float().div_(255) if xb.dtype == torch.uint8 else xb)
-            loss = -parts.elbo.mean()
+            beta = min(1.0, step / train_cfg.kl_warmup) if train_cfg.kl_warmup else 1.0
+            loss = -(parts.elbo if beta == 1.0 else parts.recon - beta * (parts.kl_z + parts.kl_u)).mean()
             check_finite(loss, bar, lambda: (
                 f"{name}: loss became {loss.item()} at step {step} (epoch {epoch}); "
                 f"recon={parts.recon.mean().item():.4g}, kl_z={parts.kl_z.mean().item():.4g}, "
