@@ -202,3 +202,53 @@ def test_kl_warmup_lets_the_code_carry_more_information_and_keeps_old_keys(digit
     assert cache_key(cfg, plain, "d") != cache_key(cfg, warm, "d")
     with pytest.raises(ValueError, match="kl_warmup"):
         TrainConfig(kl_warmup=-1)
+
+
+def test_conv_decoder_shapes_locality_errors_and_unchanged_cache_keys():
+    from tvae_core.models import ConvBernoulliDecoder
+
+    cfg = ModelConfig(kind="tvae", in_dim=32 * 32, enc_hidden=(16,), dec_hidden=(16,), topography="temporal",
+                      n_caps=2, capsule_dim=5, K=1, L=1, decoder="conv", in_shape=(1, 32, 32), decoder_norm=True)
+    m = build_model(cfg)
+    assert isinstance(m.dec, ConvBernoulliDecoder)
+    x = torch.rand(3, 5, 32 * 32)
+    t = m.encode(x)
+    assert m.decode(t).shape == (3, 5, 32 * 32) and torch.isfinite(m(x).elbo).all()
+    # each frame is decoded from its own code only
+    t2 = t.clone()
+    t2[:, 1] += torch.randn(3, 10)
+    a, b = m.decode(t), m.decode(t2)
+    assert torch.equal(a[:, [0, 2, 3, 4]], b[:, [0, 2, 3, 4]]) and not torch.equal(a[:, 1], b[:, 1])
+    with pytest.raises(ValueError, match="decoder='conv' needs frames .* multiples of 16"):
+        ModelConfig(in_dim=3 * 28 * 28, decoder="conv", in_shape=(3, 28, 28))
+    with pytest.raises(ValueError, match="decoder='gan' is not allowed"):
+        ModelConfig(decoder="gan")
+    assert "decoder" not in ModelConfig().to_dict() and cfg.to_dict()["decoder"] == "conv"
+
+
+def test_coherence_warmup_starts_frame_local_and_ends_at_eq9(tmp_path):
+    from tvae_core.train import coherence_at
+
+    assert [coherence_at(s, 100) for s in (0, 49, 50, 75, 100, 500)] == [0.0, 0.0, 0.0, 0.5, 1.0, 1.0]
+    assert coherence_at(0, 0) == 1.0
+    cfg = ModelConfig(kind="tvae", in_dim=20, enc_hidden=(8,), dec_hidden=(8,), topography="temporal",
+                      n_caps=2, capsule_dim=5, K=1, L=2, mode="shifting")
+    m = build_model(cfg)
+    u2 = torch.rand(3, 5, 10)
+    torch.testing.assert_close(m.pooled(u2), m.topo(u2))  # default: Eq 9
+    m.coherence = 0.0
+    # alpha = 0: frame l's code sees frame l only (times the window length 2L = 4)
+    torch.testing.assert_close(m.pooled(u2), 4 * u2)
+    x = torch.rand(3, 5, 20)
+    z, _, u, _ = m.posterior(x)
+    u_changed = u.clone()
+    u_changed[:, 3] += 1.0
+    assert torch.equal(m.to_t(z, u)[:, [0, 1, 2, 4]], m.to_t(z, u_changed)[:, [0, 1, 2, 4]])
+    m.coherence = 1.0
+    assert not torch.equal(m.to_t(z, u)[:, 2], m.to_t(z, u_changed)[:, 2])  # Eq 9: frame 2 sees frame 3
+    # training with a warm-up returns the Eq-9 model, and the option leaves old cache keys alone
+    seqs = torch.rand(16, 5, 20).round()
+    r = fit(cfg, seqs, TrainConfig(epochs=1, batch_size=4, optimizer="adam", steps=6, coherence_warmup=4),
+            cache_dir=tmp_path, progress=False)
+    assert r.model.coherence == 1.0
+    assert "coherence_warmup" not in TrainConfig().to_dict()

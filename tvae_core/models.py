@@ -13,7 +13,7 @@ with a :class:`~tvae_core.topography.TemporalTopography`.  ``n`` latent units.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import NamedTuple
 
 import torch
@@ -24,7 +24,7 @@ from torch.nn.utils.parametrizations import weight_norm as _weight_norm
 from ._checks import check_choice, check_int
 from .topography import CapsuleTopography, TemporalTopography, TorusTopography
 
-__all__ = ["ModelConfig", "MLP", "GaussianEncoder", "ConvGaussianEncoder", "make_encoder", "ENCODERS", "BernoulliDecoder", "ELBOParts", "TVAE", "VAE",
+__all__ = ["ModelConfig", "MLP", "GaussianEncoder", "ConvGaussianEncoder", "make_encoder", "ENCODERS", "BernoulliDecoder", "ConvBernoulliDecoder", "make_decoder", "ELBOParts", "TVAE", "VAE",
            "build_model", "log_likelihood_is", "MODEL_KINDS", "TOPOGRAPHIES"]
 
 MODEL_KINDS = ("tvae", "vae")
@@ -53,19 +53,25 @@ class ModelConfig:
     decoder_norm: bool = False              # standardise t over its units before the decoder (not in
                                             # the paper; commutes with Roll, see BernoulliDecoder)
     encoder: str = "mlp"                    # "mlp" (A.3) | "conv": a small CNN per frame, then enc_hidden
-    in_shape: tuple[int, int, int] | None = None  # (C, H, W) of a frame; needed by encoder="conv"
+    in_shape: tuple[int, int, int] | None = None  # (C, H, W) of a frame; needed by encoder/decoder="conv"
+    decoder: str = "mlp"                    # "mlp" (A.3) | "conv": enc_hidden-like MLP, then transposed convs
 
     def __post_init__(self) -> None:
         check_choice("kind", self.kind, MODEL_KINDS)
         check_choice("topography", self.topography, TOPOGRAPHIES)
         check_int("in_dim", self.in_dim, minimum=1)
         check_choice("encoder", self.encoder, ENCODERS)
-        if self.encoder == "conv":
+        check_choice("decoder", self.decoder, ENCODERS)
+        for part in ("encoder", "decoder"):
+            if getattr(self, part) != "conv":
+                continue
             if self.in_shape is None or len(self.in_shape) != 3 or math.prod(self.in_shape) != self.in_dim:
-                raise ValueError(f"encoder='conv' needs in_shape=(C, H, W) with C*H*W == in_dim={self.in_dim}; "
+                raise ValueError(f"{part}='conv' needs in_shape=(C, H, W) with C*H*W == in_dim={self.in_dim}; "
                                  f"got in_shape={self.in_shape}")
-            if min(self.in_shape[1:]) < 16:
-                raise ValueError(f"encoder='conv' needs frames of at least 16x16 pixels; got in_shape={self.in_shape}")
+            if min(self.in_shape[1:]) < 16 or (part == "decoder" and any(s % 16 for s in self.in_shape[1:])):
+                raise ValueError(f"{part}='conv' needs frames of at least 16x16 pixels"
+                                 f"{' with sides that are multiples of 16' if part == 'decoder' else ''}; "
+                                 f"got in_shape={self.in_shape}")
 
     @property
     def n_latent(self) -> int:
@@ -88,7 +94,7 @@ class ModelConfig:
         return d
 
 
-_LATE_FIELDS = {"encoder": "mlp", "in_shape": None}
+_LATE_FIELDS = {"encoder": "mlp", "in_shape": None, "decoder": "mlp"}
 ENCODERS = ("mlp", "conv")
 
 
@@ -173,10 +179,47 @@ class BernoulliDecoder(nn.Module):
         self.standardize = standardize
         self.net = MLP((n, *hidden, out_dim), weight_norm)
 
+    def prepare(self, t: Tensor) -> Tensor:
+        """The decoder's input: ``t``, standardised over its units when ``standardize``."""
+        return (t - t.mean(-1, keepdim=True)) / (t.std(-1, keepdim=True) + 1e-5) if self.standardize else t
+
     def forward(self, t: Tensor) -> Tensor:
-        if self.standardize:
-            t = (t - t.mean(-1, keepdim=True)) / (t.std(-1, keepdim=True) + 1e-5)
-        return self.net(t)
+        return self.net(self.prepare(t))
+
+
+class ConvBernoulliDecoder(BernoulliDecoder):
+    """``t: (..., n) -> pixel logits (..., C*H*W)``: an MLP to a ``(32, H/16, W/16)`` map, then four
+    4x4 transposed convolutions with stride 2 (channels 32, 16, 16, then C; ReLU between).
+
+    Mirror of :class:`ConvGaussianEncoder`; not in the paper (A.3 uses MLPs).  The standardisation
+    of :class:`BernoulliDecoder` applies unchanged (it commutes with Roll)."""
+
+    CHANNELS = (32, 32, 16, 16)
+
+    def __init__(self, n: int, hidden: tuple[int, ...], in_shape: tuple[int, int, int], weight_norm: bool = False,
+                 standardize: bool = False) -> None:
+        c, h, w = in_shape
+        self.start = (self.CHANNELS[0], h // 16, w // 16)
+        super().__init__(n, hidden, math.prod(self.start), weight_norm, standardize)
+        layers: list[nn.Module] = [nn.ReLU()]
+        chans = (*self.CHANNELS, c)
+        for i, (a, b) in enumerate(zip(chans[:-1], chans[1:])):
+            layers.append(nn.ConvTranspose2d(a, b, 4, stride=2, padding=1))
+            if i < len(chans) - 2:
+                layers.append(nn.ReLU())
+        self.deconv = nn.Sequential(*layers)
+
+    def forward(self, t: Tensor) -> Tensor:
+        lead = t.shape[:-1]
+        h = self.net(self.prepare(t)).reshape(-1, *self.start)  # (B*S, 32, H/16, W/16)
+        return self.deconv(h).reshape(*lead, -1)  # (..., C*H*W)
+
+
+def make_decoder(cfg: "ModelConfig", n: int) -> BernoulliDecoder:
+    """The decoder ``cfg.decoder`` names: :class:`BernoulliDecoder` or :class:`ConvBernoulliDecoder`."""
+    if cfg.decoder == "conv":
+        return ConvBernoulliDecoder(n, cfg.dec_hidden, cfg.in_shape, cfg.weight_norm, cfg.decoder_norm)
+    return BernoulliDecoder(n, cfg.dec_hidden, cfg.in_dim, cfg.weight_norm, cfg.decoder_norm)
 
 
 class ELBOParts(NamedTuple):
@@ -218,15 +261,31 @@ class TVAE(nn.Module):
         self.topo = cfg.build_topography()
         self.enc_z = make_encoder(cfg, n)
         self.enc_u = make_encoder(cfg, n)
-        self.dec = BernoulliDecoder(n, cfg.dec_hidden, cfg.in_dim, cfg.weight_norm, cfg.decoder_norm)
+        self.dec = make_decoder(cfg, n)
         self.mu = nn.Parameter(torch.full((n,), float(cfg.mu_init)))  # (n,)
+        # coherence warm-up (training only, see TrainConfig.coherence_warmup): alpha in [0, 1]
+        # blends the temporal window with the frame's own capsule window; 1 is Eq 9 exactly
+        self.coherence = 1.0
+        self.topo_frame = replace(self.topo, L=0) if isinstance(self.topo, TemporalTopography) else None
 
     def to_t(self, z: Tensor, u: Tensor) -> Tensor:
         """Eq 6/11: ``t = (z - mu) / sqrt(W u^2)``, shapes ``(..., n)`` or ``(..., S, n)``."""
         return self._t_from_u2(z, u.pow(2))
 
     def _t_from_u2(self, z: Tensor, u2: Tensor) -> Tensor:
-        return (z - self.mu) / torch.sqrt(self.topo(u2) + 1e-8)
+        return (z - self.mu) / torch.sqrt(self.pooled(u2) + 1e-8)
+
+    def pooled(self, u2: Tensor) -> Tensor:
+        r"""``W u^2``.  During a coherence warm-up (``coherence = alpha < 1``, temporal topography
+        only) ``alpha W u^2 + (1 - alpha) |offsets| W_0 u^2``, with ``W_0`` the same capsule
+        window without time (``L = 0``): at ``alpha = 0`` each frame's code sees only its own
+        frame (as the TVAE ``L = 0``), so frame-specific factors can be encoded before the
+        temporal window averages them; scaled by the window length to keep the magnitude."""
+        a = self.coherence
+        if a >= 1.0 or self.topo_frame is None:
+            return self.topo(u2)
+        own = self.topo_frame(u2) * len(self.topo.offsets)  # (..., S, n)
+        return own if a <= 0.0 else a * self.topo(u2) + (1 - a) * own
 
     def posterior(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """``(z_mean, z_log_std, u_mean, u_log_std)``, each ``(..., n)``."""
@@ -278,7 +337,7 @@ class VAE(nn.Module):
         self.cfg = cfg
         n = cfg.n_latent
         self.enc_z = make_encoder(cfg, n)
-        self.dec = BernoulliDecoder(n, cfg.dec_hidden, cfg.in_dim, cfg.weight_norm, cfg.decoder_norm)
+        self.dec = make_decoder(cfg, n)
 
     def encode(self, x: Tensor) -> Tensor:
         return self.enc_z(x)[0]

@@ -169,6 +169,7 @@ class CapsuleDataConfig:
     n_test: int = 200                        # test sequences
     image_size: int = 64                     # dSprites frame side (64 as A.10)
     encoder: str = "mlp"                     # "mlp" (A.3) | "conv" (a CNN per frame; see ModelConfig)
+    decoder: str = "mlp"                     # "mlp" (A.3) | "conv" (transposed convs per frame)
 
     @property
     def in_dim(self) -> int:
@@ -192,8 +193,8 @@ class CapsuleDataConfig:
         check_choice("variant", variant, CAPSULE_VARIANTS)
         common = dict(in_dim=self.in_dim, enc_hidden=self.enc_hidden, dec_hidden=self.dec_hidden,
                       topography="temporal", n_caps=self.n_caps, capsule_dim=self.S, mu_init=self.mu_init,
-                      decoder_norm=self.decoder_norm, encoder=self.encoder,
-                      in_shape=self.frame_shape if self.encoder == "conv" else None)
+                      decoder_norm=self.decoder_norm, encoder=self.encoder, decoder=self.decoder,
+                      in_shape=self.frame_shape if "conv" in (self.encoder, self.decoder) else None)
         if variant == "vae":
             return ModelConfig(kind="vae", weight_norm=False, **{**common, "topography": "capsules"})
         if variant == "tvae_l0":

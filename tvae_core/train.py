@@ -48,6 +48,8 @@ class TrainConfig:
     grad_clip: float | None = None  # clip the global gradient norm (None: off)
     steps: int | None = None   # if set: exactly this many optimiser steps (overrides epochs)
     kl_warmup: int = 0         # KL weight rises linearly 0 -> 1 over this many steps (0: off, the paper)
+    coherence_warmup: int = 0  # TVAE with temporal W: frame-only window for the first half of these
+                               # steps, then blended linearly into Eq 9's window (0: off, the paper)
 
     def __post_init__(self) -> None:
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
@@ -56,14 +58,25 @@ class TrainConfig:
         if self.steps is not None:
             check_int("steps", self.steps, minimum=1)
         check_int("kl_warmup", self.kl_warmup, minimum=0)
+        check_int("coherence_warmup", self.coherence_warmup, minimum=0)
 
     def to_dict(self) -> dict:
-        """The fields that determine the weights; ``kl_warmup`` only when on, so keys of models
-        trained before it existed are unchanged."""
+        """The fields that determine the weights; the warm-ups only when on, so keys of models
+        trained before they existed are unchanged."""
         d = asdict(self)
-        if not d["kl_warmup"]:
-            d.pop("kl_warmup")
+        for late in ("kl_warmup", "coherence_warmup"):
+            if not d[late]:
+                d.pop(late)
         return d
+
+
+def coherence_at(step: int, warmup: int) -> float:
+    """The coherence weight ``alpha`` of :meth:`TVAE.pooled` at ``step``: 0 for the first
+    ``warmup // 2`` steps, then linear to 1 at ``warmup`` (1 throughout when ``warmup = 0``)."""
+    if not warmup:
+        return 1.0
+    hold = warmup // 2
+    return min(1.0, max(0.0, (step - hold) / max(warmup - hold, 1)))
 
 
 class TrainingDiverged(RuntimeError):
@@ -196,6 +209,8 @@ def fit(model_cfg: ModelConfig, train_x: Tensor, train_cfg: TrainConfig, *, data
         sums = torch.zeros(3, device=dev)
         for idx in batches:
             xb = x_all[idx]
+            if train_cfg.coherence_warmup and isinstance(model, TVAE):
+                model.coherence = coherence_at(step, train_cfg.coherence_warmup)
             parts = model(xb.float().div_(255) if xb.dtype == torch.uint8 else xb)
             beta = min(1.0, step / train_cfg.kl_warmup) if train_cfg.kl_warmup else 1.0
             loss = -(parts.elbo if beta == 1.0 else parts.recon - beta * (parts.kl_z + parts.kl_u)).mean()
@@ -216,6 +231,8 @@ def fit(model_cfg: ModelConfig, train_x: Tensor, train_cfg: TrainConfig, *, data
     bar.close()
     seconds = time.perf_counter() - t0
     model.eval()
+    if isinstance(model, TVAE):
+        model.coherence = 1.0  # the trained model is the paper's (Eq 9) whatever the warm-up
     if use_cache:
         save_cached(path, key, model, history, seconds)
     return FitResult(model, history, seconds, False, path if use_cache else None)
