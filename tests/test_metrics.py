@@ -134,3 +134,23 @@ def test_traversal_of_an_exactly_equivariant_toy_model():
     assert tr.held_out.tolist() == [False] * 4 + [True] * 2
     torch.testing.assert_close(tr.roll_bce, tr.direct_bce)
     assert abs(tr.ratio - 1.0) < 1e-6
+
+
+def test_capcorr_modulo_known_values_and_agreement_with_a_period_m_code():
+    from tvae_core.metrics import capcorr_modulo
+
+    shift = torch.arange(15)
+    assert abs(capcorr_modulo(shift, 15) - 1.0) < 1e-12
+    k = shift.double()
+    expected = float(torch.corrcoef(torch.stack([k % 5, k]))[0, 1])
+    assert abs(capcorr_modulo(shift, 5) - expected) < 1e-12 and 0.3 < expected < 0.35
+    # a code with period 5 inside each capsule: Eq 16's argmax finds the shift only modulo 5,
+    # so the measured CapCorr equals capcorr_modulo(shift, 5)
+    g = torch.Generator().manual_seed(0)
+    base = torch.randn(2, 5, generator=g).repeat(1, 3)  # (C=2, D=15), Roll_5-invariant
+    t0 = base.reshape(1, 30).repeat(15, 1)
+    t_omega = torch.stack([roll(base.reshape(30), -int(s), 15) for s in shift])
+    assert abs(capcorr(t0, t_omega, shift, 15) - capcorr_modulo(shift, 5)) < 1e-9
+    # per-sequence moduli (mixed shapes)
+    mixed = capcorr_modulo(torch.cat([shift, shift]), torch.tensor([15] * 15 + [5] * 15))
+    assert expected < mixed < 1.0

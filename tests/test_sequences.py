@@ -446,3 +446,17 @@ def test_exactly_equivariant_code_scores_capcorr_one(mseq, dseq):
         for k, name in enumerate(seq.transforms):
             sel = seq.transform == k
             assert capcorr_sequences(t[sel], seq.step[sel], seq.canonical[sel], L) == pytest.approx(1.0), name
+
+
+def test_overlap_by_offset_shows_the_square_symmetry():
+    from tvae_core.sequences import overlap_by_offset
+
+    d = dsprites_sequences(300, transforms=("orientation",), seed=5, verbose=False)
+    iou = {s: overlap_by_offset(d.x[d.label == s]) for s in range(3)}  # square, ellipse, heart
+    for v in iou.values():
+        assert v.shape == (15,) and v[0] == 1.0 and (v[1:] < 1.0).all()
+    # a square 5 steps (92.3 deg) or 10 steps on is nearly the same image; a heart is not
+    assert iou[0][5] > 0.9 and iou[0][10] > 0.9 and iou[0][2] < 0.8
+    assert iou[2][5] < 0.85
+    with pytest.raises(ValueError, match=r"\(N, S, P\)"):
+        overlap_by_offset(d.x[0])

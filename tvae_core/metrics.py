@@ -25,7 +25,7 @@ from ._checks import check_int
 __all__ = ["max_activating", "unit_preferences", "neighbour_agreement", "AgreementTest", "unit_effects",
            "SimilarityTest", "neighbour_similarity_test", "equivariance_error", "capsule_roll", "capcorr",
            "omega_and_rolls", "capcorr_sequences", "Traversal", "capsule_traversal",
-           "agreement_permutation_test"]
+           "agreement_permutation_test", "capcorr_modulo"]
 
 
 def max_activating(t: Tensor, k: int = 1) -> Tensor:
@@ -204,6 +204,18 @@ def capcorr_sequences(t: Tensor, step: Tensor, canonical: Tensor, capsule_dim: i
     """CapCorr (Eq 17) of a set of sequences with A.11's choice of ``Omega``."""
     _, rolls, shift = omega_and_rolls(t, step, canonical, capsule_dim)
     return _pearson(rolls.float(), shift.float())
+
+
+def capcorr_modulo(shift: Tensor, modulus: Tensor | int) -> float:
+    r"""CapCorr (Eq 17) of a code that resolves each factor shift only modulo ``modulus``.
+
+    A code ``t`` with ``Roll_m(t) = t`` has ``D / m`` tied maxima in Eq 16's cross-correlation;
+    argmax returns the first, ``shift mod m``.  ``shift: (N,)`` grid steps ``|y_Omega - y_0|``,
+    ``modulus``: int or ``(N,)`` -> Pearson correlation of ``shift mod modulus`` with ``shift``.
+    With ``modulus = D`` (a fully resolved roll) it is 1; on dSprites orientation, squares repeat
+    after 5 of the 15 steps, which caps CapCorr well below 1 (chapter 4)."""
+    shift = shift.long()
+    return _pearson(torch.remainder(shift, torch.as_tensor(modulus)).float(), shift.float())
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,7 @@ from .dsprites import (N_SUBSET, SUBSET_SIZES, _subset_packed, dsprites_subset, 
                        subset_grid_values, unpack_images)
 
 __all__ = ["SequenceData", "mnist_sequences", "dsprites_sequences", "dsprites_subset", "render_dsprites",
-           "MNIST_TRANSFORMS", "DSPRITES_TRANSFORMS", "mnist_grids", "hue_colors"]
+           "MNIST_TRANSFORMS", "DSPRITES_TRANSFORMS", "mnist_grids", "hue_colors", "overlap_by_offset"]
 
 MNIST_TRANSFORMS = ("rotation", "color", "scale", "color+rotation")
 DSPRITES_TRANSFORMS = ("x", "y", "orientation", "scale")
@@ -301,3 +301,18 @@ def dsprites_sequences(n: int, S: int = 15, transforms=("x", "y", "orientation",
                         transform=kind, transforms=transforms, factor=latents[ar[:, None], torch.arange(S), col[:, None]],
                         step=step.long(), canonical=step == 0, label=f0[:, 0].long(), source=source,
                         latents=latents, latent_names=DSPRITES_LATENTS)
+
+
+def overlap_by_offset(x: Tensor, threshold: float = 0.5) -> Tensor:
+    r"""How alike frame ``0`` and frame ``d`` of each sequence are: mean intersection-over-union of
+    the binarised frames (``x > threshold``), for every offset ``d = 0 .. S-1``.
+
+    ``x: (N, S, P)`` -> ``(S,)``; entry 0 is 1.  For dSprites orientation sequences this shows the
+    shapes' symmetries: a square 5 steps (92.3 degrees) on is almost the same image, so an
+    encoder can tell those frames apart only by a few rasterisation pixels (chapter 4)."""
+    if x.ndim != 3:
+        raise ValueError(f"x must have shape (N, S, P), got {tuple(x.shape)}")
+    b = x > threshold  # (N, S, P)
+    inter = (b[:, :1] & b).sum(-1).double()  # (N, S)
+    union = (b[:, :1] | b).sum(-1).double().clamp_min(1)
+    return (inter / union).mean(0)
