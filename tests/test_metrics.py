@@ -154,3 +154,25 @@ def test_capcorr_modulo_known_values_and_agreement_with_a_period_m_code():
     # per-sequence moduli (mixed shapes)
     mixed = capcorr_modulo(torch.cat([shift, shift]), torch.tensor([15] * 15 + [5] * 15))
     assert expected < mixed < 1.0
+
+
+def test_capcorr_per_transform_splits_by_transformation_and_subset():
+    from tvae_core.capsules import capcorr_per_transform
+    from tvae_core.sequences import SequenceData
+
+    g = torch.Generator().manual_seed(0)
+    N, S, C = 40, 6, 2
+    start = torch.randint(0, S, (N,), generator=g)
+    step = (start[:, None] + torch.arange(S)) % S  # (N, S) grid steps from the canonical value
+    base = torch.randn(N, C * S, generator=g)
+    kind = torch.arange(N) % 2
+    # transformation 0: the code rolls with the factor (CapCorr 1); transformation 1: random codes
+    t = torch.stack([roll(base, step[:, l], S) for l in range(S)], 1)  # (N, S, C*S)
+    t[kind == 1] = torch.randn(int((kind == 1).sum()), S, C * S, generator=g)
+    seq = SequenceData(x=torch.zeros(N, S, 1), frame_shape=(1, 1, 1), transform=kind, transforms=("a", "b"),
+                       factor=step.float(), step=step, canonical=step == 0, label=torch.arange(N) % 4, source="t")
+    cc = capcorr_per_transform(t, seq, S)
+    assert abs(cc["a"] - 1.0) < 1e-9 and abs(cc["b"]) < 0.6
+    sub = capcorr_per_transform(t, seq, S, seq.label == 0)  # label 0: a quarter of the "a" sequences only
+    assert set(sub) == {"a"} and abs(sub["a"] - 1.0) < 1e-9
+    assert capcorr_per_transform(t, seq, S, torch.zeros(N, dtype=torch.bool)) == {}

@@ -18,7 +18,8 @@ from .profiles import CapsuleDataConfig
 from .train import FitResult, evaluate, fit
 
 __all__ = ["train_variant", "untrained_variant", "CapsuleScores", "evaluate_capsules", "variant_label",
-           "PAPER_TABLE1", "PAPER_TABLE2", "PAPER_FIG5", "frac_key", "CapsuleData", "capsule_data"]
+           "PAPER_TABLE1", "PAPER_TABLE2", "PAPER_FIG5", "frac_key", "CapsuleData", "capsule_data",
+           "capcorr_per_transform"]
 
 
 def variant_label(variant: str, L: float, S: int) -> str:
@@ -58,6 +59,18 @@ class CapsuleScores:
         return self.traversal_bce / self.direct_bce
 
 
+def capcorr_per_transform(t: torch.Tensor, test, capsule_dim: int, where: torch.Tensor | None = None) -> dict:
+    """CapCorr (Eq 17, A.11 Omega) per transformation of ``test``: ``t: (N, S, n)`` codes of its
+    sequences; ``where: (N,)`` bool restricts to some sequences (e.g. one dSprites shape).
+    Transformations with fewer than 3 sequences are left out."""
+    cc = {}
+    for k, name in enumerate(test.transforms):
+        sel = test.transform == k if where is None else (test.transform == k) & where
+        if int(sel.sum()) >= 3:
+            cc[name] = capcorr_sequences(t[sel], test.step[sel], test.canonical[sel], capsule_dim)
+    return cc
+
+
 @torch.no_grad()
 def evaluate_capsules(model, test, capsule_dim: int, L: float, seed: int = 0) -> CapsuleScores:
     """All capsule metrics of ``model`` on ``test`` (a :class:`~tvae_core.sequences.SequenceData`)."""
@@ -70,11 +83,7 @@ def evaluate_capsules(model, test, capsule_dim: int, L: float, seed: int = 0) ->
                                                      reduction="none").sum(-1)  # (N, S)
     held = tr.held_out
     t = model.encode(x).cpu()  # (N, S, n)
-    cc = {}
-    for k, name in enumerate(test.transforms):
-        sel = test.transform == k
-        if int(sel.sum()) >= 3:
-            cc[name] = capcorr_sequences(t[sel], test.step[sel], test.canonical[sel], capsule_dim)
+    cc = capcorr_per_transform(t, test, capsule_dim)
     return CapsuleScores(
         traversal_bce=tr.roll_bce[:, held].mean().item(), direct_bce=tr.direct_bce[:, held].mean().item(),
         wrong_pose_bce=wrong[:, held].mean().item(), e_eq=equivariance_error(t, capsule_dim).mean().item(),

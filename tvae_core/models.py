@@ -85,8 +85,8 @@ class ModelConfig:
         return TemporalTopography(self.n_caps, self.capsule_dim, self.K, self.L, self.mode, "circular", self.window)
 
     def to_dict(self) -> dict:
-        """The fields, for cache keys.  Fields added after the first cached models (``encoder``,
-        ``in_shape``) are left out at their defaults, so those models keep their keys."""
+        """The fields, for cache keys.  Fields added after the first cached models
+        (:data:`_LATE_FIELDS`) are left out at their defaults, so those models keep their keys."""
         d = asdict(self)
         for name, default in _LATE_FIELDS.items():
             if d[name] == default:

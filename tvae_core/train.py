@@ -212,6 +212,7 @@ def fit(model_cfg: ModelConfig, train_x: Tensor, train_cfg: TrainConfig, *, data
             if train_cfg.coherence_warmup and isinstance(model, TVAE):
                 model.coherence = coherence_at(step, train_cfg.coherence_warmup)
             parts = model(xb.float().div_(255) if xb.dtype == torch.uint8 else xb)
+            # KL weight; at 1 the ELBO itself, so runs without a warm-up stay bit-identical to cached ones
             beta = min(1.0, step / train_cfg.kl_warmup) if train_cfg.kl_warmup else 1.0
             loss = -(parts.elbo if beta == 1.0 else parts.recon - beta * (parts.kl_z + parts.kl_u)).mean()
             check_finite(loss, bar, lambda: (
