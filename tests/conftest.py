@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tvae_core import runner
-from tvae_core.runner import RunConfig
+from tvae_book import chapters as bk, execute, html as bk_html
+from tvae_book.chapters import RunConfig
 
 SMOKE = RunConfig(profile="smoke", seed=0, device="auto")
 """The run settings of every chapter execution in the test suite."""
@@ -29,7 +29,7 @@ class SmokeRun:
     config: RunConfig
     out_dir: Path
     timeout: float
-    chapters: tuple[runner.Chapter, ...]
+    chapters: tuple[bk.Chapter, ...]
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class BuiltBook:
     html_dir: Path          # <output>/_build/html
     index: Path             # its index.html
     results_dir: Path       # the executed notebooks and metrics it was built from
-    chapters: tuple[runner.Chapter, ...]
+    chapters: tuple[bk.Chapter, ...]
     vendored: bool          # MathJax, require.js and the widget manager are served locally
 
 
@@ -47,7 +47,7 @@ class BuiltBook:
 def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> SmokeRun:
     """One results folder shared by every chapter run of this session."""
     return SmokeRun(SMOKE, tmp_path_factory.mktemp("smoke_results"), CELL_TIMEOUT_S,
-                    tuple(runner.discover_chapters(runner.REPO_ROOT)))
+                    tuple(bk.discover_chapters(bk.REPO_ROOT)))
 
 
 @pytest.fixture(scope="session")
@@ -59,16 +59,16 @@ def smoke_book(smoke_run: SmokeRun, tmp_path_factory: pytest.TempPathFactory) ->
     False.
     """
     chapters = list(smoke_run.chapters)
-    _, failures = runner.run_chapters(chapters, smoke_run.config, smoke_run.out_dir,
+    _, failures = execute.run_chapters(chapters, smoke_run.config, smoke_run.out_dir,
                                       timeout=smoke_run.timeout)
     if failures:
         pytest.fail("chapters failed, no book to build:\n" + "\n".join(map(str, failures)))
-    vendor_dir = runner.REPO_ROOT / "_build" / "vendor"
-    vendored = runner.fetch_vendor(vendor_dir)
+    vendor_dir = bk.REPO_ROOT / "_build" / "vendor"
+    vendored = bk_html.fetch_vendor(vendor_dir)
     out = tmp_path_factory.mktemp("smoke_book")
-    stage = runner.stage_book(chapters, smoke_run.out_dir, out / "src", runner.REPO_ROOT,
+    stage = bk_html.stage_book(chapters, smoke_run.out_dir, out / "src", bk.REPO_ROOT,
                               vendor_dir if vendored else None)
-    index = runner.build_html(stage, out, strict=True)
+    index = bk_html.build_html(stage, out, strict=True)
     return BuiltBook(index.parent, index, smoke_run.out_dir, tuple(chapters), vendored)
 
 

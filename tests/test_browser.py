@@ -33,16 +33,16 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tvae_core import runner
+from tvae_book import chapters as bk
 
 IN_CI = os.environ.get("CI", "").lower() in ("true", "1", "yes")
-SCREENSHOTS = runner.REPO_ROOT / "_results" / "browser"
+SCREENSHOTS = bk.REPO_ROOT / "_results" / "browser"
 PAGE_TIMEOUT_S = 60
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 MIME_IMAGES = ("image/png", "image/jpeg", "image/svg+xml", "image/gif")
 
 # Every page the book builds: the _toc.yml entries plus Sphinx's own index and search pages.
-PAGES = [f"{entry}.html" for entry in runner.toc_files(runner.REPO_ROOT)] + [
+PAGES = [f"{entry}.html" for entry in bk.toc_files(bk.REPO_ROOT)] + [
     "genindex.html", "search.html"]
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 

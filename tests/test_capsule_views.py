@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from tvae_core import roll
-from tvae_core.capsule_views import (VIEW_NAMES, invariant_views, knn_vote, pose_knn_accuracy,
+from tvae_experiments.capsule_views import (VIEW_NAMES, invariant_views, knn_vote, pose_knn_accuracy,
                                      quotient_distance_matrix_cyclic, reference_frames, standardize,
                                      within_sequence_fraction)
 from tvae_core.invariance import quotient_distance_cyclic
@@ -96,7 +96,7 @@ def test_group_mask_restricts_neighbours():
 
 
 def test_canonicalize_codes_keeps_scale_and_agrees_with_the_standardised_cross_section():
-    from tvae_core.capsule_views import canonicalize_codes
+    from tvae_experiments.capsule_views import canonicalize_codes
     from tvae_core.invariance import canonicalize
 
     t = (torch.randn(10, C * D, generator=g) + 30).double()
@@ -107,7 +107,7 @@ def test_canonicalize_codes_keeps_scale_and_agrees_with_the_standardised_cross_s
 
 
 def test_decoded_pose_spread_zero_for_constant_codes_positive_for_rolled():
-    from tvae_core.capsule_views import decoded_pose_spread
+    from tvae_experiments.capsule_views import decoded_pose_spread
 
     torch.manual_seed(0)
     dec = torch.nn.Linear(C * D, 16)
@@ -121,7 +121,7 @@ def test_decoded_pose_spread_zero_for_constant_codes_positive_for_rolled():
 
 
 def test_retrieval_finds_own_sequence_at_every_pose_only_with_invariants():
-    from tvae_core.capsule_views import pose_retrieval_accuracy
+    from tvae_experiments.capsule_views import pose_retrieval_accuracy
 
     N = 12
     c = torch.randn(N, C * D, generator=g)
@@ -141,7 +141,7 @@ def test_pose_knn_curves_on_rolled_prototypes():
     perfect at every pose in both tasks; raw t is perfect only at the canonical pose."""
     from types import SimpleNamespace
 
-    from tvae_core.capsule_views import off_pose, pose_knn_curves
+    from tvae_experiments.capsule_views import off_pose, pose_knn_curves
 
     n_cls, S = 3, D
     protos = torch.randn(n_cls, C * D, generator=g) * 3

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from tvae_core.data import mnist, write_idx
+from tvae_experiments.data.mnist import mnist, write_idx
 
 
 @pytest.fixture

@@ -5,13 +5,13 @@ import pytest
 import torch
 from torch.func import functional_call
 
-from tvae_core.gcnn import (GCNN, GCNNConfig, GroupConv, LiftingConv, equivariance_errors, group_max_pool,
+from tvae_experiments.gcnn import (GCNN, GCNNConfig, GroupConv, LiftingConv, equivariance_errors, group_max_pool,
                             rotate_feature, rotate_filter)
 from tvae_core.invariance import RandomInvariantProjection
 from tvae_core.roll import roll
-from tvae_core.rotation import rotate_images, rotated_mnist
-from tvae_core.supervised import ClassifierTrainConfig, accuracy, fit_classifier
-from tvae_core.train import TrainingDiverged
+from tvae_experiments.data.rotation import rotate_images, rotated_mnist
+from tvae_experiments.supervised import ClassifierTrainConfig, accuracy, fit_classifier
+from tvae_experiments.train import TrainingDiverged
 
 TOL = 1e-5
 
@@ -54,7 +54,7 @@ def test_rotate_images_per_image_angles_and_errors():
 
 
 def test_rotated_mnist_c4_is_rot90_of_the_aligned_digits_and_seeded():
-    from tvae_core.data import mnist
+    from tvae_experiments.data.mnist import mnist
 
     data = mnist(None, seed=0, n_train=40, n_test=20, verbose=False)
     r = rotated_mnist(data, seed=3, angles="c4")

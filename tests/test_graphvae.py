@@ -4,13 +4,13 @@ gradients, training determinism/cache/NaN guard, and the latent-analysis helpers
 import pytest
 import torch
 
-from tvae_core.graph_latents import (graph_hamming, interpolate, interpolation_hamming, invariant_features, pca_2d)
-from tvae_core.graph_train import fit_graph_vae
-from tvae_core.graphvae import (N_BASIS, EquivariantLinear, GraphVAE, GraphVAEConfig, HybridLinear,
+from tvae_experiments.graph_latents import (graph_hamming, interpolate, interpolation_hamming, invariant_features, pca_2d)
+from tvae_experiments.graph_train import fit_graph_vae
+from tvae_experiments.graphvae import (N_BASIS, EquivariantLinear, GraphVAE, GraphVAEConfig, HybridLinear,
                                 edge_to_edge_basis, edge_to_node_basis, masked_instance_norm, node_to_edge_basis,
                                 node_to_node_basis, permute_graphs, random_permutations)
 from tvae_core.invariance import sort_projection
-from tvae_core.train import TrainConfig, TrainingDiverged
+from tvae_experiments.train import TrainConfig, TrainingDiverged
 
 D = torch.float64
 TOL = dict(atol=1e-5, rtol=1e-5)

@@ -157,8 +157,8 @@ def test_capcorr_modulo_known_values_and_agreement_with_a_period_m_code():
 
 
 def test_capcorr_per_transform_splits_by_transformation_and_subset():
-    from tvae_core.capsules import capcorr_per_transform
-    from tvae_core.sequences import SequenceData
+    from tvae_experiments.capsules import capcorr_per_transform
+    from tvae_experiments.data.sequences import SequenceData
 
     g = torch.Generator().manual_seed(0)
     N, S, C = 40, 6, 2

@@ -4,10 +4,10 @@ import math
 import pytest
 import torch
 
-from tvae_core.data import mnist
+from tvae_experiments.data.mnist import mnist
 from tvae_core.models import TVAE, VAE, ModelConfig, build_model, log_likelihood_is
 from tvae_core.studentt import tpot
-from tvae_core.train import TrainConfig, TrainingDiverged, fit
+from tvae_experiments.train import TrainConfig, TrainingDiverged, fit
 
 SMALL = dict(in_dim=784, enc_hidden=(32,), dec_hidden=(32,), side=4, K=3)
 
@@ -139,7 +139,7 @@ def test_decoder_standardisation_commutes_with_roll():
 
 def test_uint8_training_data_gives_the_same_model_as_its_float_version(tmp_path):
     """fit() rescales uint8 batches: the same training run as on x/255 in float32."""
-    from tvae_core.sequences import SequenceData
+    from tvae_experiments.data.sequences import SequenceData
 
     g = torch.Generator().manual_seed(0)
     x8 = torch.randint(0, 256, (64, 784), generator=g, dtype=torch.uint8)
@@ -187,7 +187,7 @@ def test_kl_warmup_lets_the_code_carry_more_information_and_keeps_old_keys(digit
     code: after the same 40 steps its KL is far above the KL of the plain ELBO run."""
     from dataclasses import asdict
 
-    from tvae_core.train import cache_key
+    from tvae_experiments.train import cache_key
 
     cfg = ModelConfig(kind="vae", weight_norm=False, **SMALL)
     plain = TrainConfig(epochs=1, batch_size=32, optimizer="adam", lr=3e-3, steps=40)
@@ -228,7 +228,7 @@ def test_conv_decoder_shapes_locality_errors_and_unchanged_cache_keys():
 
 
 def test_coherence_warmup_starts_frame_local_and_ends_at_eq9(tmp_path):
-    from tvae_core.train import coherence_at
+    from tvae_experiments.train import coherence_at
 
     assert [coherence_at(s, 100) for s in (0, 49, 50, 75, 100, 500)] == [0.0, 0.0, 0.0, 0.5, 1.0, 1.0]
     assert coherence_at(0, 0) == 1.0

@@ -7,8 +7,8 @@ import sys
 import pytest
 import torch
 
-import tvae_core.molecules as mol_mod
-from tvae_core.molecules import (EDGE_TYPES, NODE_TYPES, graph_to_mol, graph_to_smiles, load_molecules, mol_properties,
+import tvae_experiments.data.molecules as mol_mod
+from tvae_experiments.data.molecules import (EDGE_TYPES, NODE_TYPES, graph_to_mol, graph_to_smiles, load_molecules, mol_properties,
                                  mol_to_graph)
 
 Chem = pytest.importorskip("rdkit.Chem")
@@ -130,8 +130,8 @@ def test_missing_rdkit_names_the_extra(monkeypatch):
 
 def test_importing_the_package_does_not_need_rdkit():
     code = ("import sys; sys.modules['rdkit'] = None\n"
-            "import tvae_core, tvae_core.molecules, tvae_core.graphvae, tvae_core.graph_latents\n"
-            "try:\n    tvae_core.molecules.require_rdkit()\nexcept ImportError as e:\n    print('MSG', e)\n")
+            "import tvae_core, tvae_experiments.data.molecules, tvae_experiments.graphvae, tvae_experiments.graph_latents\n"
+            "try:\n    tvae_experiments.data.molecules.require_rdkit()\nexcept ImportError as e:\n    print('MSG', e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert 'MSG' in out.stdout and 'pip install -e ".[chem]"' in out.stdout

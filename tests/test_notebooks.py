@@ -13,9 +13,9 @@ import json
 import nbformat
 import pytest
 
-from tvae_core import report, runner
+from tvae_book import chapters as bk, execute, report
 
-CHAPTERS = runner.discover_chapters(runner.REPO_ROOT)
+CHAPTERS = bk.discover_chapters(bk.REPO_ROOT)
 
 
 def test_toc_has_chapters() -> None:
@@ -24,8 +24,8 @@ def test_toc_has_chapters() -> None:
 
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=[c.name for c in CHAPTERS])
-def test_chapter_runs_and_its_claims_pass(chapter: runner.Chapter, smoke_run) -> None:
-    result = runner.execute_chapter(chapter, smoke_run.config, smoke_run.out_dir,
+def test_chapter_runs_and_its_claims_pass(chapter: bk.Chapter, smoke_run) -> None:
+    result = execute.execute_chapter(chapter, smoke_run.config, smoke_run.out_dir,
                                     timeout=smoke_run.timeout)
 
     nb = nbformat.read(result.notebook, as_version=4)
@@ -65,7 +65,7 @@ def test_tables_chapter_with_two_seeds_reports_mean_and_std(smoke_run, tmp_path)
 
     chapter = next(c for c in CHAPTERS if c.name == "05_tables")
     config = dataclasses.replace(smoke_run.config, extra=(("n_seeds", 2),))
-    result = runner.execute_chapter(chapter, config, tmp_path, timeout=smoke_run.timeout)
+    result = execute.execute_chapter(chapter, config, tmp_path, timeout=smoke_run.timeout)
     nb = nbformat.read(result.notebook, as_version=4)
     text = "".join(o.get("text", "") for cell in nb.cells for o in cell.get("outputs", []))
     assert "seeds [0, 1]" in text

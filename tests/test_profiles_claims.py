@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from tvae_core import ClaimFailed, ClaimReport, config_for, resolve_device
-from tvae_core.profiles import EXPERIMENTS, PROFILES
+from tvae_experiments import ClaimFailed, ClaimReport, config_for, resolve_device
+from tvae_experiments.profiles import EXPERIMENTS, PROFILES
 
 
 def test_every_experiment_resolves_in_every_profile():

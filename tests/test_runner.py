@@ -14,8 +14,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tvae_core import report, runner
-from tvae_core.runner import Chapter, ChapterError, RunConfig
+from tvae_book import chapters as bk, cli, execute, html as bk_html, report
+from tvae_book.chapters import Chapter, ChapterError, RunConfig
 
 HEADER = """\
 ---
@@ -81,7 +81,7 @@ def book(tmp_path: Path) -> Path:
     """A throwaway book root: intro, two chapters, a plain page, the report page."""
     root = tmp_path / "book_root"
     (root / "book").mkdir(parents=True)
-    (root / "_config.yml").write_text((runner.REPO_ROOT / "_config.yml").read_text())
+    (root / "_config.yml").write_text((bk.REPO_ROOT / "_config.yml").read_text())
     (root / "_toc.yml").write_text(textwrap.dedent("""\
         format: jb-book
         root: book/intro
@@ -101,7 +101,7 @@ def book(tmp_path: Path) -> Path:
 
 def chapter(root: Path, name: str) -> Chapter:
     """The chapter ``name`` of the book at ``root``."""
-    return runner.discover_chapters(root, [name])[0]
+    return bk.discover_chapters(root, [name])[0]
 
 
 # --------------------------------------------------------------------------- profiles, discovery
@@ -109,40 +109,40 @@ def chapter(root: Path, name: str) -> Chapter:
 
 def test_unknown_profile_raises_naming_the_options() -> None:
     with pytest.raises(ValueError, match=r"'gpu'.*smoke, cpu, paper"):
-        runner.check_profile("gpu")
-    assert runner.check_profile("smoke") == "smoke"
+        bk.check_profile("gpu")
+    assert bk.check_profile("smoke") == "smoke"
 
 
 def test_cli_unknown_profile_exits_2_naming_the_options(book: Path, capsys) -> None:
-    assert runner.main(["run", "--profile", "laptop", "--root", str(book)]) == 2
+    assert cli.main(["run", "--profile", "laptop", "--root", str(book)]) == 2
     err = capsys.readouterr().err
     assert "'laptop'" in err and "smoke, cpu, paper" in err
 
 
 def test_discover_chapters_follows_toc_and_skips_non_chapters(book: Path) -> None:
-    chapters = runner.discover_chapters(book)
+    chapters = bk.discover_chapters(book)
     assert [c.name for c in chapters] == ["01_alpha", "02_beta"]
     assert chapters[0].path == book / "book" / "01_alpha.md"
-    assert [c.name for c in runner.discover_chapters(book, ["02_beta"])] == ["02_beta"]
+    assert [c.name for c in bk.discover_chapters(book, ["02_beta"])] == ["02_beta"]
 
 
 def test_discover_chapters_needs_a_jupytext_header(book: Path) -> None:
     (book / "book" / "02_beta.md").write_text("# Just Markdown\n")
-    assert [c.name for c in runner.discover_chapters(book)] == ["01_alpha"]
+    assert [c.name for c in bk.discover_chapters(book)] == ["01_alpha"]
 
 
 def test_discover_chapters_errors(book: Path) -> None:
     with pytest.raises(ValueError, match=r"unknown chapter.*03_gamma.*01_alpha, 02_beta"):
-        runner.discover_chapters(book, ["03_gamma"])
+        bk.discover_chapters(book, ["03_gamma"])
     (book / "book" / "02_beta.md").unlink()
     with pytest.raises(FileNotFoundError, match="02_beta"):
-        runner.discover_chapters(book)
+        bk.discover_chapters(book)
 
 
 def test_real_toc_lists_intro_chapters_and_report() -> None:
-    files = runner.toc_files(runner.REPO_ROOT)
+    files = bk.toc_files(bk.REPO_ROOT)
     assert files[0] == "book/intro" and files[-1] == "book/report"
-    assert all(c.path.is_file() for c in runner.discover_chapters(runner.REPO_ROOT))
+    assert all(c.path.is_file() for c in bk.discover_chapters(bk.REPO_ROOT))
 
 
 def test_run_config_makes_data_dir_absolute(tmp_path: Path, monkeypatch) -> None:
@@ -155,9 +155,9 @@ def test_run_config_makes_data_dir_absolute(tmp_path: Path, monkeypatch) -> None
 
 def test_atomic_write_replaces_whole_file(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "x.json"
-    runner.atomic_write_json(path, {"a": 1})
-    runner.atomic_write_json(path, {"b": 2})
-    assert runner.read_json(path) == {"b": 2}
+    bk.atomic_write_json(path, {"a": 1})
+    bk.atomic_write_json(path, {"b": 2})
+    assert bk.read_json(path) == {"b": 2}
     assert [p.name for p in path.parent.iterdir()] == ["x.json"]
 
 
@@ -190,7 +190,7 @@ def test_validate_metrics_accepts_the_schema_and_names_problems() -> None:
 
 def test_report_on_a_results_folder_with_a_missing_chapter(tmp_path: Path) -> None:
     failed = {**CLAIM, "name": "roll_bce", "value": "n/a", "paper": None, "passed": False}
-    runner.atomic_write_json(tmp_path / "01_a.json",
+    bk.atomic_write_json(tmp_path / "01_a.json",
                              metrics("01_a", [CLAIM, failed], wall_time_s=12.34))
     text = report.render_report(tmp_path, ["01_a", "02_b"], titles={"02_b": "Second"})
     assert text.startswith("# Reproduction report\n")
@@ -216,10 +216,10 @@ def test_report_with_no_results_at_all(tmp_path: Path) -> None:
 def test_execute_injects_parameters_and_records_wall_time(book: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     config = RunConfig("smoke", 7, "cpu", str(tmp_path / "data"))
-    result = runner.execute_chapter(chapter(book, "01_alpha"), config, out, timeout=120,
+    result = execute.execute_chapter(chapter(book, "01_alpha"), config, out, timeout=120,
                                     root=book)
     assert result.status == "ran" and result.notebook == out / "01_alpha.ipynb"
-    data = runner.read_json(out / "01_alpha.json")
+    data = bk.read_json(out / "01_alpha.json")
     values = {c["name"]: c["value"] for c in data["claims"]}
     assert data["profile"] == "smoke" and data["seed"] == 7
     assert values["cwd"] == str(book / "book")
@@ -238,7 +238,7 @@ def test_skip_if_unchanged(book: Path, tmp_path: Path, capsys) -> None:
     alpha = [chapter(book, "01_alpha")]
 
     def statuses(config: RunConfig) -> list[str]:
-        results, failures = runner.run_chapters(alpha, config, out, timeout=120, root=book)
+        results, failures = execute.run_chapters(alpha, config, out, timeout=120, root=book)
         assert failures == []
         return [r.status for r in results]
 
@@ -254,7 +254,11 @@ def test_skip_if_unchanged(book: Path, tmp_path: Path, capsys) -> None:
     (book / "tvae_core").mkdir()
     (book / "tvae_core" / "model.py").write_text("X = 1\n")
     assert statuses(RunConfig("smoke", seed=1)) == ["ran"]       # new library code
-    (book / "tvae_core" / "report.py").write_text("# pipeline only\n")
+    (book / "tvae_experiments").mkdir()
+    (book / "tvae_experiments" / "train.py").write_text("Y = 1\n")
+    assert statuses(RunConfig("smoke", seed=1)) == ["ran"]       # new experiment code
+    (book / "tvae_book").mkdir()
+    (book / "tvae_book" / "report.py").write_text("# pipeline only\n")
     assert statuses(RunConfig("smoke", seed=1)) == ["skipped"]   # pipeline code is ignored
     (out / "01_alpha.ipynb").unlink()
     assert statuses(RunConfig("smoke", seed=1)) == ["ran"]       # output gone
@@ -269,7 +273,7 @@ def test_failing_cell_fails_the_run_naming_the_error(book: Path, tmp_path: Path,
     (book / "book" / "02_beta.md").write_text(chapter_source("02_beta", body))
     out = tmp_path / "out"
     with pytest.raises(ChapterError) as info:
-        runner.execute_chapter(chapter(book, "02_beta"), RunConfig("smoke"), out,
+        execute.execute_chapter(chapter(book, "02_beta"), RunConfig("smoke"), out,
                                timeout=120, root=book)
     message = str(info.value)
     assert "chapter 02_beta failed" in message
@@ -277,7 +281,7 @@ def test_failing_cell_fails_the_run_naming_the_error(book: Path, tmp_path: Path,
     assert (out / "02_beta.failed.ipynb").is_file()
     assert not (out / "02_beta.stamp.json").exists() and not (out / "02_beta.ipynb").exists()
 
-    code = runner.main(["run", "--profile", "smoke", "--root", str(book), "--out", str(out),
+    code = cli.main(["run", "--profile", "smoke", "--root", str(book), "--out", str(out),
                         "--timeout", "120", "--keep-going"])
     captured = capsys.readouterr()
     assert code == 1
@@ -305,7 +309,7 @@ def test_broken_chapter_fails_the_run(book: Path, tmp_path: Path, kind: str, mes
     source, timeout = _broken(kind)
     (book / "book" / "02_beta.md").write_text(source)
     with pytest.raises(ChapterError, match=message):
-        runner.execute_chapter(chapter(book, "02_beta"), RunConfig("smoke"), tmp_path,
+        execute.execute_chapter(chapter(book, "02_beta"), RunConfig("smoke"), tmp_path,
                                timeout=timeout, root=book)
 
 
@@ -313,7 +317,7 @@ def test_notebook_without_parameters_cell_is_refused(book: Path, tmp_path: Path)
     source = chapter_source("02_beta").replace(":tags: [parameters]\n", "")
     (book / "book" / "02_beta.md").write_text(source)
     with pytest.raises(ChapterError, match="no code cell tagged 'parameters'"):
-        runner.execute_chapter(chapter(book, "02_beta"), RunConfig("smoke"), tmp_path,
+        execute.execute_chapter(chapter(book, "02_beta"), RunConfig("smoke"), tmp_path,
                                timeout=120, root=book)
 
 
@@ -322,11 +326,11 @@ def test_notebook_without_parameters_cell_is_refused(book: Path, tmp_path: Path)
 
 def test_book_command_stages_executed_notebooks_and_builds_html(book: Path, capsys) -> None:
     vendor = book / "_build" / "vendor"            # stand-ins for the npm JavaScript
-    for rel in runner.VENDOR_JS.values():
+    for rel in bk_html.VENDOR_JS.values():
         (vendor / rel).parent.mkdir(parents=True, exist_ok=True)
         (vendor / rel).write_text("/* stand-in */\n")
     args = ["book", "--profile", "smoke", "--root", str(book), "--timeout", "120"]
-    assert runner.main(args) == 0
+    assert cli.main(args) == 0
     stage = book / "_build" / "src"
     staged = sorted(str(p.relative_to(stage)) for p in stage.rglob("*")
                     if p.is_file() and p.relative_to(stage).parts[0] not in ("_build", "_vendor"))
@@ -343,25 +347,25 @@ def test_book_command_stages_executed_notebooks_and_builds_html(book: Path, caps
     page = (html / "book" / "01_alpha.html").read_text()
     assert 'src="../_static/vendor/mathjax/es5/tex-mml-chtml.js' in page
     assert "cdn.jsdelivr.net/npm/mathjax" not in page
-    assert (html / "_static" / "vendor" / runner.VENDOR_JS["mathjax"]).is_file()
+    assert (html / "_static" / "vendor" / bk_html.VENDOR_JS["mathjax"]).is_file()
     capsys.readouterr()
 
-    assert runner.main(args) == 0                       # second run: nothing re-executed
+    assert cli.main(args) == 0                       # second run: nothing re-executed
     out = capsys.readouterr().out
     assert out.count("unchanged since") == 2 and "0 chapter(s) ran, 2 skipped" in out
 
-    assert runner.main([*args, "--cdn"]) == 0                  # CDN links instead of vendor
+    assert cli.main([*args, "--cdn"]) == 0                  # CDN links instead of vendor
     page = (html / "book" / "01_alpha.html").read_text()
     assert "https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js" in page
     assert not (stage / "_vendor").exists()
 
 
 def test_vendor_falls_back_to_cdn_without_npm(tmp_path: Path, monkeypatch, capsys) -> None:
-    monkeypatch.setattr(runner.shutil, "which", lambda name: None)
-    assert runner.fetch_vendor(tmp_path / "vendor") is False
+    monkeypatch.setattr(bk_html.shutil, "which", lambda name: None)
+    assert bk_html.fetch_vendor(tmp_path / "vendor") is False
     assert "npm not found" in capsys.readouterr().out
     config: dict = {"sphinx": {"config": None}}
-    assert runner.use_vendor(config, tmp_path / "vendor") == {}
+    assert bk_html.use_vendor(config, tmp_path / "vendor") == {}
     assert config == {"sphinx": {"config": None}}
 
 
@@ -371,18 +375,18 @@ def test_report_marks_unenforced_claims(tmp_path: Path) -> None:
     m = metrics("01_a", [CLAIM, soft])
     m["all_passed"] = True
     assert report.validate_metrics(m) == []
-    runner.atomic_write_json(tmp_path / "01_a.json", m)
+    bk.atomic_write_json(tmp_path / "01_a.json", m)
     text = report.render_report(tmp_path, ["01_a"])
     assert "not met (not enforced at this profile)" in text and "1 of 1 enforced claims passed" in text
 
 
 def test_extra_parameters_are_parsed_and_injected() -> None:
-    assert runner.parse_param("n_seeds=2") == ("n_seeds", 2)
-    assert runner.parse_param("name=abc") == ("name", "abc")
-    assert runner.parse_param("x=null") == ("x", None)
+    assert bk.parse_param("n_seeds=2") == ("n_seeds", 2)
+    assert bk.parse_param("name=abc") == ("name", "abc")
+    assert bk.parse_param("x=null") == ("x", None)
     with pytest.raises(ValueError, match="NAME=VALUE"):
-        runner.parse_param("n_seeds")
-    cfg = runner.RunConfig("smoke", extra=(("n_seeds", 2),))
+        bk.parse_param("n_seeds")
+    cfg = bk.RunConfig("smoke", extra=(("n_seeds", 2),))
     assert cfg.parameters()["n_seeds"] == 2
     # no extra parameters: the same parameters (and so the same chapter stamps) as before
-    assert set(runner.RunConfig("smoke").parameters()) == {"profile", "seed", "device", "data_dir"}
+    assert set(bk.RunConfig("smoke").parameters()) == {"profile", "seed", "device", "data_dir"}

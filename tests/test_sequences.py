@@ -8,9 +8,9 @@ import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from tvae_core import dsprites as D
-from tvae_core.data import mnist
-from tvae_core.sequences import (SequenceData, dsprites_sequences, dsprites_subset, hue_colors, mnist_grids,
+from tvae_experiments.data import dsprites as D
+from tvae_experiments.data.mnist import mnist
+from tvae_experiments.data.sequences import (SequenceData, dsprites_sequences, dsprites_subset, hue_colors, mnist_grids,
                                  mnist_sequences, render_dsprites)
 
 S = 18
@@ -449,7 +449,7 @@ def test_exactly_equivariant_code_scores_capcorr_one(mseq, dseq):
 
 
 def test_overlap_by_offset_shows_the_square_symmetry():
-    from tvae_core.sequences import overlap_by_offset
+    from tvae_experiments.data.sequences import overlap_by_offset
 
     d = dsprites_sequences(300, transforms=("orientation",), seed=5, verbose=False)
     iou = {s: overlap_by_offset(d.x[d.label == s]) for s in range(3)}  # square, ellipse, heart

@@ -1,8 +1,7 @@
 """Energy-correlation estimators on constructed cases with known answers."""
 import torch
 
-from tvae_core import (CapsuleTopography, TemporalTopography, cross_capsule_energy_corr, energy_corr,
-                       ring_energy_profile, sample_tpot, temporal_energy_corr, torus_energy_map, TorusTopography)
+from tvae_core import CapsuleTopography, TemporalTopography, cross_capsule_energy_corr, energy_corr, ring_energy_profile, sample_tpot, temporal_energy_corr, torus_energy_map, TorusTopography
 
 
 def test_energy_corr_known_answers():

@@ -4,8 +4,7 @@ import itertools
 import pytest
 import torch
 
-from tvae_core import (CapsuleTopography, TemporalTopography, TorusTopography, box_sum, capsule_W, roll,
-                       temporal_W, torus_W, window_W)
+from tvae_core import CapsuleTopography, TemporalTopography, TorusTopography, box_sum, capsule_W, roll, temporal_W, torus_W, window_W
 
 
 def test_capsule_W_structure():

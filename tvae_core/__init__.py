@@ -5,10 +5,8 @@ Topographic Product of Student-t priors built from Gaussians, topographic neighb
 the claim checks the chapters run.  Names follow Keller & Welling (2021), "Topographic VAEs
 learn Equivariant Capsules"; equation numbers in docstrings refer to that paper.
 """
-from .claims import ClaimFailed, ClaimReport
 from .invariance import sort_projection
 from .metrics import capcorr, capsule_roll, equivariance_error
-from .profiles import PROFILES, check_profile, config_for, resolve_device
 from .roll import fourier_roll, noncyclic_roll, partial_roll, roll
 from .stats import (EnergyCorr, cross_capsule_energy_corr, energy_corr, lag_shift_energy_map, ring_energy_profile,
                     temporal_energy_corr, torus_energy_map)
@@ -19,7 +17,7 @@ from .topography import (CapsuleTopography, TemporalTopography, TorusTopography,
 __version__ = "0.1.0"
 
 __all__ = [
-    "ClaimFailed", "ClaimReport", "equivariance_error", "capsule_roll", "capcorr", "sort_projection", "PROFILES", "check_profile", "config_for", "resolve_device",
+    "equivariance_error", "capsule_roll", "capcorr", "sort_projection",
     "roll", "partial_roll", "fourier_roll", "noncyclic_roll",
     "EnergyCorr", "energy_corr", "ring_energy_profile", "torus_energy_map",
     "cross_capsule_energy_corr", "temporal_energy_corr", "lag_shift_energy_map",

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ._checks import check_capsules, check_choice, check_int
+from .checks import check_capsules, check_choice, check_int
 from .roll import roll
 
 __all__ = ["sort_projection", "quotient_distance_sn", "quotient_distance_sn_bruteforce", "quotient_distance_cyclic",

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ._checks import check_int
+from .checks import check_int
 
 __all__ = ["max_activating", "unit_preferences", "neighbour_agreement", "AgreementTest", "unit_effects",
            "SimilarityTest", "neighbour_similarity_test", "equivariance_error", "capsule_roll", "capcorr",
@@ -158,7 +158,7 @@ def capsule_roll(t_a: Tensor, t_b: Tensor, capsule_dim: int) -> Tensor:
 
     ``t_a, t_b: (..., C*D)`` -> ``(...,)`` long.  Eq 16's ``argmax[t_Omega * t_0]`` is
     ``capsule_roll(t_Omega, t_0)``."""
-    from ._checks import check_capsules
+    from .checks import check_capsules
 
     C = check_capsules("t_a", t_a.shape[-1], capsule_dim)
     a = t_a.reshape(*t_a.shape[:-1], C, capsule_dim)

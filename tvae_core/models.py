@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.nn.utils.parametrizations import weight_norm as _weight_norm
 
-from ._checks import check_choice, check_int
+from .checks import check_choice, check_int
 from .topography import CapsuleTopography, TemporalTopography, TorusTopography
 
 __all__ = ["ModelConfig", "MLP", "GaussianEncoder", "ConvGaussianEncoder", "make_encoder", "ENCODERS", "BernoulliDecoder", "ConvBernoulliDecoder", "make_decoder", "ELBOParts", "TVAE", "VAE",

@@ -20,7 +20,7 @@ import math
 import torch
 from torch import Tensor
 
-from ._checks import check_capsules
+from .checks import check_capsules
 
 __all__ = ["roll", "partial_roll", "fourier_roll", "noncyclic_roll"]
 

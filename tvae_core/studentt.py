@@ -23,7 +23,7 @@ from typing import Callable, NamedTuple
 import torch
 from torch import Tensor
 
-from ._checks import check_int
+from .checks import check_int
 
 __all__ = ["student_t", "tpot", "PriorSample", "sample_pot", "sample_tpot"]
 

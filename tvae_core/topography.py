@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ._checks import check_choice, check_int
+from .checks import check_choice, check_int
 from .roll import roll
 
 __all__ = [

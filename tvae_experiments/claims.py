@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ._io import atomic_write_text
-from .profiles import check_profile
+from tvae_experiments.files import atomic_write_text, repo_root
+from tvae_experiments.profiles import check_profile
 
 __all__ = ["Claim", "ClaimReport", "ClaimFailed", "results_dir", "atomic_write_text"]
 
@@ -43,15 +43,10 @@ class Claim:
     enforced: bool = True  # False: reported only (a claim that needs more than this profile's scale)
 
 
-def _repo_root() -> Path:
-    here = Path(__file__).resolve().parent.parent
-    return here if (here / "pyproject.toml").exists() else Path.cwd()
-
-
 def results_dir(profile: str) -> Path:
     """Where metrics files go: ``$TVAE_RESULTS_DIR`` or ``<repo>/_results/<profile>``."""
     env = os.environ.get("TVAE_RESULTS_DIR")
-    return Path(env) if env else _repo_root() / "_results" / profile
+    return Path(env) if env else repo_root() / "_results" / profile
 
 
 def _jsonable(v: Any) -> float | str:

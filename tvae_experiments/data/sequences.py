@@ -41,7 +41,7 @@ hue rotation of ``(g, 0, 0)`` only depends on ``g`` through its value channel). 
 
 dSprites (A.10)
 ---------------
-Frames ``1x64x64`` from the 50,625-image subset (:mod:`tvae_core.dsprites`: the official file
+Frames ``1x64x64`` from the 50,625-image subset (:mod:`tvae_experiments.data.dsprites`: the official file
 when present, else the procedural renderer).  ``S`` must be 15: x, y and orientation step through
 their 15 subset values; scale loops over its 5 values 3 times (3 canonical frames per sequence).
 ``factor`` is in original dSprites units (x, y in [0, 1], orientation in radians, scale 0.6..1);
@@ -57,8 +57,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._checks import check_choice, check_int
-from .dsprites import (N_SUBSET, SUBSET_SIZES, _subset_packed, dsprites_subset, render_dsprites,
+from tvae_core.checks import check_choice, check_int
+from tvae_experiments.data.dsprites import (N_SUBSET, SUBSET_SIZES, _subset_packed, dsprites_subset, render_dsprites,
                        subset_grid_values, unpack_images)
 
 __all__ = ["SequenceData", "mnist_sequences", "dsprites_sequences", "dsprites_subset", "render_dsprites",
@@ -108,7 +108,7 @@ class SequenceData:
         """The same sequences with ``x`` stored as ``uint8`` (``round(255 x)``): 4x less memory.
 
         For large training sets (the ``paper`` profile's 60,000 MNIST sequences are 10 GB in
-        float32); :func:`~tvae_core.train.fit` scales each batch back to ``[0, 1]``.  The
+        float32); :func:`~tvae_experiments.train.fit` scales each batch back to ``[0, 1]``.  The
         quantisation error is at most ``1/510`` per pixel (MNIST pixels are 8-bit to begin with)."""
         if self.x.dtype == torch.uint8:
             return self
@@ -166,7 +166,7 @@ def mnist_sequences(images: Tensor, labels: Tensor, n: int, S: int = 18,
     """MNIST transformation sequences (A.9; Fig 1 with ``combined=True``).
 
     Args:
-        images: ``(M, 784)`` digits in ``[0, 1]`` (e.g. ``tvae_core.data.mnist(...).train_x``).
+        images: ``(M, 784)`` digits in ``[0, 1]`` (e.g. ``tvae_experiments.data.mnist.mnist(...).train_x``).
         labels: ``(M,)`` digit classes.
         n: number of sequences.  Base digits are drawn without replacement while ``n <= M``
             (with ``n > M`` every digit is used ``n // M`` or ``n // M + 1`` times).
@@ -266,7 +266,7 @@ def dsprites_sequences(n: int, S: int = 15, transforms=("x", "y", "orientation",
         seed: seeds everything.
         image_size: 64 (original), or 32 / 16 / 8: frames area-averaged (grey values in [0, 1]).
         verbose: print one line naming the source.
-        cache_dir: where the procedural subset is cached (default :func:`tvae_core.dsprites.default_cache_dir`).
+        cache_dir: where the procedural subset is cached (default :func:`tvae_experiments.data.dsprites.default_cache_dir`).
     Returns:
         :class:`SequenceData` with ``x: (n, 15, image_size**2)``, ``frame_shape = (1, s, s)``,
         ``label`` = shape, ``latents: (n, 15, 5)`` = (shape, scale, orientation, x, y) values.

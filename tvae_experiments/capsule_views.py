@@ -29,9 +29,9 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from ._checks import check_capsules, check_int
-from .invariance import RandomInvariantProjection, canonical_shift, canonicalize, capsule_norms, fourier_modulus
-from .roll import roll
+from tvae_core.checks import check_capsules, check_int
+from tvae_core.invariance import RandomInvariantProjection, canonical_shift, canonicalize, capsule_norms, fourier_modulus
+from tvae_core.roll import roll
 
 __all__ = ["standardize", "canonicalize_codes", "decoded_pose_spread", "invariant_views", "VIEW_NAMES", "within_sequence_fraction", "encode_sequences",
            "quotient_distance_matrix_cyclic", "knn_vote", "reference_frames", "pose_knn_accuracy", "pose_retrieval_accuracy",
@@ -144,7 +144,7 @@ def knn_vote(dist: Tensor, ref_y: Tensor, k: int) -> Tensor:
 def reference_frames(step: Tensor) -> Tensor:
     """Index of the first canonical frame (``step == 0``) of every sequence: ``(N, S) -> (N,)``.
 
-    Every sequence of :mod:`tvae_core.sequences` passes its canonical value once per cycle."""
+    Every sequence of :mod:`tvae_experiments.data.sequences` passes its canonical value once per cycle."""
     canon = step == 0
     if not bool(canon.any(1).all()):
         raise ValueError("every sequence needs a frame with step == 0 (its canonical pose)")
@@ -195,7 +195,7 @@ def pose_knn_curves(t_train: Tensor, t_test: Tensor, train, test, capsule_dim: i
     """Chapter 8's two tasks for every view, against references at the canonical pose.
 
     ``t_train: (N, S, n)``, ``t_test: (M, S, n)`` codes of the sequences ``train``/``test``
-    (:class:`~tvae_core.sequences.SequenceData`).  ``capsule_dim=None`` (a VAE): raw codes only;
+    (:class:`~tvae_experiments.data.sequences.SequenceData`).  ``capsule_dim=None`` (a VAE): raw codes only;
     otherwise every view of :func:`invariant_views` plus the quotient metric.  ``pixels=True`` adds
     raw pixels as a yardstick for the class task.  Returns
     ``{"retrieval": {view: {step: acc}}, "class": {view: {step: acc}}}``:

@@ -5,7 +5,7 @@ invariant classifier trained on MNIST *augmented by rotation*, whose latents are
 rotated test digits (Fig 6-7), and a plain CNN trained with rotation augmentation whose latents
 of rotated vs aligned test digits are compared (Fig 8).
 
-Convention (the one of ``torch.rot90(x, 1, dims=(-2, -1))`` and of :mod:`tvae_core.sequences`):
+Convention (the one of ``torch.rot90(x, 1, dims=(-2, -1))`` and of :mod:`tvae_experiments.data.sequences`):
 a positive angle turns the image **counter-clockwise** as displayed (row index pointing down).
 In pixel coordinates ``(x, y)`` = (column, row), centred on the image, output pixel ``p`` takes
 the input value at ``R_{-\theta} p``, with
@@ -25,8 +25,8 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from ._checks import check_choice, check_int
-from .data import ImageData
+from tvae_core.checks import check_choice, check_int
+from tvae_experiments.data.mnist import ImageData
 
 __all__ = ["rotate_images", "random_angles", "random_rotation", "RotatedMNIST", "rotated_mnist"]
 
@@ -90,7 +90,7 @@ class RotatedMNIST:
     """MNIST digits each turned by one fixed random angle (train and test), with the angles.
 
     ``*_x: (N, 784)`` in ``[0, 1]``, ``*_y: (N,)`` labels, ``*_angle: (N,)`` degrees in
-    ``[0, 360)``; ``aligned`` is the un-rotated :class:`~tvae_core.data.ImageData`."""
+    ``[0, 360)``; ``aligned`` is the un-rotated :class:`~tvae_experiments.data.mnist.ImageData`."""
 
     train_x: Tensor
     train_y: Tensor

@@ -1,11 +1,11 @@
-"""Seeded training of the graph VAE (chapter 6) with :mod:`tvae_core.train`'s cache machinery.
+"""Seeded training of the graph VAE (chapter 6) with :mod:`tvae_experiments.train`'s cache machinery.
 
 ``train.fit`` builds its models from a :class:`~tvae_core.models.ModelConfig` and feeds them a
 single tensor; the graph VAE takes ``(X, E, mask)``.  ``fit_graph_vae`` keeps ``fit``'s
-contract -- :class:`~tvae_core.train.TrainConfig`, weights cached in ``_cache/models`` under a
-hash of (model config, training config, data fingerprint) by :func:`~tvae_core.train.cache_key`,
-atomic writes, a tqdm bar, a NaN guard raising :class:`~tvae_core.train.TrainingDiverged` --
-and returns the same :class:`~tvae_core.train.FitResult`.
+contract -- :class:`~tvae_experiments.train.TrainConfig`, weights cached in ``_cache/models`` under a
+hash of (model config, training config, data fingerprint) by :func:`~tvae_experiments.train.cache_key`,
+atomic writes, a tqdm bar, a NaN guard raising :class:`~tvae_experiments.train.TrainingDiverged` --
+and returns the same :class:`~tvae_experiments.train.FitResult`.
 """
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .graphvae import GraphVAE, GraphVAEConfig
-from .profiles import resolve_device
-from .train import (FitResult, TrainConfig, cache_key, cache_path, check_finite, load_cached, make_optimizer,
+from tvae_experiments.graphvae import GraphVAE, GraphVAEConfig
+from tvae_experiments.device import resolve_device
+from tvae_experiments.train import (FitResult, TrainConfig, cache_key, cache_path, check_finite, load_cached, make_optimizer,
                     optimizer_step, save_cached)
 
 __all__ = ["fit_graph_vae", "evaluate_graph_vae"]
@@ -33,7 +33,7 @@ def fit_graph_vae(model_cfg: GraphVAEConfig, X: Tensor, E: Tensor, train_cfg: Tr
         X: ``(N, n, A)`` node types; ``E``: ``(N, n, n, B)`` edge types; ``mask``: ``(N, n)`` or
             ``None`` (the paper's setting: padding is a node type, every node is modelled).
         data_id: identity of the training data for the cache key
-            (:meth:`~tvae_core.molecules.MoleculeGraphs.fingerprint`).
+            (:meth:`~tvae_experiments.data.molecules.MoleculeGraphs.fingerprint`).
     Raises:
         TrainingDiverged: the loss became NaN/inf (message names the step and the ELBO terms).
     """

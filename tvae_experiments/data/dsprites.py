@@ -46,8 +46,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._checks import check_int
-from ._io import atomic_file
+from tvae_core.checks import check_int
+from tvae_experiments.files import atomic_file
 
 __all__ = ["render_dsprites", "dsprites_subset", "subset_grid_values", "SHAPES", "OFFICIAL_NPZ",
            "N_SUBSET", "SUBSET_SIZES", "default_cache_dir"]

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._checks import check_int
+from tvae_core.checks import check_int
 
 __all__ = ["ImageData", "mnist", "write_idx", "MNIST_SIDE"]
 

@@ -13,7 +13,7 @@ from scipy import stats as sps
 import torch
 from torch import Tensor
 
-from .stats import EnergyCorr
+from tvae_core.stats import EnergyCorr
 
 __all__ = ["use_book_style", "student_t_panel", "matrix_image", "energy_profile", "lag_shift_map", "tile",
            "image_grid", "pca_rgb_map", "traversal_rows", "knn_curves", "embedding_scatter"]

@@ -1,8 +1,8 @@
-"""Seeded supervised training of a classifier (cross-entropy), cached like :mod:`tvae_core.train`.
+"""Seeded supervised training of a classifier (cross-entropy), cached like :mod:`tvae_experiments.train`.
 
-:func:`tvae_core.train.fit` maximises an ELBO; this is its counterpart for classifiers (used by
+:func:`tvae_experiments.train.fit` maximises an ELBO; this is its counterpart for classifiers (used by
 the rotated-MNIST chapter for the G-CNN and the plain CNN).  It shares ``train.py``'s machinery:
-the cache folder (:func:`~tvae_core.train.default_cache_dir`), :class:`~tvae_core.train.TrainingDiverged`
+the cache folder (:func:`~tvae_experiments.train.default_cache_dir`), :class:`~tvae_experiments.train.TrainingDiverged`
 for a NaN/inf loss, and atomic writes.  Weights are cached as ``<name>-<hash12>.pt``, the hash
 covering (model config, training config, data identity, cache format); an unreadable or
 mismatched file is reported and retrained, never used.
@@ -24,10 +24,10 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from ._checks import check_choice, check_int
-from .profiles import resolve_device
-from .rotation import random_rotation
-from .train import FitResult, cache_path, check_finite, load_cached, make_optimizer, optimizer_step, save_cached
+from tvae_core.checks import check_choice, check_int
+from tvae_experiments.device import resolve_device
+from tvae_experiments.data.rotation import random_rotation
+from tvae_experiments.train import FitResult, cache_path, check_finite, load_cached, make_optimizer, optimizer_step, save_cached
 
 __all__ = ["ClassifierTrainConfig", "ClassifierFit", "AUGMENTATIONS", "fit_classifier", "batched", "accuracy"]
 
@@ -60,7 +60,7 @@ class ClassifierTrainConfig:
 
 
 ClassifierFit = FitResult
-"""What :func:`fit_classifier` returns (the same record as :func:`~tvae_core.train.fit`)."""
+"""What :func:`fit_classifier` returns (the same record as :func:`~tvae_experiments.train.fit`)."""
 
 
 def _key(model_cfg: dict, train_cfg: ClassifierTrainConfig, data_id: str) -> str:

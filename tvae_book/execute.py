@@ -1,0 +1,204 @@
+"""Execute chapters with papermill on an ipykernel running this interpreter.
+
+Each chapter is converted to a notebook in memory, parameterised by papermill (``profile``,
+``seed``, ``device``, ``data_dir`` and any extra parameters) and executed with ``cwd=book/``.
+The chapter writes its claims to ``$TVAE_RESULTS_DIR/<chapter>.json``; the runner points that
+variable at the results folder, checks the file and adds the wall time.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from tvae_book import report
+from tvae_book.chapters import (REPO_ROOT, RESULTS_ENV, Chapter, ChapterError, ChapterResult, RunConfig,
+                                atomic_write_json, check_profile, environment, fingerprint, is_up_to_date,
+                                output_paths, read_json)
+from tvae_experiments.files import atomic_write_text
+
+KERNEL_NAME = "python3"
+"""Kernel name written into executed notebooks; the kernel always runs ``sys.executable``."""
+
+DEFAULT_TIMEOUT_S = 3600
+"""Default per-cell execution timeout in seconds."""
+
+KERNEL_START_TIMEOUT_S = 300
+"""Seconds a kernel may take to start (papermill's default, 60, failed once on a loaded 2-core machine)."""
+
+
+
+
+def load_notebook(path: Path) -> Any:
+    """Read a jupytext notebook into an ``nbformat.NotebookNode`` (no file is written)."""
+    import jupytext
+
+    nb = jupytext.read(path)
+    if not any("parameters" in cell.get("metadata", {}).get("tags", []) for cell in nb.cells):
+        raise ChapterError(Path(path).stem, f"{path} has no code cell tagged 'parameters'")
+    nb.metadata["kernelspec"] = {"name": KERNEL_NAME, "display_name": "Python 3",
+                                 "language": "python"}
+    return nb
+
+
+def this_python_kernel_manager() -> type:
+    """A kernel manager class whose kernel is ipykernel on ``sys.executable``, whatever name.
+
+    This makes the run independent of which ``python3`` kernelspec happens to be registered.
+    On POSIX it talks to the kernel over local IPC sockets (no TCP port, no plain-text warning).
+    """
+    from ipykernel.kernelspec import RESOURCES, get_kernel_dict
+    from jupyter_client import AsyncKernelManager
+    from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
+    from traitlets import CaselessStrEnum, default
+
+    class ThisPythonKernelSpecManager(KernelSpecManager):
+        def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
+            return KernelSpec(resource_dir=RESOURCES, **get_kernel_dict())
+
+    class ThisPythonKernelManager(AsyncKernelManager):
+        transport = CaselessStrEnum(["tcp", "ipc"], config=True,
+                                    default_value="ipc" if os.name == "posix" else "tcp")
+
+        @default("kernel_spec_manager")
+        def _kernel_spec_manager_default(self) -> KernelSpecManager:
+            return ThisPythonKernelSpecManager(data_dir=self.data_dir)
+
+    return ThisPythonKernelManager
+
+
+def describe_failure(exc: BaseException) -> str:
+    """One readable line for a notebook failure, naming the cell and the error."""
+    ename = getattr(exc, "ename", None)
+    if ename is not None:  # papermill.exceptions.PapermillExecutionError
+        first_line = next((ln for ln in str(exc.source).splitlines() if ln.strip()), "")
+        return (f"cell {exc.cell_index} (In [{exc.exec_count}], starting {first_line!r}) "
+                f"raised {ename}: {exc.evalue}")
+    return f"{type(exc).__name__}: {exc}"
+
+
+def execute_chapter(chapter: Chapter, config: RunConfig, out_dir: Path, *,
+                    timeout: float = DEFAULT_TIMEOUT_S, root: Path = REPO_ROOT,
+                    log_output: bool = False) -> ChapterResult:
+    """Execute one chapter with papermill into ``out_dir`` and return its result.
+
+    Writes ``<chapter>.ipynb`` (executed), ``<chapter>.json`` (the chapter's metrics plus
+    ``wall_time_s``) and ``<chapter>.stamp.json``. On failure the executed notebook is kept as
+    ``<chapter>.failed.ipynb`` and :class:`ChapterError` names the failing cell and error.
+    """
+    import papermill
+
+    check_profile(config.profile)
+    out_dir = Path(out_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = output_paths(chapter.name, out_dir)
+    for key in ("stamp", "metrics", "failed"):
+        paths[key].unlink(missing_ok=True)
+
+    nb = load_notebook(chapter.path)
+    stamp_fingerprint = fingerprint(chapter, config, root)  # before running: code may change
+    start = time.perf_counter()
+    try:
+        with environment(**{RESULTS_ENV: str(out_dir)}):
+            executed = papermill.execute_notebook(
+                nb, str(paths["running"]), parameters=config.parameters(),
+                kernel_name=KERNEL_NAME, language="python", cwd=str(chapter.path.parent),
+                execution_timeout=timeout, start_timeout=KERNEL_START_TIMEOUT_S, progress_bar=False,
+                log_output=log_output,
+                kernel_manager_class=this_python_kernel_manager())
+    except Exception as exc:  # papermill, nbclient timeouts, dead kernels
+        failed = None
+        if paths["running"].is_file():
+            import nbformat
+
+            save_notebook(nbformat.read(paths["running"], as_version=4), paths["failed"],
+                          source=chapter.path)
+            paths["running"].unlink()
+            failed = paths["failed"]
+        raise ChapterError(chapter.name, describe_failure(exc), failed) from exc
+    wall = time.perf_counter() - start
+    save_notebook(executed, paths["notebook"], source=chapter.path)
+    paths["running"].unlink(missing_ok=True)
+
+    metrics = finish_metrics(chapter.name, config, paths["metrics"], wall)
+    if metrics.get("all_passed") is not True:
+        raise ChapterError(chapter.name, "metrics report all_passed != true", paths["notebook"])
+    atomic_write_json(paths["stamp"], {
+        "chapter": chapter.name, "fingerprint": stamp_fingerprint,
+        **asdict(config), "wall_time_s": round(wall, 3),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    return ChapterResult(chapter.name, "ran", wall, paths["notebook"], paths["metrics"])
+
+
+def save_notebook(nb: Any, path: Path, *, source: Path) -> None:
+    """Atomically write an executed notebook, recording its source path (not the whole
+    input notebook, which papermill stores when given a NotebookNode)."""
+    import nbformat
+
+    info = nb.metadata.get("papermill", {})
+    info["input_path"] = str(source)
+    info["output_path"] = str(path)
+    atomic_write_text(path, nbformat.writes(nb))
+
+
+def finish_metrics(chapter: str, config: RunConfig, path: Path, wall_time_s: float) -> dict:
+    """Check the metrics a chapter wrote and add ``wall_time_s``; raise if missing or invalid."""
+    if not path.is_file():
+        raise ChapterError(chapter, f"it ran but wrote no metrics file {path.name} "
+                                    f"(expected via ${RESULTS_ENV}/<chapter>.json)")
+    metrics = read_json(path)
+    problems = report.validate_metrics(metrics)
+    if metrics.get("chapter") != chapter:
+        problems.append(f"chapter is {metrics.get('chapter')!r}, expected {chapter!r}")
+    if metrics.get("profile") != config.profile:
+        problems.append(f"profile is {metrics.get('profile')!r}, expected {config.profile!r}")
+    if problems:
+        raise ChapterError(chapter, f"invalid metrics {path}: " + "; ".join(problems))
+    metrics["wall_time_s"] = round(wall_time_s, 3)
+    atomic_write_json(path, metrics)
+    return metrics
+
+
+def run_chapters(chapters: Sequence[Chapter], config: RunConfig, out_dir: Path, *,
+                 force: bool = False, keep_going: bool = False,
+                 timeout: float = DEFAULT_TIMEOUT_S, root: Path = REPO_ROOT,
+                 log_output: bool = False) -> tuple[list[ChapterResult], list[ChapterError]]:
+    """Execute (or skip, if unchanged) each chapter in order, printing progress.
+
+    Stops at the first failure unless ``keep_going``. Returns results and failures.
+    """
+    check_profile(config.profile)
+    results: list[ChapterResult] = []
+    failures: list[ChapterError] = []
+    total = len(chapters)
+    for i, chapter in enumerate(chapters, 1):
+        tag = f"[{i}/{total}] {chapter.name}"
+        paths = output_paths(chapter.name, out_dir)
+        if not force and is_up_to_date(chapter, config, out_dir, root):
+            wall = float(read_json(paths["metrics"]).get("wall_time_s", 0.0))
+            print(f"{tag}: unchanged since its last successful run, skipped "
+                  f"(took {wall:.1f} s then)", flush=True)
+            results.append(ChapterResult(chapter.name, "skipped", wall,
+                                         paths["notebook"], paths["metrics"]))
+            continue
+        print(f"{tag}: running (profile={config.profile}, seed={config.seed}, "
+              f"device={config.device}) ...", flush=True)
+        try:
+            result = execute_chapter(chapter, config, out_dir, timeout=timeout, root=root,
+                                     log_output=log_output)
+        except ChapterError as err:
+            print(f"{tag}: FAILED\n  {err}", file=sys.stderr, flush=True)
+            failures.append(err)
+            if not keep_going:
+                break
+            continue
+        print(f"{tag}: ok in {result.wall_time_s:.1f} s", flush=True)
+        results.append(result)
+    return results, failures
+
+
