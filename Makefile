@@ -1,4 +1,4 @@
-# tvae-book: thin wrappers over `python -m tvae_book.runner` and pytest.
+# tvae-book: thin wrappers over `python -m tvae_book` and pytest.
 #   make book                        install, execute the chapters (profile cpu), build the HTML
 #   make test                        unit tests + every chapter in the smoke profile
 #   make reproduce PROFILE=paper     execute with a profile; results + report in _results/<profile>/
@@ -32,13 +32,13 @@ $(STAMP): pyproject.toml
 	touch $@
 
 book: $(STAMP)
-	$(PY) -m tvae_book.runner book $(RUN_ARGS)
+	$(PY) -m tvae_book book $(RUN_ARGS)
 
 reproduce: $(STAMP)
-	$(PY) -m tvae_book.runner run $(RUN_ARGS)
+	$(PY) -m tvae_book run $(RUN_ARGS)
 
 report: $(STAMP)
-	$(PY) -m tvae_book.runner report $(RUN_ARGS)
+	$(PY) -m tvae_book report $(RUN_ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

@@ -10,8 +10,7 @@ from tvae_experiments.gcnn import (GCNN, GCNNConfig, GroupConv, LiftingConv, equ
 from tvae_core.invariance import RandomInvariantProjection
 from tvae_core.roll import roll
 from tvae_experiments.data.rotation import rotate_images, rotated_mnist
-from tvae_experiments.supervised import ClassifierTrainConfig, accuracy, fit_classifier
-from tvae_experiments.train import TrainingDiverged
+from tvae_experiments.train import TrainConfig, TrainingDiverged, accuracy, fit
 
 TOL = 1e-5
 
@@ -232,7 +231,7 @@ def test_bad_arguments_raise_clear_errors():
     with pytest.raises(ValueError, match=r"x must be \(B, 784\)"):
         GCNN()(torch.zeros(2, 100))
     with pytest.raises(ValueError, match="augment='flip'"):
-        ClassifierTrainConfig(augment="flip")
+        TrainConfig(augment="flip")
 
 
 # ------------------------------------------------------------------------------------ training
@@ -247,27 +246,28 @@ def _toy(n=64, side=8, seed=0):
 def test_fit_classifier_learns_is_seeded_and_caches(tmp_path):
     x, y = _toy()
     cfg = GCNNConfig(N=4, channels=(2, 2), image_size=8, hidden=0, n_classes=2)
-    tc = ClassifierTrainConfig(epochs=4, batch_size=16, lr=1e-2, augment="rotation", seed=1)
+    tc = TrainConfig(epochs=4, batch_size=16, optimizer="adam", lr=1e-2, augment="rotation", seed=1)
     kw = dict(data_id="toy", device="cpu", cache_dir=tmp_path, name="toy", progress=False)
-    a = fit_classifier(lambda: GCNN(cfg), cfg.to_dict(), x, y, tc, **kw)
+    a = fit(cfg, (x, y), tc, **kw)
     assert not a.from_cache and a.path.exists() and len(a.history) == 4
+    assert set(a.history[-1]) == {"epoch", "step", "cross_entropy", "acc"}
     assert accuracy(a.model, x, y) > 0.9
-    b = fit_classifier(lambda: GCNN(cfg), cfg.to_dict(), x, y, tc, use_cache=False, **kw)
+    b = fit(cfg, (x, y), tc, use_cache=False, **kw)
     assert all(torch.equal(p, q) for p, q in zip(a.model.state_dict().values(), b.model.state_dict().values()))
-    c = fit_classifier(lambda: GCNN(cfg), cfg.to_dict(), x, y, tc, **kw)
+    c = fit(cfg, (x, y), tc, **kw)
     assert c.from_cache and all(torch.equal(p, q) for p, q in zip(a.model.state_dict().values(),
                                                                   c.model.state_dict().values()))
     a.path.write_bytes(b"garbage")                                 # corrupt cache: retrained, not used
-    assert not fit_classifier(lambda: GCNN(cfg), cfg.to_dict(), x, y, tc, **kw).from_cache
+    assert not fit(cfg, (x, y), tc, **kw).from_cache
 
 
 def test_fit_classifier_nan_guard(tmp_path):
     x, y = _toy()
     x[3] = float("nan")
     cfg = GCNNConfig(N=2, channels=(2,), image_size=8, hidden=0, n_classes=2)
-    with pytest.raises(TrainingDiverged, match="cross-entropy became nan"):
-        fit_classifier(lambda: GCNN(cfg), cfg.to_dict(), x, y, ClassifierTrainConfig(epochs=1, batch_size=64),
-                       device="cpu", use_cache=False, progress=False)
+    with pytest.raises(TrainingDiverged, match=r"loss became nan at step 0 \(epoch 0\); cross_entropy=nan, acc="):
+        fit(cfg, (x, y), TrainConfig(epochs=1, batch_size=64), device="cpu", use_cache=False, progress=False)
     with pytest.raises(ValueError, match="batch_size=128 is larger"):
-        fit_classifier(lambda: GCNN(cfg), cfg.to_dict(), x, y, ClassifierTrainConfig(epochs=1),
-                       device="cpu", use_cache=False, progress=False)
+        fit(cfg, (x, y), TrainConfig(epochs=1), device="cpu", use_cache=False, progress=False)
+    with pytest.raises(ValueError, match="equally long"):
+        fit(cfg, (x, y[:-1]), TrainConfig(epochs=1, batch_size=8), device="cpu", use_cache=False, progress=False)

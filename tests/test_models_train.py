@@ -157,99 +157,45 @@ def test_uint8_training_data_gives_the_same_model_as_its_float_version(tmp_path)
     assert q.as_uint8() is q and "uint8" in q.source
 
 
-def test_conv_encoder_shapes_errors_and_unchanged_cache_keys():
-    from tvae_core.models import ConvGaussianEncoder
 
-    cfg = ModelConfig(kind="tvae", in_dim=32 * 32, enc_hidden=(16,), dec_hidden=(16,), topography="temporal",
-                      n_caps=2, capsule_dim=5, K=1, L=1, encoder="conv", in_shape=(1, 32, 32))
-    m = build_model(cfg)
-    assert isinstance(m.enc_z, ConvGaussianEncoder)
-    x = torch.rand(3, 5, 32 * 32)
-    assert m.encode(x).shape == (3, 5, 10)
-    assert torch.isfinite(m(x).elbo).all()
-    # a frame's code depends on that frame only (the CNN runs per frame)
-    x2 = x.clone()
-    x2[:, 2] = torch.rand(3, 32 * 32)
-    zm, _ = m.enc_z(x)
-    zm2, _ = m.enc_z(x2)
-    assert torch.equal(zm[:, [0, 1, 3, 4]], zm2[:, [0, 1, 3, 4]]) and not torch.equal(zm[:, 2], zm2[:, 2])
-    with pytest.raises(ValueError, match=r"in_shape=\(C, H, W\) with C\*H\*W == in_dim=1024"):
-        ModelConfig(in_dim=1024, encoder="conv", in_shape=(1, 16, 16))
-    with pytest.raises(ValueError, match="encoder='rnn' is not allowed"):
-        ModelConfig(encoder="rnn")
-    # defaults are left out of the cache key: models cached before the field existed keep their keys
-    assert "encoder" not in ModelConfig().to_dict() and "in_shape" not in ModelConfig().to_dict()
-    assert cfg.to_dict()["encoder"] == "conv" and cfg.to_dict()["in_shape"] == (1, 32, 32)
-
-
-def test_kl_warmup_lets_the_code_carry_more_information_and_keeps_old_keys(digits, tmp_path):
-    """With the KL weight still near 0 (warm-up over 10^6 steps) the encoder is free to use the
-    code: after the same 40 steps its KL is far above the KL of the plain ELBO run."""
+def test_late_train_fields_are_left_out_of_default_keys_and_checked():
+    """weight_decay and augment (added for the classifiers) only enter the key when set, so the
+    keys of models cached before they existed are unchanged."""
     from dataclasses import asdict
 
     from tvae_experiments.train import cache_key
 
-    cfg = ModelConfig(kind="vae", weight_norm=False, **SMALL)
-    plain = TrainConfig(epochs=1, batch_size=32, optimizer="adam", lr=3e-3, steps=40)
-    warm = TrainConfig(epochs=1, batch_size=32, optimizer="adam", lr=3e-3, steps=40, kl_warmup=10**6)
-    kl = {}
-    for name, tc in (("plain", plain), ("warm", warm)):
-        r = fit(cfg, digits.train_x, tc, cache_dir=tmp_path / name, progress=False)
-        kl[name] = r.history[-1]["kl_z"]
-    assert kl["warm"] > 1.5 * kl["plain"], kl
-    # kl_warmup=0 (the default) is left out of the key: models cached before the field existed keep theirs
-    late = ("kl_warmup", "coherence_warmup")
-    assert plain.to_dict() == {k: v for k, v in asdict(plain).items() if k not in late}
-    assert cache_key(cfg, plain, "d") != cache_key(cfg, warm, "d")
-    with pytest.raises(ValueError, match="kl_warmup"):
-        TrainConfig(kl_warmup=-1)
+    cfg, plain = ModelConfig(kind="vae", weight_norm=False, **SMALL), TrainConfig(steps=40)
+    assert plain.to_dict() == {k: v for k, v in asdict(plain).items() if k not in ("weight_decay", "augment")}
+    keys = {cache_key(cfg, tc, "d") for tc in (plain, TrainConfig(steps=40, weight_decay=1e-4),
+                                                TrainConfig(steps=40, augment="rotation"))}
+    assert len(keys) == 3
+    with pytest.raises(ValueError, match="augment='flip' is not allowed"):
+        TrainConfig(augment="flip")
+    with pytest.raises(ValueError, match="weight_decay must be >= 0"):
+        TrainConfig(weight_decay=-1.0)
 
 
-def test_conv_decoder_shapes_locality_errors_and_unchanged_cache_keys():
-    from tvae_core.models import ConvBernoulliDecoder
+def test_evaluate_scales_uint8_like_fit():
+    from tvae_experiments.train import evaluate
 
-    cfg = ModelConfig(kind="tvae", in_dim=32 * 32, enc_hidden=(16,), dec_hidden=(16,), topography="temporal",
-                      n_caps=2, capsule_dim=5, K=1, L=1, decoder="conv", in_shape=(1, 32, 32), decoder_norm=True)
-    m = build_model(cfg)
-    assert isinstance(m.dec, ConvBernoulliDecoder)
-    x = torch.rand(3, 5, 32 * 32)
-    t = m.encode(x)
-    assert m.decode(t).shape == (3, 5, 32 * 32) and torch.isfinite(m(x).elbo).all()
-    # each frame is decoded from its own code only
-    t2 = t.clone()
-    t2[:, 1] += torch.randn(3, 10)
-    a, b = m.decode(t), m.decode(t2)
-    assert torch.equal(a[:, [0, 2, 3, 4]], b[:, [0, 2, 3, 4]]) and not torch.equal(a[:, 1], b[:, 1])
-    with pytest.raises(ValueError, match="decoder='conv' needs frames .* multiples of 16"):
-        ModelConfig(in_dim=3 * 28 * 28, decoder="conv", in_shape=(3, 28, 28))
-    with pytest.raises(ValueError, match="decoder='gan' is not allowed"):
-        ModelConfig(decoder="gan")
-    assert "decoder" not in ModelConfig().to_dict() and cfg.to_dict()["decoder"] == "conv"
+    m = build_model(ModelConfig(kind="vae", weight_norm=False, **SMALL))
+    x8 = torch.randint(0, 256, (40, 784), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    a, b = evaluate(m, x8, batch_size=16, seed=3), evaluate(m, x8.float() / 255, batch_size=16, seed=3)
+    assert a == pytest.approx(b, rel=1e-6, abs=1e-4) and a["recon"] > -784  # not uint8 read as 0..255 pixels
 
 
-def test_coherence_warmup_starts_frame_local_and_ends_at_eq9(tmp_path):
-    from tvae_experiments.train import coherence_at
+def test_sample_prior_is_the_tpot_sampler_with_the_learned_mu():
+    from tvae_core.models import sample_prior
+    from tvae_core.studentt import sample_tpot
 
-    assert [coherence_at(s, 100) for s in (0, 49, 50, 75, 100, 500)] == [0.0, 0.0, 0.0, 0.5, 1.0, 1.0]
-    assert coherence_at(0, 0) == 1.0
-    cfg = ModelConfig(kind="tvae", in_dim=20, enc_hidden=(8,), dec_hidden=(8,), topography="temporal",
-                      n_caps=2, capsule_dim=5, K=1, L=2, mode="shifting")
-    m = build_model(cfg)
-    u2 = torch.rand(3, 5, 10)
-    torch.testing.assert_close(m.pooled(u2), m.topo(u2))  # default: Eq 9
-    m.coherence = 0.0
-    # alpha = 0: frame l's code sees frame l only (times the window length 2L = 4)
-    torch.testing.assert_close(m.pooled(u2), 4 * u2)
-    x = torch.rand(3, 5, 20)
-    z, _, u, _ = m.posterior(x)
-    u_changed = u.clone()
-    u_changed[:, 3] += 1.0
-    assert torch.equal(m.to_t(z, u)[:, [0, 1, 2, 4]], m.to_t(z, u_changed)[:, [0, 1, 2, 4]])
-    m.coherence = 1.0
-    assert not torch.equal(m.to_t(z, u)[:, 2], m.to_t(z, u_changed)[:, 2])  # Eq 9: frame 2 sees frame 3
-    # training with a warm-up returns the Eq-9 model, and the option leaves old cache keys alone
-    seqs = torch.rand(16, 5, 20).round()
-    r = fit(cfg, seqs, TrainConfig(epochs=1, batch_size=4, optimizer="adam", steps=6, coherence_warmup=4),
-            cache_dir=tmp_path, progress=False)
-    assert r.model.coherence == 1.0
-    assert "coherence_warmup" not in TrainConfig().to_dict()
+    m = TVAE(ModelConfig(kind="tvae", mu_init=2.5, **SMALL))
+    t = sample_prior(m, 500, seed=3)
+    torch.testing.assert_close(t, sample_tpot(500, m.topo, mu=m.mu.detach(), seed=3).t)
+    assert abs(t.median().item() + 2.5 / 3.0) < 0.5  # (z - mu)/sqrt(sum of 9 u^2): centred near -mu/3
+    v = sample_prior(VAE(ModelConfig(kind="vae", **SMALL)), 2000, seed=0)
+    assert v.shape == (2000, 16) and abs(v.std().item() - 1) < 0.05
+    seq = TVAE(ModelConfig(kind="tvae", topography="temporal", n_caps=2, capsule_dim=4, K=1, L=1,
+                           in_dim=784, enc_hidden=(8,), dec_hidden=(8,)))
+    with pytest.raises(ValueError, match="sample_tpot"):
+        sample_prior(seq, 4)

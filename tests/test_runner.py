@@ -370,14 +370,22 @@ def test_vendor_falls_back_to_cdn_without_npm(tmp_path: Path, monkeypatch, capsy
 
 
 def test_report_marks_unenforced_claims(tmp_path: Path) -> None:
-    """A claim checked but not enforced (smoke scale) is shown as such and does not count."""
-    soft = {**CLAIM, "name": "organised", "passed": False, "enforced": False}
-    m = metrics("01_a", [CLAIM, soft])
+    """A claim checked but not enforced (smoke scale) is shown with its reason and does not count."""
+    soft = {**CLAIM, "name": "organised", "passed": False, "enforced": False,
+            "reason": "smoke trains for seconds | too short"}
+    met = {**soft, "name": "ordered", "passed": True, "reason": "needs >= 100k steps: paper profile"}
+    m = metrics("01_a", [CLAIM, soft, met])
     m["all_passed"] = True
     assert report.validate_metrics(m) == []
     bk.atomic_write_json(tmp_path / "01_a.json", m)
     text = report.render_report(tmp_path, ["01_a"])
-    assert "not met (not enforced at this profile)" in text and "1 of 1 enforced claims passed" in text
+    assert "| not met (not enforced at this profile: smoke trains for seconds \\| too short) |" in text
+    assert "| met (not enforced: needs >= 100k steps: paper profile) |" in text
+    assert "1 of 1 enforced claims passed" in text
+    silent = metrics("01_a", [CLAIM, {**soft, "reason": None}])
+    silent["all_passed"] = True
+    assert report.validate_metrics(silent) == ["claims[1] is not enforced but gives no reason"]
+    assert any("claims[0].enforced" in p for p in report.validate_metrics(metrics("01_a", [{**CLAIM, "enforced": "no"}])))
 
 
 def test_extra_parameters_are_parsed_and_injected() -> None:

@@ -4,10 +4,13 @@ A results folder (``_results/<profile>/``) holds ``<chapter>.json`` per executed
 
     {"chapter": "01_pot", "title": "...", "profile": "cpu", "seed": 0, "device": "cpu",
      "claims": [{"name": ..., "statement": ..., "value": 0.12, "threshold": "< 0.2",
-                 "paper": "0.1" | null, "passed": true}, ...],
+                 "paper": "0.1" | null, "passed": true,
+                 "enforced": true, "reason": null}, ...],
      "all_passed": true, "elapsed_s": 12.3, "wall_time_s": 15.0}
 
 ``wall_time_s`` is added by the runner (kernel start to finish); the rest comes from the chapter.
+``enforced`` and ``reason`` are optional: a claim is enforced unless ``"enforced": false``, and
+then ``reason`` says why (``tvae_experiments.enforcement``); the report shows it.
 """
 
 from __future__ import annotations
@@ -32,6 +35,9 @@ CLAIM_FIELDS: dict[str, tuple[type, ...]] = {
 }
 """Fields of one claim and their allowed types."""
 
+OPTIONAL_CLAIM_FIELDS: dict[str, tuple[type, ...]] = {"enforced": (bool,), "reason": (str, type(None))}
+"""Fields a claim may have (older metrics files lack them) and their allowed types."""
+
 
 def _type_problem(where: str, value: Any, types: tuple[type, ...]) -> str | None:
     """A message if ``value`` is not of ``types`` (bools are not accepted as numbers)."""
@@ -49,16 +55,20 @@ def _enforced(claim: Mapping[str, Any]) -> bool:
 
 
 def _result(claim: Mapping[str, Any]) -> str:
+    """The result cell: pass / FAIL, or met / not met with the reason it is not enforced."""
     ok = claim.get("passed") is True
     if not _enforced(claim):
-        return "met (not enforced)" if ok else "not met (not enforced at this profile)"
+        reason = claim.get("reason")
+        why = f": {reason}" if isinstance(reason, str) and reason.strip() else ""
+        return ("met (not enforced" if ok else "not met (not enforced at this profile") + why + ")"
     return "pass" if ok else "**FAIL**"
 
 
 def validate_metrics(metrics: Any) -> list[str]:
     """Problems with a metrics dict against the schema above (empty list: valid).
 
-    Also checks that ``all_passed`` agrees with the claims and that there is at least one claim.
+    Also checks that ``all_passed`` agrees with the claims, that there is at least one claim and
+    that every claim not enforced says why (``reason``).
     """
     if not isinstance(metrics, dict):
         return [f"metrics should be a JSON object, got {type(metrics).__name__}"]
@@ -82,6 +92,11 @@ def validate_metrics(metrics: Any) -> list[str]:
                 problems.append(f"claims[{i}] missing field {key!r}")
             elif (msg := _type_problem(f"claims[{i}].{key}", claim[key], types)) is not None:
                 problems.append(msg)
+        for key, types in OPTIONAL_CLAIM_FIELDS.items():
+            if key in claim and (msg := _type_problem(f"claims[{i}].{key}", claim[key], types)) is not None:
+                problems.append(msg)
+        if not _enforced(claim) and not (isinstance(claim.get("reason"), str) and claim["reason"].strip()):
+            problems.append(f"claims[{i}] is not enforced but gives no reason")
     passed = [c.get("passed") is True for c in claims if isinstance(c, dict) and _enforced(c)]
     if isinstance(metrics.get("all_passed"), bool) and metrics["all_passed"] != all(passed):
         problems.append("all_passed disagrees with the enforced claims' passed flags")
@@ -156,7 +171,7 @@ def render_chapter(chapter: str, metrics: Mapping[str, Any] | None, title: str |
         result = _result(claim)
         lines.append(f"| {cell(claim.get('name'))} | {cell(claim.get('statement'))} "
                      f"| {cell(claim.get('paper'))} | {cell(claim.get('value'))} "
-                     f"| {cell(claim.get('threshold'))} | {result} |")
+                     f"| {cell(claim.get('threshold'))} | {cell(result)} |")
     lines.append("")
     return "\n".join(lines)
 

@@ -24,7 +24,7 @@ from .checks import check_int
 
 __all__ = ["max_activating", "unit_preferences", "neighbour_agreement", "AgreementTest", "unit_effects",
            "SimilarityTest", "neighbour_similarity_test", "equivariance_error", "capsule_roll", "capcorr",
-           "omega_and_rolls", "capcorr_sequences", "Traversal", "capsule_traversal",
+           "omega_and_rolls", "capcorr_sequences", "Traversal", "capsule_traversal", "held_out_frames",
            "agreement_permutation_test", "capcorr_modulo"]
 
 
@@ -191,7 +191,6 @@ def omega_and_rolls(t: Tensor, step: Tensor, canonical: Tensor, capsule_dim: int
     three times).  Sequences without a canonical frame are an error."""
     if not bool(canonical.any(1).all()):
         raise ValueError("every sequence needs at least one canonical frame (canonical.any(1) is False somewhere)")
-    S = t.shape[1]
     rolls = capsule_roll(t, t[:, :1].expand_as(t), capsule_dim)  # (N, S): ObservedRoll(t_l, t_0)
     shift = (step - step[:, :1]).abs()  # (N, S): |y_l - y_0|
     dist = (rolls - shift).abs().float().masked_fill(~canonical, float("inf"))
@@ -218,13 +217,24 @@ def capcorr_modulo(shift: Tensor, modulus: Tensor | int) -> float:
     return _pearson(torch.remainder(shift, torch.as_tensor(modulus)).float(), shift.float())
 
 
+def held_out_frames(S: int, L: float) -> Tensor:
+    r"""``(S,)`` bool: the frames of a sequence that ``t_0`` never saw (the one place this rule lives).
+
+    With the forward window (:class:`~tvae_core.topography.TemporalTopography`, ``window="forward"``)
+    ``t_0`` pools ``u`` over frames ``0 .. 2L-1``, so frames ``l >= 2L`` are held out.  Without
+    temporal coherence (``L = 0``), or when ``2L >= S`` (every frame is in the window), every
+    frame after the first is reported: the roll still has to predict it from ``t_0``."""
+    two_l = int(2 * L)
+    return torch.arange(S) >= (two_l if 0 < two_l < S else 1)
+
+
 @dataclass(frozen=True)
 class Traversal:
     """Capsule traversal of Fig 4 in numbers (per sequence and frame, BCE nats per image)."""
 
     roll_bce: Tensor     # (N, S): decode(Roll_l(t_0)) vs x_l
     direct_bce: Tensor   # (N, S): decode(t_l) vs x_l (t_l encoded from its own window)
-    held_out: Tensor     # (S,) bool: frames not in t_0's input window (l >= 2L)
+    held_out: Tensor     # (S,) bool: frames not in t_0's input window (:func:`held_out_frames`)
     decoded: Tensor      # (N, S, P) sigmoid(decode(Roll_l(t_0))), for plotting
 
     @property
@@ -235,16 +245,19 @@ class Traversal:
 
 
 @torch.no_grad()
-def capsule_traversal(model, x: Tensor, capsule_dim: int, L: float) -> Traversal:
+def capsule_traversal(model, x: Tensor, capsule_dim: int | None = None, L: float | None = None) -> Traversal:
     """Encode each sequence ``x: (N, S, P)``, roll ``t_0`` by ``l`` inside every capsule for
-    ``l = 0..S-1`` and decode (Sec 6.1, Fig 4).  ``t_0`` sees frames ``0 .. 2L-1``, so frames
-    ``l >= 2L`` are held out; when ``2L >= S`` every frame after the first is reported."""
+    ``l = 0..S-1`` and decode (Sec 6.1, Fig 4).  ``capsule_dim`` and ``L`` default to the
+    model's own (``model.capsule_dim``, ``model.L``; a VAE has ``L = 0``);
+    frames outside ``t_0``'s window are marked by :func:`held_out_frames`."""
     from .roll import roll
 
+    capsule_dim = model.capsule_dim if capsule_dim is None else capsule_dim
+    L = model.L if L is None else L
     N, S, _ = x.shape
     t = model.encode(x)  # (N, S, n)
     rolled = roll(t[:, :1].expand(-1, S, -1), torch.arange(S, device=x.device), capsule_dim)  # (N, S, n)
     logits_roll, logits_direct = model.decode(rolled), model.decode(t)  # (N, S, P)
     bce = lambda lg: torch.nn.functional.binary_cross_entropy_with_logits(lg, x, reduction="none").sum(-1)
-    held = torch.arange(S, device=x.device) >= (int(2 * L) if 0 < 2 * L < S else 1)
-    return Traversal(bce(logits_roll).cpu(), bce(logits_direct).cpu(), held.cpu(), torch.sigmoid(logits_roll).cpu())
+    return Traversal(bce(logits_roll).cpu(), bce(logits_direct).cpu(), held_out_frames(S, L),
+                     torch.sigmoid(logits_roll).cpu())

@@ -13,7 +13,7 @@ with a :class:`~tvae_core.topography.TemporalTopography`.  ``n`` latent units.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
 import torch
@@ -22,10 +22,11 @@ from torch.nn import functional as F
 from torch.nn.utils.parametrizations import weight_norm as _weight_norm
 
 from .checks import check_choice, check_int
+from .studentt import sample_tpot, tpot
 from .topography import CapsuleTopography, TemporalTopography, TorusTopography
 
-__all__ = ["ModelConfig", "MLP", "GaussianEncoder", "ConvGaussianEncoder", "make_encoder", "ENCODERS", "BernoulliDecoder", "ConvBernoulliDecoder", "make_decoder", "ELBOParts", "TVAE", "VAE",
-           "build_model", "log_likelihood_is", "MODEL_KINDS", "TOPOGRAPHIES"]
+__all__ = ["ModelConfig", "MLP", "GaussianEncoder", "BernoulliDecoder", "ELBOParts", "TVAE", "VAE",
+           "build_model", "sample_prior", "log_likelihood_is", "MODEL_KINDS", "TOPOGRAPHIES"]
 
 MODEL_KINDS = ("tvae", "vae")
 TOPOGRAPHIES = ("torus", "capsules", "temporal")
@@ -52,26 +53,11 @@ class ModelConfig:
     weight_norm: bool = True                # layer-wise weight normalisation, Eq 15 (A.8)
     decoder_norm: bool = False              # standardise t over its units before the decoder (not in
                                             # the paper; commutes with Roll, see BernoulliDecoder)
-    encoder: str = "mlp"                    # "mlp" (A.3) | "conv": a small CNN per frame, then enc_hidden
-    in_shape: tuple[int, int, int] | None = None  # (C, H, W) of a frame; needed by encoder/decoder="conv"
-    decoder: str = "mlp"                    # "mlp" (A.3) | "conv": enc_hidden-like MLP, then transposed convs
 
     def __post_init__(self) -> None:
         check_choice("kind", self.kind, MODEL_KINDS)
         check_choice("topography", self.topography, TOPOGRAPHIES)
         check_int("in_dim", self.in_dim, minimum=1)
-        check_choice("encoder", self.encoder, ENCODERS)
-        check_choice("decoder", self.decoder, ENCODERS)
-        for part in ("encoder", "decoder"):
-            if getattr(self, part) != "conv":
-                continue
-            if self.in_shape is None or len(self.in_shape) != 3 or math.prod(self.in_shape) != self.in_dim:
-                raise ValueError(f"{part}='conv' needs in_shape=(C, H, W) with C*H*W == in_dim={self.in_dim}; "
-                                 f"got in_shape={self.in_shape}")
-            if min(self.in_shape[1:]) < 16 or (part == "decoder" and any(s % 16 for s in self.in_shape[1:])):
-                raise ValueError(f"{part}='conv' needs frames of at least 16x16 pixels"
-                                 f"{' with sides that are multiples of 16' if part == 'decoder' else ''}; "
-                                 f"got in_shape={self.in_shape}")
 
     @property
     def n_latent(self) -> int:
@@ -85,17 +71,12 @@ class ModelConfig:
         return TemporalTopography(self.n_caps, self.capsule_dim, self.K, self.L, self.mode, "circular", self.window)
 
     def to_dict(self) -> dict:
-        """The fields, for cache keys.  Fields added after the first cached models
-        (:data:`_LATE_FIELDS`) are left out at their defaults, so those models keep their keys."""
-        d = asdict(self)
-        for name, default in _LATE_FIELDS.items():
-            if d[name] == default:
-                del d[name]
-        return d
+        """The fields, for cache keys."""
+        return asdict(self)
 
-
-_LATE_FIELDS = {"encoder": "mlp", "in_shape": None, "decoder": "mlp"}
-ENCODERS = ("mlp", "conv")
+    def build(self) -> "TVAE | VAE":
+        """The model this config describes (:func:`build_model`)."""
+        return build_model(self)
 
 
 class MLP(nn.Sequential):
@@ -127,40 +108,6 @@ class GaussianEncoder(nn.Module):
         return mean, log_std.clamp(-8.0, 4.0)
 
 
-class ConvGaussianEncoder(nn.Module):
-    """``x: (..., C*H*W) -> (mean, log_std)``, each ``(..., n)``: a CNN per frame, then an MLP.
-
-    Four 4x4 convolutions with stride 2 (channels 32, 32, 64, 64; ReLU) shrink a frame by 16 per
-    side, then ``enc_hidden`` and ``2n`` outputs as :class:`GaussianEncoder`.  Not in the paper
-    (A.3 uses MLPs); a ``cpu``-recipe option for small local changes such as a rotating sprite."""
-
-    CHANNELS = (32, 32, 64, 64)
-
-    def __init__(self, in_shape: tuple[int, int, int], hidden: tuple[int, ...], n: int,
-                 weight_norm: bool = False) -> None:
-        super().__init__()
-        self.in_shape = tuple(in_shape)
-        c, h, w = self.in_shape
-        layers: list[nn.Module] = []
-        for c_out in self.CHANNELS:
-            layers += [nn.Conv2d(c, c_out, 4, stride=2, padding=1), nn.ReLU()]
-            c, h, w = c_out, h // 2, w // 2
-        self.conv = nn.Sequential(*layers)
-        self.head = MLP((c * h * w, *hidden, 2 * n), weight_norm)
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        lead = x.shape[:-1]
-        h = self.conv(x.reshape(-1, *self.in_shape))  # (B*S, 64, H/16, W/16)
-        mean, log_std = self.head(h.flatten(1)).reshape(*lead, -1).chunk(2, dim=-1)
-        return mean, log_std.clamp(-8.0, 4.0)
-
-
-def make_encoder(cfg: "ModelConfig", n: int) -> nn.Module:
-    """The Gaussian encoder ``cfg.encoder`` names: :class:`GaussianEncoder` or :class:`ConvGaussianEncoder`."""
-    if cfg.encoder == "conv":
-        return ConvGaussianEncoder(cfg.in_shape, cfg.enc_hidden, n, cfg.weight_norm)
-    return GaussianEncoder(cfg.in_dim, cfg.enc_hidden, n, cfg.weight_norm)
-
 
 class BernoulliDecoder(nn.Module):
     """``t: (..., n) -> pixel logits (..., P)``; ``p(x|t) = Bernoulli(sigmoid(logits))``.
@@ -186,40 +133,6 @@ class BernoulliDecoder(nn.Module):
     def forward(self, t: Tensor) -> Tensor:
         return self.net(self.prepare(t))
 
-
-class ConvBernoulliDecoder(BernoulliDecoder):
-    """``t: (..., n) -> pixel logits (..., C*H*W)``: an MLP to a ``(32, H/16, W/16)`` map, then four
-    4x4 transposed convolutions with stride 2 (channels 32, 16, 16, then C; ReLU between).
-
-    Mirror of :class:`ConvGaussianEncoder`; not in the paper (A.3 uses MLPs).  The standardisation
-    of :class:`BernoulliDecoder` applies unchanged (it commutes with Roll)."""
-
-    CHANNELS = (32, 32, 16, 16)
-
-    def __init__(self, n: int, hidden: tuple[int, ...], in_shape: tuple[int, int, int], weight_norm: bool = False,
-                 standardize: bool = False) -> None:
-        c, h, w = in_shape
-        self.start = (self.CHANNELS[0], h // 16, w // 16)
-        super().__init__(n, hidden, math.prod(self.start), weight_norm, standardize)
-        layers: list[nn.Module] = [nn.ReLU()]
-        chans = (*self.CHANNELS, c)
-        for i, (a, b) in enumerate(zip(chans[:-1], chans[1:])):
-            layers.append(nn.ConvTranspose2d(a, b, 4, stride=2, padding=1))
-            if i < len(chans) - 2:
-                layers.append(nn.ReLU())
-        self.deconv = nn.Sequential(*layers)
-
-    def forward(self, t: Tensor) -> Tensor:
-        lead = t.shape[:-1]
-        h = self.net(self.prepare(t)).reshape(-1, *self.start)  # (B*S, 32, H/16, W/16)
-        return self.deconv(h).reshape(*lead, -1)  # (..., C*H*W)
-
-
-def make_decoder(cfg: "ModelConfig", n: int) -> BernoulliDecoder:
-    """The decoder ``cfg.decoder`` names: :class:`BernoulliDecoder` or :class:`ConvBernoulliDecoder`."""
-    if cfg.decoder == "conv":
-        return ConvBernoulliDecoder(n, cfg.dec_hidden, cfg.in_shape, cfg.weight_norm, cfg.decoder_norm)
-    return BernoulliDecoder(n, cfg.dec_hidden, cfg.in_dim, cfg.weight_norm, cfg.decoder_norm)
 
 
 class ELBOParts(NamedTuple):
@@ -259,33 +172,25 @@ class TVAE(nn.Module):
         self.cfg = cfg
         n = cfg.n_latent
         self.topo = cfg.build_topography()
-        self.enc_z = make_encoder(cfg, n)
-        self.enc_u = make_encoder(cfg, n)
-        self.dec = make_decoder(cfg, n)
+        self.enc_z = GaussianEncoder(cfg.in_dim, cfg.enc_hidden, n, cfg.weight_norm)
+        self.enc_u = GaussianEncoder(cfg.in_dim, cfg.enc_hidden, n, cfg.weight_norm)
+        self.dec = BernoulliDecoder(n, cfg.dec_hidden, cfg.in_dim, cfg.weight_norm, cfg.decoder_norm)
         self.mu = nn.Parameter(torch.full((n,), float(cfg.mu_init)))  # (n,)
-        # coherence warm-up (training only, see TrainConfig.coherence_warmup): alpha in [0, 1]
-        # blends the temporal window with the frame's own capsule window; 1 is Eq 9 exactly
-        self.coherence = 1.0
-        self.topo_frame = replace(self.topo, L=0) if isinstance(self.topo, TemporalTopography) else None
 
     def to_t(self, z: Tensor, u: Tensor) -> Tensor:
-        """Eq 6/11: ``t = (z - mu) / sqrt(W u^2)``, shapes ``(..., n)`` or ``(..., S, n)``."""
-        return self._t_from_u2(z, u.pow(2))
+        """Eq 6/11: ``t = (z - mu) / sqrt(W u^2)`` by :func:`~tvae_core.studentt.tpot` (the function
+        chapters 1-2 teach), with ``1e-8`` inside the root; shapes ``(..., n)`` or ``(..., S, n)``."""
+        return tpot(z, u, self.topo, self.mu, eps=1e-8)
 
-    def _t_from_u2(self, z: Tensor, u2: Tensor) -> Tensor:
-        return (z - self.mu) / torch.sqrt(self.pooled(u2) + 1e-8)
+    @property
+    def capsule_dim(self) -> int:
+        """``D``: units per capsule (the torus model: its side, for code that reads capsules)."""
+        return self.cfg.side if self.cfg.topography == "torus" else self.cfg.capsule_dim
 
-    def pooled(self, u2: Tensor) -> Tensor:
-        r"""``W u^2``.  During a coherence warm-up (``coherence = alpha < 1``, temporal topography
-        only) ``alpha W u^2 + (1 - alpha) |offsets| W_0 u^2``, with ``W_0`` the same capsule
-        window without time (``L = 0``): at ``alpha = 0`` each frame's code sees only its own
-        frame (as the TVAE ``L = 0``), so frame-specific factors can be encoded before the
-        temporal window averages them; scaled by the window length to keep the magnitude."""
-        a = self.coherence
-        if a >= 1.0 or self.topo_frame is None:
-            return self.topo(u2)
-        own = self.topo_frame(u2) * len(self.topo.offsets)  # (..., S, n)
-        return own if a <= 0.0 else a * self.topo(u2) + (1 - a) * own
+    @property
+    def L(self) -> float:
+        """Temporal half-window: ``t_l`` pools ``u`` over ``2L`` frames (0 without time)."""
+        return self.cfg.L if self.cfg.topography == "temporal" else 0
 
     def posterior(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """``(z_mean, z_log_std, u_mean, u_log_std)``, each ``(..., n)``."""
@@ -296,7 +201,7 @@ class TVAE(nn.Module):
         its posterior expectation ``E[u^2] = mean^2 + std^2`` (``u``'s mean alone can sit near 0,
         where ``t`` would blow up although no sample of ``u`` is ever that small)."""
         zm, _, um, us = self.posterior(x)
-        return self._t_from_u2(zm, um.pow(2) + torch.exp(2 * us))
+        return self.to_t(zm, torch.sqrt(um.pow(2) + torch.exp(2 * us)))  # sqrt(E[u^2]): W sees E[u^2]
 
     def decode(self, t: Tensor) -> Tensor:
         """Pixel logits ``(..., P)``."""
@@ -310,6 +215,11 @@ class TVAE(nn.Module):
         recon = -_sum_event(_bce(self.decode(self.to_t(z, u)), x), 1)
         return ELBOParts(recon, _sum_event(_kl_std_normal(zm, zs), 1), _sum_event(_kl_std_normal(um, us), 1))
 
+    def training_loss(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """:func:`~tvae_experiments.train.fit`'s objective: minus the batch-mean ELBO, and its parts."""
+        p = self(x)
+        return -p.elbo.mean(), {"elbo": p.elbo.mean(), "recon": p.recon.mean(), "kl_z": p.kl_z.mean(), "kl_u": p.kl_u.mean()}
+
     def log_weights(self, x: Tensor, k: int) -> Tensor:
         """``log p(x, z, u) - log q(z, u | x)`` for ``k`` posterior samples: ``(k, B)``."""
         zm, zs, um, us = self.posterior(x)
@@ -320,13 +230,6 @@ class TVAE(nn.Module):
         log_q = _sum_event(_log_normal(z, zm, zs) + _log_normal(u, um, us), 2)
         return log_px + log_prior - log_q
 
-    @torch.no_grad()
-    def sample_prior(self, num: int, generator: torch.Generator | None = None) -> Tensor:
-        """``t`` from the TPoT prior with the learned ``mu``: ``(num, n)``."""
-        n = self.cfg.n_latent
-        z = torch.randn(num, n, generator=generator).to(self.mu.device)
-        u = torch.randn(num, n, generator=generator).to(self.mu.device)
-        return self.to_t(z, u)
 
 
 class VAE(nn.Module):
@@ -336,8 +239,16 @@ class VAE(nn.Module):
         super().__init__()
         self.cfg = cfg
         n = cfg.n_latent
-        self.enc_z = make_encoder(cfg, n)
-        self.dec = make_decoder(cfg, n)
+        self.enc_z = GaussianEncoder(cfg.in_dim, cfg.enc_hidden, n, cfg.weight_norm)
+        self.dec = BernoulliDecoder(n, cfg.dec_hidden, cfg.in_dim, cfg.weight_norm, cfg.decoder_norm)
+
+    @property
+    def capsule_dim(self) -> int:
+        """``D`` of the capsule layout the VAE's code is read in (its config's, for the metrics)."""
+        return self.cfg.capsule_dim
+
+    L = 0
+    """No temporal coherence: each code sees its own frame only."""
 
     def encode(self, x: Tensor) -> Tensor:
         return self.enc_z(x)[0]
@@ -352,20 +263,40 @@ class VAE(nn.Module):
         kl = _sum_event(_kl_std_normal(zm, zs), 1)
         return ELBOParts(recon, kl, torch.zeros_like(kl))
 
+    def training_loss(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """:func:`~tvae_experiments.train.fit`'s objective: minus the batch-mean ELBO, and its parts."""
+        p = self(x)
+        return -p.elbo.mean(), {"elbo": p.elbo.mean(), "recon": p.recon.mean(), "kl_z": p.kl_z.mean(), "kl_u": p.kl_u.mean()}
+
     def log_weights(self, x: Tensor, k: int) -> Tensor:
         zm, zs = self.enc_z(x)
         z = zm + torch.exp(zs) * torch.randn(k, *zm.shape, device=x.device)
         log_px = -_sum_event(_bce(self.decode(z), x), 2)
         return log_px + _sum_event(_log_normal(z), 2) - _sum_event(_log_normal(z, zm, zs), 2)
 
-    @torch.no_grad()
-    def sample_prior(self, num: int, generator: torch.Generator | None = None) -> Tensor:
-        return torch.randn(num, self.cfg.n_latent, generator=generator).to(next(self.parameters()).device)
 
 
 def build_model(cfg: ModelConfig) -> TVAE | VAE:
     """The model a :class:`ModelConfig` describes."""
     return TVAE(cfg) if cfg.kind == "tvae" else VAE(cfg)
+
+
+@torch.no_grad()
+def sample_prior(model: TVAE | VAE, num: int, seed: int | None = None) -> Tensor:
+    """``num`` codes ``t`` from the model's prior, ``(num, n)`` on the model's device.
+
+    TVAE: the TPoT prior of Eq 6 with the learned ``mu``, drawn by
+    :func:`~tvae_core.studentt.sample_tpot` (the sampler chapters 1-2 use); single-frame
+    topographies only (a temporal prior needs a sequence: use ``sample_tpot`` with ``shape=(S, n)``).
+    VAE: ``t = z ~ N(0, I)``."""
+    dev = next(model.parameters()).device
+    if isinstance(model, TVAE):
+        if isinstance(model.topo, TemporalTopography):
+            raise ValueError("sample_prior draws single frames; for a temporal topography call "
+                             "sample_tpot(num, model.topo, shape=(S, n), mu=model.mu) with a sequence length S")
+        return sample_tpot(num, model.topo, mu=model.mu.detach().cpu(), seed=seed).t.to(dev)
+    g = None if seed is None else torch.Generator().manual_seed(int(seed))
+    return torch.randn(num, model.cfg.n_latent, generator=g).to(dev)
 
 
 @torch.no_grad()

@@ -47,8 +47,11 @@ def student_t(z: Tensor, u: Tensor) -> Tensor:
     return z / torch.sqrt(u.pow(2).mean(dim=-1))
 
 
-def tpot(z: Tensor, u: Tensor, W: Tensor | Topography, mu: float | Tensor = 0.0) -> Tensor:
-    r"""Eq 5-7: ``T = (Z - mu) / sqrt(W U^2)``.
+def tpot(z: Tensor, u: Tensor, W: Tensor | Topography, mu: float | Tensor = 0.0, eps: float = 0.0) -> Tensor:
+    r"""Eq 5-7: ``T = (Z - mu) / sqrt(W U^2 + eps)``.
+
+    The one implementation of Eq 6: the TVAE (:class:`tvae_core.models.TVAE`) calls it with its
+    learned ``mu`` and ``eps = 1e-8``; the chapters sample the prior with it (``eps = 0``).
 
     Args:
         z: ``(..., n)``.
@@ -57,6 +60,7 @@ def tpot(z: Tensor, u: Tensor, W: Tensor | Topography, mu: float | Tensor = 0.0)
             :mod:`tvae_core.topography` (any callable mapping ``u**2 -> W u**2`` without
             building ``W``; e.g. ``TemporalTopography`` with ``z, u: (..., S, n)``).
         mu: scalar or ``(n,)`` mean (the TVAE learns it, A.2).
+        eps: added under the root (numerical guard of a trained model; 0 in the maths).
     Returns:
         ``(..., n)``.
     """
@@ -73,7 +77,7 @@ def tpot(z: Tensor, u: Tensor, W: Tensor | Topography, mu: float | Tensor = 0.0)
         denom = W(u.pow(2))  # (..., n)
         if denom.shape != z.shape:
             raise ValueError(f"the topography maps u {tuple(u.shape)} to {tuple(denom.shape)}, which does not match z {tuple(z.shape)}")
-    return (z - mu) / torch.sqrt(denom)
+    return (z - mu) / torch.sqrt(denom + eps if eps else denom)
 
 
 class PriorSample(NamedTuple):

@@ -11,12 +11,13 @@ Where things live (imports flow ``tvae_book -> tvae_experiments -> tvae_core``, 
   score the capsule variants of chapters 4, 5 and 8; invariant views of capsule codes.
 * :mod:`tvae_experiments.gcnn`, :mod:`~tvae_experiments.graphvae`,
   :mod:`~tvae_experiments.graph_latents` -- the second paper's models (chapters 6-7).
-* :mod:`tvae_experiments.profiles` -- what ``smoke`` / ``cpu`` / ``paper`` mean for every chapter,
-  and which claims each profile enforces; :mod:`~tvae_experiments.claims` -- claim checks.
+* :mod:`tvae_experiments.profiles` -- what ``smoke`` / ``cpu`` / ``paper`` mean for every chapter;
+  :mod:`~tvae_experiments.enforcement` -- which claims each profile only reports, and why;
+  :mod:`~tvae_experiments.claims` -- claim checks (comparisons that write their own rule text).
 * :mod:`tvae_experiments.plots` -- figures shared by the chapters.
 """
-from .claims import ClaimFailed, ClaimReport
+from .claims import ClaimFailed, ClaimReport, Comparison
 from .device import resolve_device
 from .profiles import PROFILES, check_profile, config_for
 
-__all__ = ["ClaimFailed", "ClaimReport", "PROFILES", "check_profile", "config_for", "resolve_device"]
+__all__ = ["ClaimFailed", "ClaimReport", "Comparison", "PROFILES", "check_profile", "config_for", "resolve_device"]

@@ -1,29 +1,34 @@
-"""Train and evaluate the capsule models of Sec 6.3 -- shared by chapters 4, 5 and 7.
+"""Train, load and score the capsule models of Sec 6.3 -- one place for chapters 4, 5 and 8.
 
-``train_variant`` names every model by data set, variant, ``L`` and seed, so a model trained
-in one chapter is loaded from the weight cache in the next.  ``evaluate_capsules`` returns
-every number the chapters check: the traversal of Fig 4 (held-out BCE of decoded rolls vs
-direct reconstruction, and vs the frame at the opposite pose), E_eq (Eq 13), CapCorr per
-transformation (Eq 17, A.11 Omega) and the test ELBO.
+A *variant* is one row of the paper's tables: ``(kind, L/S)`` with kind ``"tvae"`` (shifting
+coherence, Eq 9), ``"bubble"`` (stationary, Eq 8), ``"tvae_l0"`` (no temporal coherence) or
+``"vae"``.  :func:`capsule_models` trains (or loads from the weight cache) a set of variants and
+builds their untrained controls; :func:`score_models` runs :func:`evaluate_capsules` on each.
+Every model is cached under a name of data set, variant, ``L`` and seed, so a model trained in
+one chapter is loaded in the next.  A model carries its own ``capsule_dim`` and ``L``
+(:class:`~tvae_core.models.TVAE`), so evaluation never needs them passed again.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from tvae_core.metrics import capcorr_sequences, capsule_traversal, equivariance_error
 from tvae_core.models import build_model
+from tvae_experiments.device import resolve_device
 from tvae_experiments.profiles import CapsuleDataConfig
 from tvae_experiments.train import FitResult, evaluate, fit
 
-__all__ = ["train_variant", "untrained_variant", "CapsuleScores", "evaluate_capsules", "variant_label",
-           "PAPER_TABLE1", "PAPER_TABLE2", "PAPER_FIG5", "frac_key", "CapsuleData", "capsule_data",
-           "capcorr_per_transform"]
+__all__ = ["train_variant", "untrained_variant", "CapsuleModel", "capsule_models", "score_models", "CapsuleScores",
+           "evaluate_capsules", "variant_label", "PAPER_TABLE1", "PAPER_TABLE2", "PAPER_FIG5", "frac_key",
+           "CapsuleData", "capsule_data", "capcorr_per_transform"]
 
 
 def variant_label(variant: str, L: float, S: int) -> str:
-    """Readable name, e.g. ``TVAE L=6 (S/3)``."""
+    """Readable name, e.g. ``TVAE L=6 (1/3 S)``."""
     from fractions import Fraction
 
     frac = Fraction(int(2 * L), 2 * S) if L else 0
@@ -39,10 +44,55 @@ def train_variant(dcfg: CapsuleDataConfig, variant: str, L: float, train_x: torc
                progress=progress)
 
 
-def untrained_variant(dcfg: CapsuleDataConfig, variant: str, L: float, seed: int, device: torch.device):
+def untrained_variant(dcfg: CapsuleDataConfig, variant: str, L: float, seed: int, device: torch.device | str = "auto"):
     """The same architecture at its initialisation: the control every capsule claim needs."""
     torch.manual_seed(seed)
-    return build_model(dcfg.model(variant, L)).to(device).eval()
+    return build_model(dcfg.model(variant, L)).to(resolve_device(device, verbose=False)).eval()
+
+
+@dataclass
+class CapsuleModel:
+    """One trained (or untrained) variant, ready to score."""
+
+    variant: str          # "tvae" | "bubble" | "tvae_l0" | "vae"
+    frac: float           # L / S as in the paper's tables (L itself: ``model.L``)
+    trained: bool         # False: the control at its initialisation
+    label: str            # e.g. "TVAE L=6 (1/3 S)", "untrained TVAE L=9 (1/2 S)"
+    model: nn.Module
+    seconds: float = 0.0  # training time of the cached weights (0 for untrained)
+    from_cache: bool = False
+
+
+def capsule_models(dcfg: CapsuleDataConfig, variants: Mapping[str, tuple[str, float]], train, data_id: str,
+                   seed: int, device: str = "auto", *, untrained: Mapping[str, str] | None = None,
+                   progress: bool = True) -> dict[str, CapsuleModel]:
+    """Train/load every variant and build the untrained controls.
+
+    Args:
+        variants: key -> ``(variant, L/S)``, e.g. ``{"tvae_S/3": ("tvae", 1/3), "vae": ("vae", 0)}``.
+        train: the training :class:`~tvae_experiments.data.sequences.SequenceData`.
+        untrained: control key -> key of ``variants``, e.g. ``{"untrained_S/2": "tvae_S/2"}``: the
+            same architecture at its initialisation, the control every capsule claim needs.
+    """
+    out: dict[str, CapsuleModel] = {}
+    for key, (variant, frac) in variants.items():
+        L = dcfg.L_of(frac)
+        r = train_variant(dcfg, variant, L, train.x, data_id, seed, device, progress)
+        out[key] = CapsuleModel(variant, frac, True, variant_label(variant, L, dcfg.S), r.model, r.seconds,
+                                r.from_cache)
+    for key, of in (untrained or {}).items():
+        if of not in variants:
+            raise ValueError(f"untrained[{key!r}]={of!r} is not one of the variants {sorted(variants)}")
+        variant, frac = variants[of]
+        L = dcfg.L_of(frac)
+        out[key] = CapsuleModel(variant, frac, False, "untrained " + variant_label(variant, L, dcfg.S),
+                                               untrained_variant(dcfg, variant, L, seed, device))
+    return out
+
+
+def score_models(models: Mapping[str, CapsuleModel], test, seed: int = 0) -> dict[str, "CapsuleScores"]:
+    """:func:`evaluate_capsules` of every model on ``test``."""
+    return {k: evaluate_capsules(m.model, test, seed) for k, m in models.items()}
 
 
 @dataclass(frozen=True)
@@ -72,21 +122,22 @@ def capcorr_per_transform(t: torch.Tensor, test, capsule_dim: int, where: torch.
 
 
 @torch.no_grad()
-def evaluate_capsules(model, test, capsule_dim: int, L: float, seed: int = 0) -> CapsuleScores:
-    """All capsule metrics of ``model`` on ``test`` (a :class:`~tvae_experiments.data.sequences.SequenceData`)."""
+def evaluate_capsules(model, test, seed: int = 0) -> CapsuleScores:
+    """All capsule metrics of ``model`` on ``test`` (a :class:`~tvae_experiments.data.sequences.SequenceData`);
+    ``capsule_dim`` and ``L`` are the model's own."""
     dev = next(model.parameters()).device
     x = test.x.to(dev)  # (N, S, P)
-    tr = capsule_traversal(model, x, capsule_dim, L)
+    tr = capsule_traversal(model, x)
     S = x.shape[1]
     opposite = (torch.arange(S) + S // 2) % S
     wrong = torch.nn.functional.binary_cross_entropy(tr.decoded.clamp(1e-6, 1 - 1e-6), test.x[:, opposite],
                                                      reduction="none").sum(-1)  # (N, S)
     held = tr.held_out
     t = model.encode(x).cpu()  # (N, S, n)
-    cc = capcorr_per_transform(t, test, capsule_dim)
+    cc = capcorr_per_transform(t, test, model.capsule_dim)
     return CapsuleScores(
         traversal_bce=tr.roll_bce[:, held].mean().item(), direct_bce=tr.direct_bce[:, held].mean().item(),
-        wrong_pose_bce=wrong[:, held].mean().item(), e_eq=equivariance_error(t, capsule_dim).mean().item(),
+        wrong_pose_bce=wrong[:, held].mean().item(), e_eq=equivariance_error(t, model.capsule_dim).mean().item(),
         capcorr=cc, elbo=evaluate(model, x, batch_size=64, seed=seed)["elbo"])
 
 
@@ -130,7 +181,7 @@ def frac_key(frac: float) -> str:
 
 @dataclass(frozen=True)
 class CapsuleData:
-    """The train/test sequences of both data sets, as chapters 4, 5 (and 7) use them."""
+    """The train/test sequences of both data sets, as chapters 4, 5 and 8 use them."""
 
     mnist_train: object
     mnist_test: object

@@ -1,35 +1,103 @@
 """Numerical checks of the papers' claims, written to a metrics file per chapter.
 
 A chapter creates one :class:`ClaimReport`, records each check with :meth:`ClaimReport.check`
-and ends with :meth:`ClaimReport.finish`, which prints a table, writes
-``<results dir>/<chapter>.json`` atomically and raises :class:`ClaimFailed` if any check
-failed -- so a papermill run of the chapter fails.
+(one comparison) or :meth:`ClaimReport.check_all` (several :class:`Comparison` s that must all
+hold) and ends with :meth:`ClaimReport.finish`, which prints a table, writes
+``<results dir>/<chapter>.json`` atomically and raises :class:`ClaimFailed` if any enforced
+check failed -- so a papermill run of the chapter fails.
+
+A check is a comparison, ``value op bound`` with ``op`` one of :data:`OPS`: the report computes
+whether it passed and writes the rule text from the comparison itself (``what``, ``op``,
+``bound_text`` and the bound's number), so the rule a reader sees is the rule the code applied.
+
+Whether a claim is enforced is not decided in the chapter: :mod:`tvae_experiments.enforcement`
+lists, per chapter and profile, the claims that are only reported and why; the reason is
+written beside the claim.
 
 Results dir: ``$TVAE_RESULTS_DIR`` if set (the runner sets it), else
 ``<repo root>/_results/<profile>``.  JSON schema::
 
     {"chapter", "title", "profile", "seed", "device",
-     "claims": [{"name", "statement", "value", "threshold", "paper", "passed", "enforced"}],
+     "claims": [{"name", "statement", "value", "threshold", "paper", "passed", "enforced", "reason"}],
      "all_passed", "elapsed_s"}
+
+``threshold`` is the generated rule text; ``reason`` is null for an enforced claim.
 """
 from __future__ import annotations
 
 import json
 import math
+import numbers
+import operator
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from tvae_experiments.enforcement import not_enforced_reason
 from tvae_experiments.files import atomic_write_text, repo_root
 from tvae_experiments.profiles import check_profile
 
-__all__ = ["Claim", "ClaimReport", "ClaimFailed", "results_dir", "atomic_write_text"]
+__all__ = ["OPS", "Comparison", "Claim", "ClaimReport", "ClaimFailed", "results_dir", "atomic_write_text"]
+
+OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+       "==": operator.eq, "!=": operator.ne}
+"""The comparison operators a claim can use."""
 
 
 class ClaimFailed(AssertionError):
-    """Raised by :meth:`ClaimReport.finish` when at least one claim check failed."""
+    """Raised by :meth:`ClaimReport.finish` when at least one enforced claim check failed."""
+
+
+def _scalar(x: Any) -> Any:
+    """A 0-d array or tensor as its Python number; anything else unchanged."""
+    return x.item() if hasattr(x, "item") and getattr(x, "ndim", None) == 0 else x
+
+
+def _fmt(x: Any) -> str:
+    """A number or bound for rule text: bools as true/false, floats to 4 significant digits."""
+    x = _scalar(x)
+    if isinstance(x, bool):
+        return str(x).lower()
+    if isinstance(x, numbers.Integral):
+        return str(int(x))
+    if isinstance(x, numbers.Real):
+        return f"{float(x):.4g}"
+    return str(x)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """``value op bound``: one comparison of a claim.
+
+    ``what`` names the compared quantity and ``bound_text`` the bound in words (e.g. ``"1.25 x
+    direct BCE"``); both only shape the rule text, ``value op bound`` decides."""
+
+    value: Any
+    op: str
+    bound: Any
+    what: str | None = None
+    bound_text: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.op not in OPS:
+            raise ValueError(f"op={self.op!r} is not allowed; choose one of: {', '.join(map(repr, OPS))}")
+
+    @property
+    def passed(self) -> bool:
+        """Whether ``value op bound`` holds (a NaN fails every op but ``!=``)."""
+        return bool(OPS[self.op](self.value, self.bound))
+
+    @property
+    def text(self) -> str:
+        """The rule in words: ``[what] op bound`` or ``[what] op bound_text (bound)``."""
+        bound = _fmt(self.bound)
+        if self.bound_text is not None:
+            numeric = isinstance(_scalar(self.bound), numbers.Real) and not isinstance(_scalar(self.bound), bool)
+            bound = f"{self.bound_text} ({bound})" if numeric and self.bound_text != bound else self.bound_text
+        return f"{self.what} {self.op} {bound}" if self.what else f"{self.op} {bound}"
 
 
 @dataclass
@@ -37,10 +105,11 @@ class Claim:
     name: str
     statement: str
     value: float | str
-    threshold: str
+    threshold: str            # the rule, generated from the comparison(s)
     paper: str | None
     passed: bool
-    enforced: bool = True  # False: reported only (a claim that needs more than this profile's scale)
+    enforced: bool = True     # False: reported only, for the ``reason`` below
+    reason: str | None = None  # why this profile does not enforce the claim (None when enforced)
 
 
 def results_dir(profile: str) -> Path:
@@ -68,16 +137,34 @@ class ClaimReport:
         self.claims: list[Claim] = []
         self._t0 = time.perf_counter()
 
-    def check(self, name: str, passed: bool, value: Any, threshold: str, statement: str,
-              paper: str | None = None, enforce: bool = True) -> bool:
-        """Record one check.  ``value`` is this run's number, ``threshold`` the rule it must
-        satisfy (in words), ``paper`` the paper's value or statement.  ``enforce=False``
-        reports the result without failing the chapter (for claims that need more training
-        than the ``smoke`` profile gives).  Returns ``passed``."""
-        claim = Claim(name, statement, _jsonable(value), threshold, paper, bool(passed), bool(enforce))
+    def check(self, name: str, value: Any, op: str, bound: Any, statement: str, *, what: str | None = None,
+              bound_text: str | None = None, shown: Any = None, paper: str | None = None) -> bool:
+        """Record the claim ``value op bound`` (``op`` one of :data:`OPS`).
+
+        ``statement`` says what the claim means, ``paper`` the paper's value or statement,
+        ``what`` / ``bound_text`` name the value and the bound in the rule text, ``shown``
+        replaces ``value`` in the "this run" column (e.g. a formatted pair of numbers).
+        Returns whether it passed; see :meth:`check_all`."""
+        return self.check_all(name, [Comparison(value, op, bound, what, bound_text)], statement,
+                              shown=value if shown is None else shown, paper=paper)
+
+    def check_all(self, name: str, comparisons: Sequence[Comparison], statement: str, *, shown: Any = None,
+                  paper: str | None = None) -> bool:
+        """Record a claim that holds when every one of ``comparisons`` holds; its rule is their
+        texts joined by "and".  Whether the chapter's profile enforces it comes from
+        :func:`tvae_experiments.enforcement.not_enforced_reason`.  Returns whether it passed."""
+        comparisons = list(comparisons)
+        if not comparisons:
+            raise ValueError(f"claim {name!r}: no comparisons")
+        if shown is None:
+            shown = "; ".join(f"{c.what} {_fmt(c.value)}" if c.what else _fmt(c.value) for c in comparisons)
+        rule = " and ".join(c.text for c in comparisons)
+        reason = not_enforced_reason(self.chapter, name, self.profile)
+        claim = Claim(name, statement, _jsonable(shown), rule, paper, all(c.passed for c in comparisons),
+                      reason is None, reason)
         self.claims.append(claim)
         mark = ("PASS" if claim.passed else "FAIL") if claim.enforced else ("ok (not enforced)" if claim.passed else "not met (not enforced)")
-        print(f"[{mark}] {name}: {claim.value} ({threshold})")
+        print(f"[{mark}] {name}: {claim.value} ({rule})" + (f" -- not enforced: {reason}" if reason else ""))
         return claim.passed
 
     @property
@@ -90,8 +177,10 @@ class ClaimReport:
         rows = ["| claim | this run | rule | paper | result |", "|---|---|---|---|---|"]
         for c in self.claims:
             v = f"{c.value:.4g}" if isinstance(c.value, float) else c.value
-            result = ("pass" if c.passed else "**FAIL**") if c.enforced else ("met (not enforced)" if c.passed else "not met (not enforced)")
-            rows.append(f"| {c.statement} | {v} | {c.threshold} | {c.paper or '-'} | {result} |")
+            result = ("pass" if c.passed else "**FAIL**") if c.enforced else (
+                ("met" if c.passed else "not met") + f" (not enforced: {c.reason})")
+            cells = (c.statement, v, c.threshold, c.paper or "-", result)
+            rows.append("| " + " | ".join(str(x).replace("|", "\\|").replace("\n", " ") for x in cells) + " |")
         return "\n".join(rows)
 
     def finish(self) -> Path:

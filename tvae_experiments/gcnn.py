@@ -183,6 +183,9 @@ class GCNNConfig:
     def to_dict(self) -> dict:
         return {"arch": "GCNN", **asdict(self)}
 
+    def build(self) -> "GCNN":
+        return GCNN(self)
+
 
 class GCNN(nn.Module):
     r"""Lifting conv, group convs (batch-norm over ``(B, N, H, W)`` per field, ReLU, 2x2
@@ -232,6 +235,13 @@ class GCNN(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.invariant(x))                              # (B, n_classes)
+
+    def training_loss(self, x: Tensor, y: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """:func:`~tvae_experiments.train.fit`'s objective: cross-entropy of the labels ``y: (B,)``,
+        logged with the batch accuracy."""
+        logits = self(x)
+        ce = F.cross_entropy(logits, y)
+        return ce, {"cross_entropy": ce, "acc": (logits.argmax(1) == y).float().mean()}
 
 
 @torch.no_grad()

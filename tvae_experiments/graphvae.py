@@ -44,7 +44,8 @@ from tvae_core.checks import check_choice, check_int
 
 __all__ = ["N_BASIS", "node_to_node_basis", "node_to_edge_basis", "edge_to_node_basis", "edge_to_edge_basis",
            "EquivariantLinear", "HybridLinear", "masked_instance_norm", "GraphVAEConfig", "GraphEncoder",
-           "GraphDecoder", "GraphVAE", "GraphELBO", "permute_graphs", "random_permutations"]
+           "GraphDecoder", "GraphVAE", "GraphELBO", "graph_data_id", "evaluate_graph_vae", "permute_graphs",
+           "random_permutations"]
 
 N_BASIS = {(1, 1): 2, (1, 2): 5, (2, 1): 5, (2, 2): 15}
 """Number of basis maps ``b(k + l)`` for input order ``k`` and output order ``l``."""
@@ -242,6 +243,15 @@ class GraphVAEConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def build(self) -> "GraphVAE":
+        return GraphVAE(self)
+
+
+def graph_data_id(fingerprint: str, masked: bool = False) -> str:
+    """The ``data_id`` of graph-VAE training for :func:`~tvae_experiments.train.fit`: the data's
+    fingerprint tagged with whether a node mask is passed (the keys of already cached models)."""
+    return f"graphvae|mask={masked}|{fingerprint}"
+
 
 class GraphEncoder(nn.Module):
     """``(X (B, n, A), E (B, n, n, Be)) -> (mu, log sigma^2)``, each ``(B, n)``."""
@@ -337,6 +347,31 @@ class GraphVAE(nn.Module):
         edge_ll = ((e * el.log_softmax(-1)).sum(-1) * pair).sum((1, 2))
         kl = (0.5 * (mu ** 2 + logvar.exp() - 1.0 - logvar) * m).sum(-1)
         return GraphELBO(node_ll + edge_ll - kl, node_ll, edge_ll, kl)
+
+    def training_loss(self, x: Tensor, e: Tensor, mask: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        """:func:`~tvae_experiments.train.fit`'s objective: minus the batch-mean ELBO, and its terms."""
+        p = self(x, e, mask)
+        return -p.elbo.mean(), {"elbo": p.elbo.mean(), "node_ll": p.node_ll.mean(), "edge_ll": p.edge_ll.mean(),
+                                "kl": p.kl.mean()}
+
+
+@torch.no_grad()
+def evaluate_graph_vae(model: GraphVAE, X: Tensor, E: Tensor, mask: Tensor | None = None, seed: int = 0,
+                       batch_size: int = 256) -> dict[str, float]:
+    """Mean one-sample ELBO terms (nats per graph) and the reconstruction accuracy at the
+    posterior mean: the fraction of graphs decoded exactly (every node and edge type)."""
+    torch.manual_seed(seed)
+    dev = next(model.parameters()).device
+    sums, exact = torch.zeros(4), 0
+    for i in range(0, len(X), batch_size):
+        xb, eb = X[i:i + batch_size].to(dev), E[i:i + batch_size].to(dev)
+        mb = None if mask is None else mask[i:i + batch_size].to(dev)
+        p = model(xb, eb, mb)
+        sums += torch.stack([p.elbo.sum(), p.node_ll.sum(), p.edge_ll.sum(), p.kl.sum()]).cpu()
+        Xd, Ed = model.decode_graph(model.encode(xb, eb, mb)[0])
+        exact += int(((Xd.argmax(-1) == xb.argmax(-1)).all(-1) & (Ed.argmax(-1) == eb.argmax(-1)).flatten(1).all(-1)).sum())
+    elbo, node_ll, edge_ll, kl = (sums / len(X)).tolist()
+    return {"elbo": elbo, "node_ll": node_ll, "edge_ll": edge_ll, "kl": kl, "exact_recon": exact / len(X)}
 
 
 # --------------------------------------------------------------------------- the group action

@@ -91,7 +91,7 @@ class TorusTVAEConfig:
     n_effect_images: int = 100        # test codes averaged for each unit's decoded effect
     n_perm: int = 2000                # random placements in the permutation tests
 
-    def model_config(self, kind: str):
+    def model(self, kind: str):
         """The TVAE (torus, weight norm) or VAE (no weight norm, A.1) of this chapter."""
         from tvae_core.models import ModelConfig
 
@@ -99,7 +99,7 @@ class TorusTVAEConfig:
                            topography="torus", side=self.side, K=self.K, mu_init=self.mu_init,
                            weight_norm=(kind == "tvae"))
 
-    def train_config(self, seed: int):
+    def train(self, seed: int):
         from tvae_experiments.train import TrainConfig
 
         return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer,
@@ -111,7 +111,7 @@ CAPSULE_VARIANTS = ("tvae", "bubble", "tvae_l0", "vae")
 
 @dataclass(frozen=True)
 class CapsuleDataConfig:
-    """One data set's capsule experiment (Sec 6.3, A.1-A.6); chapters 4, 5 and 7 share it.
+    """One data set's capsule experiment (Sec 6.3, A.1-A.6); chapters 4, 5 and 8 share it.
 
     The ``cpu`` recipe (found on this 2-core machine, see chapter 4) differs from the paper in
     three places, each measured on rotating-MNIST prototypes (L = S/3, 3,000 Adam steps):
@@ -140,16 +140,10 @@ class CapsuleDataConfig:
     n_train: int = 2000                      # training sequences (drawn once, seeded)
     n_test: int = 200                        # test sequences
     image_size: int = 64                     # dSprites frame side (64 as A.10)
-    encoder: str = "mlp"                     # "mlp" (A.3) | "conv" (a CNN per frame; see ModelConfig)
-    decoder: str = "mlp"                     # "mlp" (A.3) | "conv" (transposed convs per frame)
 
     @property
     def in_dim(self) -> int:
         return 3 * 28 * 28 if self.dataset == "mnist" else self.image_size ** 2
-
-    @property
-    def frame_shape(self) -> tuple[int, int, int]:
-        return (3, 28, 28) if self.dataset == "mnist" else (1, self.image_size, self.image_size)
 
     def L_of(self, frac: float) -> float:
         """``L = frac * S`` with the window ``2L`` rounded to whole frames (A.6: the paper's
@@ -165,8 +159,7 @@ class CapsuleDataConfig:
         check_choice("variant", variant, CAPSULE_VARIANTS)
         common = dict(in_dim=self.in_dim, enc_hidden=self.enc_hidden, dec_hidden=self.dec_hidden,
                       topography="temporal", n_caps=self.n_caps, capsule_dim=self.S, mu_init=self.mu_init,
-                      decoder_norm=self.decoder_norm, encoder=self.encoder, decoder=self.decoder,
-                      in_shape=self.frame_shape if "conv" in (self.encoder, self.decoder) else None)
+                      decoder_norm=self.decoder_norm)
         if variant == "vae":
             return ModelConfig(kind="vae", weight_norm=False, **{**common, "topography": "capsules"})
         if variant == "tvae_l0":
@@ -305,21 +298,22 @@ class InvariantRotationConfig:
     eq_tol: float = 1e-4                                 # relative equivariance error allowed (float32)
     min_accuracy: float = 0.85                           # G-CNN accuracy on rotated test digits
 
-    def gcnn(self):
+    def model(self, kind: str):
+        """``"gcnn"``: the C_N G-CNN; ``"cnn"``: the plain CNN of Fig 8 (``N = 1``)."""
         from tvae_experiments.gcnn import GCNNConfig
 
-        return GCNNConfig(N=self.N, channels=self.channels, hidden=self.hidden)
-
-    def cnn(self):
-        from tvae_experiments.gcnn import GCNNConfig
-
+        check_choice("kind", kind, ("gcnn", "cnn"))
+        if kind == "gcnn":
+            return GCNNConfig(N=self.N, channels=self.channels, hidden=self.hidden)
         return GCNNConfig(N=1, channels=self.cnn_channels, hidden=self.hidden)
 
-    def train(self, seed: int, epochs: int):
-        from tvae_experiments.supervised import ClassifierTrainConfig
+    def train(self, seed: int, kind: str = "gcnn"):
+        """Rotation-augmented training of ``model(kind)`` (``epochs`` or ``cnn_epochs`` passes)."""
+        from tvae_experiments.train import TrainConfig
 
-        return ClassifierTrainConfig(epochs=epochs, batch_size=self.batch_size, optimizer=self.optimizer, lr=self.lr,
-                                     augment="rotation", seed=seed)
+        check_choice("kind", kind, ("gcnn", "cnn"))
+        return TrainConfig(epochs=self.epochs if kind == "gcnn" else self.cnn_epochs, batch_size=self.batch_size,
+                           optimizer=self.optimizer, lr=self.lr, augment="rotation", seed=seed)
 
 
 EXPERIMENTS["07_invariant_rotation"] = InvariantRotationConfig
