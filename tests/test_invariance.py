@@ -77,3 +77,12 @@ def test_knn_scores_known_answers():
     assert knn_scores(x, y, x + 0.1, y, ks=(1, 5))[5] == 1.0
     reg = knn_scores(x, y.float(), x, y.float(), ks=(1,), task="regression")
     assert reg[1] == 0.0
+
+
+def test_cyclic_quotient_distance_and_random_projection_reject_wrong_sizes():
+    from tvae_core.invariance import RandomInvariantProjection, quotient_distance_cyclic
+
+    with pytest.raises(ValueError, match="t2's last axis"):
+        quotient_distance_cyclic(torch.randn(3, 12), torch.randn(3, 8), 4)
+    with pytest.raises(ValueError, match="n_caps \\* capsule_dim = 3 \\* 2 = 6"):
+        RandomInvariantProjection(3, 2)(torch.randn(4, 9))

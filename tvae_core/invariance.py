@@ -61,6 +61,9 @@ def quotient_distance_cyclic(t1: Tensor, t2: Tensor, capsule_dim: int) -> Tensor
     r"""``min_r || t1 - Roll_r(t2) ||`` over the ``D`` joint rolls, via FFT cross-correlation:
     ``||t1 - Roll_r t2||^2 = ||t1||^2 + ||t2||^2 - 2 sum_c cc_c[r]``.  ``(..., C*D) -> (...)``."""
     C = check_capsules("t1", t1.shape[-1], capsule_dim)
+    if t2.shape[-1] != t1.shape[-1]:
+        raise ValueError(f"t2's last axis has size {t2.shape[-1]} but t1's has {t1.shape[-1]}: both must hold "
+                         f"the same C*D = {C}*{capsule_dim} units")
     dtype = t1.dtype
     t1, t2 = t1.double(), t2.double()  # |a|^2 + |b|^2 - 2 cc cancels: keep the digits
     a = t1.reshape(*t1.shape[:-1], C, capsule_dim)
@@ -126,6 +129,9 @@ class RandomInvariantProjection(nn.Module):
         self.register_buffer("bias", 0.1 * torch.randn(out_channels, generator=g))
 
     def forward(self, t: Tensor) -> Tensor:
+        if t.shape[-1] != self.C * self.D:
+            raise ValueError(f"t's last axis has size {t.shape[-1]}, but this projection was built for "
+                             f"n_caps * capsule_dim = {self.C} * {self.D} = {self.C * self.D} units")
         x = t.reshape(-1, self.C, self.D)  # (B, C, D)
         # circular cross-correlation over d for every (o, c): FFT along the capsule axis
         X = torch.fft.rfft(x, dim=-1)[:, None]  # (B, 1, C, F)
