@@ -3,10 +3,17 @@ import pytest
 import torch
 
 from tvae_core import roll
-from tvae_experiments.capsule_views import (VIEW_NAMES, invariant_views, knn_vote, pose_knn_accuracy,
-                                     quotient_distance_matrix_cyclic, reference_frames, standardize,
-                                     within_sequence_fraction)
 from tvae_core.invariance import quotient_distance_cyclic
+from tvae_experiments.capsule_views import (
+    VIEW_NAMES,
+    invariant_views,
+    knn_vote,
+    pose_knn_accuracy,
+    quotient_distance_matrix_cyclic,
+    reference_frames,
+    standardize,
+    within_sequence_fraction,
+)
 
 C, D = 3, 6
 g = torch.Generator().manual_seed(0)
@@ -96,8 +103,8 @@ def test_group_mask_restricts_neighbours():
 
 
 def test_canonicalize_codes_keeps_scale_and_agrees_with_the_standardised_cross_section():
-    from tvae_experiments.capsule_views import canonicalize_codes
     from tvae_core.invariance import canonicalize
+    from tvae_experiments.capsule_views import canonicalize_codes
 
     t = (torch.randn(10, C * D, generator=g) + 30).double()
     c = canonicalize_codes(t, D)
@@ -166,3 +173,43 @@ def test_pose_knn_curves_on_rolled_prototypes():
     assert off_pose(res["retrieval"]["quotient metric"]) == 1.0
     vae = pose_knn_curves(t_tr, t_te, tr, te, None, k=3)
     assert set(vae["class"]) == {"raw t"}
+
+
+def test_encode_frames_codes_each_frame_alone():
+    """A TVAE code t_l pools u over 2L frames: encode_frames gives frame l's code from frame l only
+    (a one-frame sequence, the frame held still); a VAE's codes are per frame either way."""
+    from tvae_core.models import TVAE, VAE, ModelConfig
+    from tvae_experiments.capsule_views import encode_frames, encode_sequences
+
+    torch.manual_seed(0)
+    cfg = {"in_dim": 10, "enc_hidden": (8,), "dec_hidden": (8,), "n_caps": C, "capsule_dim": D, "K": 1, "mu_init": 2.0}
+    tvae = TVAE(ModelConfig(kind="tvae", topography="temporal", L=2, **cfg)).eval()
+    vae = VAE(ModelConfig(kind="vae", topography="capsules", **cfg)).eval()
+    x = torch.rand(3, D, 10, generator=g)
+    single = encode_frames(tvae, x, batch_size=4)
+    assert single.shape == (3, D, C * D)
+    with torch.no_grad():
+        for l in (0, 4):
+            torch.testing.assert_close(single[:, l], tvae.encode(x[:, l:l + 1].expand(3, D, 10))[:, 0])
+        x2 = x.clone()
+        x2[:, 1] = torch.rand(3, 10, generator=g)  # change frame 1: only frame 1's single-frame code moves
+        moved = (encode_frames(tvae, x2) - single).abs().amax((0, 2))
+        assert moved[1] > 1e-3 and moved[[0, 2, 3, 4, 5]].max() == 0
+        windowed = (encode_sequences(tvae, x2) - encode_sequences(tvae, x)).abs().amax((0, 2))
+        assert windowed[0] > 1e-3  # t_0's window (frames 0..3) sees frame 1
+    torch.testing.assert_close(encode_frames(vae, x), encode_sequences(vae, x))
+    with pytest.raises(ValueError, match=r"\(N, S, P\)"):
+        encode_frames(tvae, x[0])
+
+
+def test_pose_knn_curves_runs_only_the_tasks_asked_for():
+    from types import SimpleNamespace
+
+    from tvae_experiments.capsule_views import pose_knn_curves
+
+    step = (torch.arange(D)[None] + torch.arange(4)[:, None]) % D
+    t = torch.randn(4, D, C * D, generator=g)
+    seqs = SimpleNamespace(step=step, label=torch.arange(4), transform=torch.zeros(4, dtype=torch.long), x=t)
+    assert set(pose_knn_curves(t, t, seqs, seqs, D, k=1, tasks=("retrieval",))) == {"retrieval"}
+    with pytest.raises(ValueError, match="tasks"):
+        pose_knn_curves(t, t, seqs, seqs, D, tasks=("nearest",))

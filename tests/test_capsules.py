@@ -8,9 +8,18 @@ import pytest
 import torch
 from torch import nn
 
-from tvae_core.metrics import capsule_traversal, held_out_frames
-from tvae_core.models import TVAE, ELBOParts, ModelConfig
-from tvae_experiments.capsules import capsule_models, evaluate_capsules, score_models
+from tvae_core.metrics import capsule_traversal, equivariance_error, held_out_frames
+from tvae_core.models import TVAE, VAE, ELBOParts, ModelConfig
+from tvae_core.roll import roll
+from tvae_experiments.capsules import (
+    DECODE_RULES,
+    capsule_models,
+    centre_capsules,
+    evaluate_capsules,
+    sample_codes,
+    score_models,
+    traversal_scores,
+)
 from tvae_experiments.profiles import CapsuleDataConfig
 
 
@@ -76,6 +85,9 @@ def test_evaluate_capsules_on_an_exactly_equivariant_code():
     sc = evaluate_capsules(RollingModel(D, L=2), test)
     assert sc.capcorr["move"] == pytest.approx(1.0)
     assert sc.e_eq == pytest.approx(0.0, abs=1e-6)
+    assert sc.e_eq_vector == pytest.approx(0.0, abs=1e-6) and sc.e_eq_centred == pytest.approx(0.0, abs=1e-5)
+    assert set(sc.by_decode) == set(DECODE_RULES) and sc.decode == "sample"
+    assert sc.by_decode["mean"].traversal_bce == pytest.approx(sc.traversal_bce)  # a deterministic model: rules agree
     assert sc.traversal_bce == pytest.approx(sc.direct_bce, rel=1e-5) and sc.traversal_bce < 0.01
     assert sc.wrong_pose_bce > 100 * sc.traversal_bce  # the opposite pose is a different image
     tr = capsule_traversal(RollingModel(D, L=2), test.x)
@@ -88,6 +100,97 @@ def test_a_code_that_rolls_the_wrong_way_is_caught():
     sc = evaluate_capsules(RollingModel(D, L=2, sign=-1), test)
     assert sc.traversal_bce > 10 * sc.direct_bce  # Roll_l(t_0) decodes the wrong frames
     assert sc.capcorr["move"] < 0.0
+
+
+def test_centred_e_eq_of_an_offset_plus_a_rolled_bump_is_that_of_the_bump():
+    """``t_l = a_l + b_l`` with ``a_l`` constant inside every capsule (the mu offset) and ``b_l`` a
+    zero-mean bump: centring removes ``a`` exactly, so centred E_eq is the bump's, whatever ``a``."""
+    g = torch.Generator().manual_seed(3)
+    N, C, D = 6, 3, 8
+    bump = torch.zeros(N, 1, C, D)
+    bump[..., 0], bump[..., 1] = 2.0, 1.0
+    bump = bump - bump.mean(-1, keepdim=True)  # zero capsule mean
+    b = roll(bump.reshape(N, 1, C * D).expand(N, D, C * D), torch.arange(D), D)  # (N, S=D, n): exactly rolled
+    noisy = b + 0.3 * torch.randn(N, D, C * D, generator=g)
+    noisy = centre_capsules(noisy, D)  # a zero-mean bump that does not roll exactly
+    offset = (-30.0 + torch.randn(N, D, C, 1, generator=g)).expand(N, D, C, D).reshape(N, D, C * D)
+    for bump_codes in (b, noisy):
+        t = bump_codes + offset
+        torch.testing.assert_close(centre_capsules(t, D), bump_codes, atol=1e-5, rtol=0)
+        torch.testing.assert_close(equivariance_error(centre_capsules(t, D), D),
+                                   equivariance_error(bump_codes, D), atol=1e-3, rtol=1e-5)
+    assert equivariance_error(b, D).max() < 1e-4 < equivariance_error(noisy, D).min()
+    # the offset alone hides the missing roll: raw E_eq of (offset + noisy bump) is far below the bump's
+    assert equivariance_error(noisy + offset, D).mean() < 0.2 * equivariance_error(noisy, D).mean()
+    torch.testing.assert_close(centre_capsules(roll(noisy, 3, D), D), roll(centre_capsules(noisy, D), 3, D))
+
+
+def two_way_sequences(N: int, D: int, seed: int = 0):
+    """Half the sequences move the bump forward (+1 unit per frame, what RollingModel's code does),
+    half backward (-1 per frame): a transformation the code does *not* roll with."""
+    g = torch.Generator().manual_seed(seed)
+    start = torch.randint(0, D, (N,), generator=g)
+    kind = torch.arange(N) % 2  # 0: forward, 1: backward
+    direction = 1 - 2 * kind
+    pos = (start[:, None] + direction[:, None] * torch.arange(D)) % D  # (N, S=D)
+    x = torch.nn.functional.one_hot(pos, D).float()
+    return SimpleNamespace(x=x, transforms=("forward", "backward"), transform=kind, step=pos, canonical=pos == 0)
+
+
+def test_traversal_per_transformation_exposes_what_the_average_hides():
+    D = 8
+    test = two_way_sequences(20, D)
+    model = RollingModel(D, L=2)  # held-out frames l = 4..7
+    sc = evaluate_capsules(model, test)
+    fw, bw = sc.per_transform["forward"], sc.per_transform["backward"]
+    assert fw.traversal_bce < 1e-3 and fw.ratio == pytest.approx(1.0, abs=1e-3)
+    # backward: Roll_l(t_0) has the bump at start + l, the frame at start - l: equal only at l = 4 (= -4 mod 8);
+    # at l = 5, 6, 7 two pixels are wrong with |logit| = 12, each costing softplus(12) nats
+    wrong_frame = 2 * float(torch.nn.functional.softplus(torch.tensor(12.0)))
+    assert bw.traversal_bce == pytest.approx(3 / 4 * wrong_frame, rel=1e-3)
+    assert bw.direct_bce < 1e-3 and bw.ratio > 1e3
+    assert sc.traversal_bce == pytest.approx((fw.traversal_bce + bw.traversal_bce) / 2, rel=1e-6)  # the average
+    assert sc.by_decode["mean"].per_transform["backward"].traversal_bce == pytest.approx(bw.traversal_bce)
+
+
+def tiny(kind: str) -> TVAE | VAE:
+    torch.manual_seed(0)
+    cfg = ModelConfig(kind=kind, in_dim=12, enc_hidden=(16,), dec_hidden=(16,), n_caps=2, capsule_dim=6, K=1,
+                      topography="temporal" if kind == "tvae" else "capsules", L=1.5, mu_init=3.0)
+    return (TVAE if kind == "tvae" else VAE)(cfg).eval()
+
+
+def zero_posterior_std(model):
+    """Make every posterior Gaussian a point mass at its mean (log std = -inf)."""
+    for enc in (model.enc_z, getattr(model, "enc_u", None)):
+        if enc is not None:
+            net = enc.net
+            enc.forward = lambda x, net=net: (net(x).chunk(2, -1)[0], torch.full_like(net(x).chunk(2, -1)[0], -float("inf")))
+    return model
+
+
+@pytest.mark.parametrize("kind", ["tvae", "vae"])
+def test_sampled_decode_rule_is_the_mean_rule_when_the_posterior_std_is_zero(kind):
+    S = 6
+    test = SimpleNamespace(x=torch.rand(5, S, 12), transforms=("a",), transform=torch.zeros(5, dtype=torch.long))
+    model = tiny(kind)
+    mean = traversal_scores(model, test, "mean")
+    noisy = traversal_scores(model, test, "sample", n_samples=3, seed=1)
+    assert noisy == traversal_scores(model, test, "sample", n_samples=3, seed=1)  # seeded
+    assert abs(noisy.direct_bce - mean.direct_bce) > 1e-4  # posterior noise changes the decoded images
+    zero_posterior_std(model)
+    torch.testing.assert_close(sample_codes(model, test.x), model.encode(test.x), atol=1e-5, rtol=1e-5)
+    mean = traversal_scores(model, test, "mean")
+    for n in (1, 3):
+        s = traversal_scores(model, test, "sample", n_samples=n, seed=2)
+        for field in ("traversal_bce", "direct_bce", "wrong_pose_bce"):
+            assert getattr(s, field) == pytest.approx(getattr(mean, field), rel=1e-5), field
+    # the mean rule is capsule_traversal's (tvae_core.metrics) on the held-out frames
+    tr = capsule_traversal(model, test.x)
+    assert mean.traversal_bce == pytest.approx(tr.roll_bce[:, tr.held_out].mean().item(), rel=1e-5)
+    assert mean.direct_bce == pytest.approx(tr.direct_bce[:, tr.held_out].mean().item(), rel=1e-5)
+    with pytest.raises(ValueError, match="decode"):
+        traversal_scores(model, test, "median")
 
 
 def test_capsule_models_trains_variants_and_builds_untrained_controls(tmp_path, monkeypatch):
@@ -107,5 +210,8 @@ def test_capsule_models_trains_variants_and_builds_untrained_controls(tmp_path, 
     assert all(m.from_cache for m in again.values())
     with pytest.raises(ValueError, match="untrained"):
         capsule_models(dcfg, variants, train, "rand", 0, "cpu", untrained={"u": "bubble"}, progress=False)
+    l0 = capsule_models(dcfg, {}, train, "rand", 0, "cpu", untrained={"untrained_L0": ("tvae_l0", 0)}, progress=False)
+    assert list(l0) == ["untrained_L0"] and not l0["untrained_L0"].trained and l0["untrained_L0"].model.L == 0
+    assert not any(tmp_path.glob("*tvae_l0*"))  # an untrained control is never trained nor cached
     test = SimpleNamespace(**{**vars(bump_sequences(4, dcfg.S)), "x": torch.rand(4, dcfg.S, dcfg.in_dim)})
     assert set(score_models(ms, test)) == set(ms)

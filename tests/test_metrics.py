@@ -47,6 +47,8 @@ def test_unit_effects_shape_and_locality():
 
 
 # ---- equivariant capsules: E_eq, ObservedRoll, CapCorr (A.11), traversal ------------------
+import pytest  # noqa: E402
+
 from tvae_core import roll  # noqa: E402
 from tvae_core.metrics import (capcorr, capcorr_sequences, capsule_roll, capsule_traversal,  # noqa: E402
                                equivariance_error, omega_and_rolls)
@@ -68,6 +70,10 @@ def test_equivariance_error_zero_for_rolled_code_and_positive_otherwise():
     # the hand-written double sum of Eq 13 for one sequence
     t = torch.randn(1, 4, 2 * D)
     th = t / t.norm(dim=-1, keepdim=True)
+    direct = sum((roll(th[0, a], b - a, D) - th[0, b]).abs().sum() for a in range(4) for b in range(a + 1, 4))
+    assert abs(equivariance_error(t, D, norm="vector").item() - direct.item()) < 1e-4
+    tc = t.reshape(1, 4, 2, D)
+    th = (tc / tc.norm(dim=-1, keepdim=True)).reshape(1, 4, 2 * D)  # each capsule normalised (the published tables)
     direct = sum((roll(th[0, a], b - a, D) - th[0, b]).abs().sum() for a in range(4) for b in range(a + 1, 4))
     assert abs(equivariance_error(t, D).item() - direct.item()) < 1e-4
 
@@ -94,13 +100,57 @@ def test_capcorr_one_for_equivariant_zero_for_random():
     y0 = torch.randint(0, S, (300,), generator=torch.Generator().manual_seed(1))  # random start step
     omega = (S - y0) % S  # frame at the canonical value 0
     t_omega = seq[torch.arange(300), omega]
-    assert abs(capcorr(seq[:, 0], t_omega, y0, D) - 1.0) < 1e-6
-    assert abs(capcorr(torch.randn(300, 3 * D), torch.randn(300, 3 * D), y0, D)) < 0.15
+    shift = (0 - y0) % S  # (y_Omega - y_0) mod P: steps from frame 0 to Omega in the transformation's direction
+    assert abs(capcorr(seq[:, 0], t_omega, shift, D) - 1.0) < 1e-6
+    assert abs(capcorr(torch.randn(300, 3 * D), torch.randn(300, 3 * D), shift, D)) < 0.15
+
+
+def test_one_direction_convention_roll_observedroll_capcorr():
+    """Eq 18 / Eq 20 as printed: a code built with roll(t_0, k) is ObservedRoll k and CapCorr 1;
+    the mirror-image code (rolled by -k) is caught: CapCorr about -1, not +1 (|Pearson| would hide it)."""
+    g = torch.Generator().manual_seed(5)
+    t0 = torch.randn(400, 3 * D, generator=g)
+    k = torch.randint(1, D, (400,), generator=g)
+    assert torch.equal(capsule_roll(t0, roll(t0, k, D), D), k)
+    assert capcorr(t0, roll(t0, k, D), k, D) == pytest.approx(1.0)
+    assert capcorr(t0, roll(t0, -k, D), k, D) < -0.9
+    seq = _rolled_sequences(60, D)  # t_l = Roll_l(t_0): +1 unit per frame
+    step = (torch.arange(60)[:, None] + torch.arange(D)) % D  # factor steps +1 per frame, canonical at 0
+    assert capcorr_sequences(seq, step, step == 0, D) == pytest.approx(1.0)
+    # a code rolling the other way: observed (D - Omega) mod D against Omega, negative (-1/7 here: the
+    # shift 0 wraps), never the +1 an absolute value or a flipped convention would report
+    assert capcorr_sequences(seq.flip(1).roll(1, 1), step, step == 0, D) < 0
+
+
+def test_capsule_roll_rejects_mismatched_sizes():
+    with pytest.raises(ValueError, match="t_b's last axis"):
+        capsule_roll(torch.randn(4, 3 * D), torch.randn(4, 2 * D), D)
+
+
+def test_eeq_per_capsule_is_the_published_scale():
+    """i.i.d. Gaussian codes (no roll structure) on the per-capsule scale reproduce the paper's VAE
+    rows (Table 1: 13,273.9 at S = C = D = 18; Table 2: 6,929 at 15); whole-vector Eq 13 is ~sqrt(C)x smaller."""
+    g = torch.Generator().manual_seed(0)
+    for S, paper in ((18, 13273.9), (15, 6929.0)):
+        t = torch.randn(200, S, S * S, generator=g)
+        cap, vec = equivariance_error(t, S).mean().item(), equivariance_error(t, S, norm="vector").mean().item()
+        assert cap == pytest.approx(paper, rel=0.01)
+        assert 3.5 < cap / vec < 4.8  # sqrt(18) = 4.24, sqrt(15) = 3.87
+    with pytest.raises(ValueError, match="norm"):
+        equivariance_error(t, S, norm="unit")
+
+
+def test_eeq_per_capsule_ignores_per_capsule_scales_whole_vector_does_not():
+    seq = _rolled_sequences(10, D, C=3)  # (10, D, 3*D) rolled codes
+    scales = torch.rand(10, D, 3, 1) * 4 + 0.1  # a different positive scale per frame and capsule
+    scaled = (seq.reshape(10, D, 3, D) * scales).reshape(10, D, 3 * D)
+    assert equivariance_error(scaled, D).abs().max() < 1e-4
+    assert (equivariance_error(scaled, D, norm="vector") > 0.1).all()
 
 
 def test_capcorr_omega_choice_for_periodic_scale_follows_A11():
     """dSprites scale: 5 values looped 3 times in S=15 frames; 3 canonical frames per sequence.
-    A.11 picks the Omega whose observed roll is closest to |y_Omega - y_0|."""
+    A.11 picks the Omega whose observed roll is closest to the factor shift (y_Omega - y_0) mod 5."""
     S, n = 15, 5
     D15 = 15
     y0 = torch.arange(5).repeat(4)  # (20,) start step of each sequence
@@ -111,11 +161,14 @@ def test_capcorr_omega_choice_for_periodic_scale_follows_A11():
     t = roll(t0[:, None].expand(-1, S, -1), torch.arange(S), D15)  # equivariant, 1 unit per frame
     omega, rolls, shift = omega_and_rolls(t, step, canonical, D15)
     assert canonical[torch.arange(20), omega].all()
-    assert torch.equal(rolls, shift) and torch.equal(shift, y0)  # the closest candidate matches exactly
+    assert torch.equal(rolls, shift) and torch.equal(shift, (-y0) % n)  # the closest candidate matches exactly
+    assert torch.equal(omega, (-y0) % n)  # ... the first canonical frame, (y_Omega - y_0) mod 5 steps on
     assert abs(capcorr_sequences(t, step, canonical, D15) - 1.0) < 1e-6
-    # choosing the first canonical frame instead breaks the correspondence
-    first = canonical.float().argmax(1)
-    assert capcorr(t[:, 0], t[torch.arange(20), first], y0, D15) < 0.9
+    assert abs(capcorr_sequences(t, step, canonical, D15, period=5) - 1.0) < 1e-6  # explicit period: same
+    # choosing another canonical frame for half of the sequences breaks the correspondence
+    last = S - 1 - canonical.flip(1).float().argmax(1)
+    mixed = torch.where(torch.arange(20) % 2 == 0, omega, last)
+    assert capcorr(t[:, 0], t[torch.arange(20), mixed], shift, D15) < 0.9
 
 
 def test_traversal_of_an_exactly_equivariant_toy_model():
@@ -149,7 +202,7 @@ def test_capcorr_modulo_known_values_and_agreement_with_a_period_m_code():
     g = torch.Generator().manual_seed(0)
     base = torch.randn(2, 5, generator=g).repeat(1, 3)  # (C=2, D=15), Roll_5-invariant
     t0 = base.reshape(1, 30).repeat(15, 1)
-    t_omega = torch.stack([roll(base.reshape(30), -int(s), 15) for s in shift])
+    t_omega = torch.stack([roll(base.reshape(30), int(s), 15) for s in shift])
     assert abs(capcorr(t0, t_omega, shift, 15) - capcorr_modulo(shift, 5)) < 1e-9
     # per-sequence moduli (mixed shapes)
     mixed = capcorr_modulo(torch.cat([shift, shift]), torch.tensor([15] * 15 + [5] * 15))
@@ -161,7 +214,7 @@ def test_capcorr_per_transform_splits_by_transformation_and_subset():
     from tvae_experiments.data.sequences import SequenceData
 
     g = torch.Generator().manual_seed(0)
-    N, S, C = 40, 6, 2
+    N, S, C = 120, 6, 2
     start = torch.randint(0, S, (N,), generator=g)
     step = (start[:, None] + torch.arange(S)) % S  # (N, S) grid steps from the canonical value
     base = torch.randn(N, C * S, generator=g)

@@ -166,10 +166,10 @@ def test_late_train_fields_are_left_out_of_default_keys_and_checked():
     from tvae_experiments.train import cache_key
 
     cfg, plain = ModelConfig(kind="vae", weight_norm=False, **SMALL), TrainConfig(steps=40)
-    assert plain.to_dict() == {k: v for k, v in asdict(plain).items() if k not in ("weight_decay", "augment")}
+    assert plain.to_dict() == {k: v for k, v in asdict(plain).items() if k not in ("weight_decay", "augment", "loss")}
     keys = {cache_key(cfg, tc, "d") for tc in (plain, TrainConfig(steps=40, weight_decay=1e-4),
-                                                TrainConfig(steps=40, augment="rotation"))}
-    assert len(keys) == 3
+                                                TrainConfig(steps=40, augment="rotation"), TrainConfig(steps=40, loss="frame"))}
+    assert len(keys) == 4
     with pytest.raises(ValueError, match="augment='flip' is not allowed"):
         TrainConfig(augment="flip")
     with pytest.raises(ValueError, match="weight_decay must be >= 0"):
@@ -199,3 +199,35 @@ def test_sample_prior_is_the_tpot_sampler_with_the_learned_mu():
                            in_dim=784, enc_hidden=(8,), dec_hidden=(8,)))
     with pytest.raises(ValueError, match="sample_tpot"):
         sample_prior(seq, 4)
+
+
+def test_frame_loss_gives_exactly_S_times_smaller_gradients():
+    """loss="frame" (the authors' code: the negative ELBO averaged over batch x S frames) vs
+    "sequence" (Eq 12 per sequence): same noise, gradients differ by exactly the factor S."""
+    from tvae_experiments.train import objective
+
+    S = 6
+    cfg = ModelConfig(kind="tvae", in_dim=16, enc_hidden=(8,), dec_hidden=(8,), topography="temporal",
+                      n_caps=2, capsule_dim=S, K=3, L=1)
+    x = torch.rand(4, S, 16, generator=torch.Generator().manual_seed(0))
+    grads, losses = {}, {}
+    for loss in ("sequence", "frame"):
+        torch.manual_seed(0)
+        model = TVAE(cfg)
+        torch.manual_seed(1)  # the same reparameterisation noise
+        value, terms = objective(model, (x,), TrainConfig(loss=loss))
+        value.backward()
+        losses[loss] = value.item()
+        grads[loss] = torch.cat([p.grad.flatten() for p in model.parameters()])
+        assert terms["elbo"].item() == pytest.approx(-losses["sequence"], rel=1e-6)  # logged per sequence
+    assert losses["sequence"] / losses["frame"] == pytest.approx(S, rel=1e-6)
+    torch.testing.assert_close(grads["sequence"], S * grads["frame"], rtol=1e-5, atol=1e-7)
+    assert (grads["sequence"].norm() / grads["frame"].norm()).item() == pytest.approx(S, rel=1e-5)
+
+
+def test_frame_loss_needs_a_sequence_model(digits, tmp_path):
+    with pytest.raises(ValueError, match="loss='frame'.*\\(B, S, P\\) sequences"):
+        fit(ModelConfig(kind="vae", weight_norm=False, **SMALL), digits.train_x[:64],
+            TrainConfig(steps=1, batch_size=32, loss="frame"), cache_dir=tmp_path, progress=False)
+    with pytest.raises(ValueError, match="loss='mean' is not allowed"):
+        TrainConfig(loss="mean")

@@ -147,10 +147,18 @@ def test_real_toc_lists_intro_chapters_and_report() -> None:
 
 def test_run_config_makes_data_dir_absolute(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
     params = RunConfig("smoke", 3, "cpu", "data").parameters()
     assert params == {"profile": "smoke", "seed": 3, "device": "cpu",
                       "data_dir": str(tmp_path / "data")}
     assert RunConfig().parameters()["data_dir"] is None
+
+
+def test_a_missing_data_dir_is_an_error_not_a_silent_fallback(tmp_path: Path, capsys) -> None:
+    with pytest.raises(ValueError, match="data_dir=.*is not a folder"):
+        RunConfig("smoke", data_dir=str(tmp_path / "nowhere"))
+    assert cli.main(["run", "--profile", "smoke", "--data-dir", str(tmp_path / "nowhere"), "--root", str(tmp_path)]) == 2
+    assert "is not a folder" in capsys.readouterr().err
 
 
 def test_atomic_write_replaces_whole_file(tmp_path: Path) -> None:
@@ -198,6 +206,7 @@ def test_report_on_a_results_folder_with_a_missing_chapter(tmp_path: Path) -> No
     assert "No metrics yet for `02_b`" in text
     assert "## Title 01_a" in text and "## Second" in text
     assert "wall time 12.3 s" in text and "seed `0`" in text
+    assert "Chapters' wall time: 0.2 min in total." in text
     assert "| ks_nu3 | t(3) \\| KS | Eq 3 | 0.4322 | p > 0.01 | pass |" in text
     assert "| roll_bce | t(3) \\| KS | – | n/a | p > 0.01 | **FAIL** |" in text
     assert "**some claims failed**" in text
@@ -215,6 +224,7 @@ def test_report_with_no_results_at_all(tmp_path: Path) -> None:
 
 def test_execute_injects_parameters_and_records_wall_time(book: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
+    (tmp_path / "data").mkdir()
     config = RunConfig("smoke", 7, "cpu", str(tmp_path / "data"))
     result = execute.execute_chapter(chapter(book, "01_alpha"), config, out, timeout=120,
                                     root=book)
@@ -386,6 +396,72 @@ def test_report_marks_unenforced_claims(tmp_path: Path) -> None:
     silent["all_passed"] = True
     assert report.validate_metrics(silent) == ["claims[1] is not enforced but gives no reason"]
     assert any("claims[0].enforced" in p for p in report.validate_metrics(metrics("01_a", [{**CLAIM, "enforced": "no"}])))
+
+
+def claim(name: str, passed: bool, enforced: bool = True, statement: str = "s", paper: str | None = None,
+          reason: str | None = None) -> dict:
+    """A claim record; a not-enforced one gets a reason unless given."""
+    return {**CLAIM, "name": name, "statement": statement, "paper": paper, "passed": passed, "enforced": enforced,
+            "reason": None if enforced else (reason or f"{name} is reported only: too small")}
+
+
+def test_item_status_classifies_reproduced_partially_and_not() -> None:
+    ok, failed = claim("a", True), claim("b", False)
+    met_only, unmet_only = claim("c", True, enforced=False), claim("d", False, enforced=False)
+    assert report.item_status([ok]) == report.item_status([ok, ok]) == "reproduced"
+    # a claim the profile only reports counts when it was met (the paper's form beside cpu's weaker one)
+    assert report.item_status([ok, met_only]) == "reproduced"
+    # a claim that failed or was not met: partially; nothing enforced (smoke): partially at best
+    assert report.item_status([ok, failed]) == report.item_status([ok, unmet_only]) == "partially reproduced"
+    assert report.item_status([met_only]) == report.item_status([met_only, met_only]) == "partially reproduced"
+    # nothing held: not reproduced (an item with no claims neither)
+    assert report.item_status([failed]) == report.item_status([failed, unmet_only]) == "not reproduced"
+    assert report.item_status([unmet_only]) == report.item_status([]) == "not reproduced"
+    # the reasons: failed claims with value and rule, not-enforced ones grouped by reason
+    same = claim("e", False, enforced=False, reason="d is reported only: too small")
+    assert report.item_reasons([ok]) == []
+    assert report.item_reasons([failed, unmet_only, same, met_only]) == [
+        "`b` failed (0.4322; rule p > 0.01)",
+        "`d` (not met), `e` (not met) not enforced: d is reported only: too small",
+        "`c` (met) not enforced: c is reported only: too small"]
+
+
+def test_paper_item_from_the_table_then_the_text() -> None:
+    assert report.paper_item("07_invariant_rotation", {"name": "knn_projection_full_reference"}).startswith("Fig 6")
+    assert report.paper_item("06_invariant_graphs", {"name": "sort_isometry"}).startswith("Prop 1-2")
+    assert report.paper_item("06_invariant_graphs", {"name": "elbo_finite", "statement": "sanity"}) == report.OTHER_ITEM
+    # a chapter the table does not know: the first reference in the statement, then in the paper text
+    assert report.paper_item("99_new", {"name": "x", "statement": "Figs 5 - 6: ...", "paper": "Table 2"}) == "Fig 5-6"
+    assert report.paper_item("99_new", {"name": "x", "statement": "ordering", "paper": "1.0 (Table 2)"}) == "Table 2"
+    assert report.paper_item("99_new", {"name": "x", "statement": "exact (Prop 2)"}) == "Prop 2"
+    assert report.paper_item("99_new", {"name": "x", "statement": "control", "paper": None}) == report.OTHER_ITEM
+
+
+def test_report_states_a_status_per_figure_with_reasons(tmp_path: Path) -> None:
+    claims = [claim("fig4_a", True, statement="Fig 4: a"), claim("fig4_b", True, statement="Fig 4: b"),
+              claim("fig5_a", True, statement="Fig 5: a"),
+              claim("fig5_b", False, enforced=False, statement="Fig 5: b", reason="cpu relaxes it; enforced on paper"),
+              claim("tab1", False, statement="x", paper="-1.0 (Table 1)"),
+              claim("sane", True, statement="sanity")]
+    m = metrics("99_new", claims)
+    m["all_passed"] = False
+    assert report.validate_metrics(m) == []
+    bk.atomic_write_json(tmp_path / "99_new.json", m)
+    text = report.render_report(tmp_path, ["99_new"])
+    status = text[text.index("## Status per figure and table"):text.index("## Title 99_new")]
+    rows = [line for line in status.splitlines() if line.startswith("| Title 99_new")]
+    assert [row.split(" | ")[2:4] for row in rows] == [
+        ["Fig 4", "reproduced"], ["Fig 5", "**partially reproduced**"], ["Table 1", "**not reproduced**"],
+        [report.OTHER_ITEM, "reproduced"]]
+    assert "| 2 of 2 held, 2 enforced | – |" in rows[0]
+    assert "| 1 of 2 held, 1 enforced | `fig5_b` (not met) not enforced: cpu relaxes it; enforced on paper |" in rows[1]
+    assert "`tab1` failed (0.4322; rule p > 0.01)" in rows[2]
+    # the counts are generated, in the summary line and the section (other checks are not a paper item)
+    summary = "3 figures, tables and equations: 1 reproduced, 1 partially reproduced, 1 not reproduced."
+    assert text.count(summary) == 2
+    linked = report.render_report(tmp_path, ["99_new"], book_links=True)
+    assert "| {doc}`99_new` | – | Fig 4 | reproduced |" in linked
+    assert "No chapter has metrics yet." in report.render_report(tmp_path / "none", ["99_new"])
 
 
 def test_extra_parameters_are_parsed_and_injected() -> None:

@@ -190,6 +190,11 @@ def test_cache_written_atomically_reloaded_and_corrupt_cache_rerendered(tmp_path
     D._MEMO.clear()
     dsprites_subset(cache_dir=tmp_path, verbose=False)
     assert len(calls) == 4
+    # the source keys model caches: it names the renderer, not where its cache lies
+    sources = {str(d): D._subset_packed(cache_dir=tmp_path / d, verbose=False)[2] for d in ("a", "b")}
+    assert sources["a"] == sources["b"] and str(tmp_path) not in sources["a"]
+    assert D.default_cache_dir().parent.name == "_cache" and D.default_cache_dir().parent.parent == D.repo_root() \
+        or "TVAE_CACHE_DIR" in __import__("os").environ
     D._MEMO.clear()
 
 

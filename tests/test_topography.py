@@ -118,3 +118,87 @@ def test_half_integer_L_gives_odd_forward_window():
         TemporalTopography(2, 5, 1, 2.2)
     with pytest.raises(ValueError, match="window='centered'"):
         TemporalTopography(2, 5, 1, 2.5, window="centered")
+
+
+# ----------------------------------------------------------- the authors' code: window and band
+
+def _code_band_brute_force(v, D, K3_offsets, S):
+    """``(W v)_{l,c,i}`` summed term by term over the code's band: ``delta`` in ``K3_offsets`` and
+    ``k in (-1, 0, 1)``, except ``k = -1`` at the first offset and ``k = +1`` at the last."""
+    n = v.shape[-1]
+    out = torch.zeros_like(v)
+    terms = [(delta, k) for j, delta in enumerate(K3_offsets) for k in (-1, 0, 1)
+             if not (j == 0 and k == -1) and not (j == len(K3_offsets) - 1 and k == 1)]
+    for l in range(S):
+        for c in range(n // D):
+            for i in range(D):
+                for delta, k in terms:
+                    out[:, l, c * D + i] += v[:, (l + delta) % S, c * D + (i + delta + k) % D]
+    return out, len(terms)
+
+
+@pytest.mark.parametrize("C,D,L,S,window", [(2, 5, 1, 5, "centered"), (1, 7, 2, 6, "centered"), (2, 6, 3, 6, "forward"),
+                                            (1, 6, 1.5, 6, "code"), (2, 6, 3, 6, "code"), (1, 9, 2, 7, "forward")])
+def test_code_band_equals_brute_force_sum_of_its_3T_minus_2_terms(C, D, L, S, window):
+    topo = TemporalTopography(C, D, 3, L, "shifting", window=window, band="code")
+    T = len(topo.offsets)  # 2L+1 for the centred window of Eq 7, 2L for the forward and code windows
+    v = torch.rand(2, S, C * D, generator=torch.Generator().manual_seed(S + D), dtype=torch.float64)
+    expected, n_terms = _code_band_brute_force(v, D, list(topo.offsets), S)
+    assert n_terms == 3 * T - 2 and (window != "centered" or n_terms == 3 * (2 * L + 1) - 2)
+    torch.testing.assert_close(topo(v), expected)
+    assert torch.equal(topo.dense(S).sum(1), torch.full((S * C * D,), float(3 * T - 2)))
+    full = TemporalTopography(C, D, 3, L, "shifting", window=window)
+    assert torch.equal(full.dense(S).sum(1), torch.full((S * C * D,), float(3 * T)))
+    assert len(topo.dropped_terms()) == 2 and full.dropped_terms() == []
+
+
+@pytest.mark.parametrize("C,D,K,L,S", [(2, 5, 3, 1, 5), (1, 7, 5, 2, 6), (2, 6, 2, 1.5, 6), (1, 8, 3, 4, 8)])
+@pytest.mark.parametrize("mode,tb,window", list(itertools.product(["shifting", "stationary"], ["circular", "zero"],
+                                                                   ["centered", "forward", "code"])))
+def test_code_band_fast_equals_dense(C, D, K, L, S, mode, tb, window):
+    if window == "centered" and not float(L).is_integer():
+        pytest.skip("the centred window needs an integer L")
+    topo = TemporalTopography(C, D, K, L, mode, tb, window, band="code")
+    v = torch.rand(3, S, C * D, generator=torch.Generator().manual_seed(C * D + K))
+    torch.testing.assert_close(topo(v), (v.reshape(3, -1) @ topo.dense(S).T).reshape(v.shape))
+    if mode == "stationary":  # the code's stationary kernels are full boxes: band changes nothing
+        assert torch.equal(topo.dense(S), TemporalTopography(C, D, K, L, mode, tb, window).dense(S))
+
+
+def test_code_window_offsets():
+    assert list(TemporalTopography(1, 18, 3, 9, window="code").offsets) == list(range(-8, 10))  # 2L = 18
+    assert list(TemporalTopography(1, 15, 1, 5, window="code").offsets) == list(range(-4, 6))   # 2L = 10
+    assert list(TemporalTopography(1, 18, 3, 2.5, window="code").offsets) == [-2, -1, 0, 1, 2]  # 2L = 5
+    assert list(TemporalTopography(1, 18, 3, 0, window="code").offsets) == [0]
+    with pytest.raises(ValueError, match="band='corners' is not allowed"):
+        TemporalTopography(1, 5, band="corners")
+    with pytest.raises(ValueError, match="full band"):
+        TemporalTopography(1, 5, 3, 1, band="code").window_dense()
+
+
+@pytest.mark.parametrize("S,D,T", [(6, 6, 6), (6, 6, 4), (7, 7, 3), (15, 15, 10), (18, 18, 18), (18, 18, 5)])
+def test_window_and_band_code_equal_the_authors_kernel(S, D, T):
+    """The authors' ConvTranspose3d grouping (rebuilt in tvae_experiments.paper_code) is
+    ``window="code"`` with ``band="code"`` (shifting, K = 3) or a full box (stationary): same sign
+    of the shift (``U_{l+delta}`` at unit ``i + delta``), same window, same cut corners."""
+    from tvae_experiments.paper_code import authors_temporal_W
+
+    L = T / 2 if T % 2 else T // 2
+    shifting = TemporalTopography(1, D, 3, L, "shifting", window="code", band="code").dense(S)
+    assert torch.equal(authors_temporal_W(S, D, T, 3, "shifting"), shifting)
+    assert not torch.equal(TemporalTopography(1, D, 3, L, "shifting", window="code").dense(S), shifting)
+    stationary = TemporalTopography(1, D, 3, L, "stationary", window="code").dense(S)
+    assert torch.equal(authors_temporal_W(S, D, T, 3, "stationary"), stationary)
+
+
+def test_model_config_band_is_left_out_of_the_key_at_its_default():
+    from dataclasses import asdict
+
+    from tvae_core.models import ModelConfig
+
+    base = dict(in_dim=16, enc_hidden=(8,), dec_hidden=(8,), topography="temporal", n_caps=2, capsule_dim=6, K=3, L=1)
+    plain, code = ModelConfig(**base), ModelConfig(**base, band="code")
+    assert plain.to_dict() == {k: v for k, v in asdict(plain).items() if k != "band"}
+    assert code.to_dict()["band"] == "code" and code.build_topography().band == "code"
+    with pytest.raises(ValueError, match="band='x' is not allowed"):
+        ModelConfig(**base, band="x")

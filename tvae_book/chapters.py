@@ -57,6 +57,12 @@ class RunConfig:
     data_dir: str | None = None
     extra: tuple[tuple[str, Any], ...] = ()  # chapter-specific parameters, e.g. (("n_seeds", 2),)
 
+    def __post_init__(self) -> None:
+        # a missing folder would silently fall back to the embedded data: a wrong result, not a run
+        if self.data_dir is not None and not Path(self.data_dir).is_dir():
+            raise ValueError(f"data_dir={str(self.data_dir)!r} is not a folder; give the folder holding the real data "
+                             "(MNIST/raw, dsprites_ndarray_*.npz, QM9) or leave it unset for the embedded defaults")
+
     def parameters(self) -> dict[str, Any]:
         """Papermill parameters; ``data_dir`` is made absolute since chapters run in book/."""
         data_dir = None if self.data_dir is None else str(Path(self.data_dir).resolve())

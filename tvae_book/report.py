@@ -11,13 +11,22 @@ A results folder (``_results/<profile>/``) holds ``<chapter>.json`` per executed
 ``wall_time_s`` is added by the runner (kernel start to finish); the rest comes from the chapter.
 ``enforced`` and ``reason`` are optional: a claim is enforced unless ``"enforced": false``, and
 then ``reason`` says why (``tvae_experiments.enforcement``); the report shows it.
+
+Besides the claims of each chapter, the report states for every figure, table or equation a
+chapter checks whether it was **reproduced**, **partially reproduced** or **not reproduced**
+(:func:`item_status`), with the reasons. Which item a claim supports comes from
+:data:`PAPER_ITEMS` (globs on claim names, per chapter), else from the first "Fig N" / "Table N"
+/ "Prop N" / "Eq N" in its statement or paper text, else it is one of the chapter's
+:data:`OTHER_ITEM` checks -- so the metrics files need no extra field.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +46,51 @@ CLAIM_FIELDS: dict[str, tuple[type, ...]] = {
 
 OPTIONAL_CLAIM_FIELDS: dict[str, tuple[type, ...]] = {"enforced": (bool,), "reason": (str, type(None))}
 """Fields a claim may have (older metrics files lack them) and their allowed types."""
+
+
+CHAPTER_PAPER: dict[str, str] = {
+    **dict.fromkeys(("01_pot", "02_tpot", "03_tvae_torus", "04_capsules", "05_tables"), "Keller & Welling 2021"),
+    **dict.fromkeys(("06_invariant_graphs", "07_invariant_rotation"), "Interpreting Equivariant Representations"),
+    "08_capsule_invariants": "neither (new)",
+    "09_paper_vs_code": "Keller & Welling 2021 and its code",
+}
+"""The paper whose figures a chapter checks (the report's "paper" column; unknown chapters: a dash)."""
+
+PAPER_ITEMS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
+    "01_pot": (("Eq 2-3: a Student-t from Gaussians", ("ks_*",)),
+               ("Sec 4.2: PoT vectors are sparse", ("sparsity", "constraint_view"))),
+    "02_tpot": (("Eq 4-6: correlated energies on a ring and a torus", ("ring_*", "torus_*")),
+                ("Sec 4.4: independent capsules", ("capsules_*",)),
+                ("Eq 8-9: stationary and shifting temporal coherence", ("stationary_*", "shifting_*"))),
+    "03_tvae_torus": (("Fig 3: a TVAE organised on a torus", ("fig3_*", "effects_*", "tvae_not_collapsed")),),
+    "04_capsules": (("Fig 1: combined transformations decoded by Roll", ("fig1_*",)),
+                    ("Table 2: CapCorr of the TVAE L=S/3", ("capcorr_*", "orientation_square_symmetry")),
+                    ("Fig 4: capsule traversals of held-out frames",
+                     ("*_traversal_*", "*_controls_fail_traversal", "*_not_collapsed",
+                      "untrained_S/2_looks_equivariant"))),
+    "05_tables": (("Fig 5: CapCorr against L", ("fig5_*",)),
+                  ("Table 1: MNIST (E_eq, log-likelihood)", ("mnist_*", "loglik_*")),
+                  ("Table 2: dSprites (E_eq, CapCorr)", ("dsprites_*", "capcorr_*"))),
+    "06_invariant_graphs": (("Prop 1-2: sorting is an isometric cross-section", ("sort_*", "sorted_*")),
+                            ("Fig 2: PCA of equivariant and sorted latents", ("pca_*",)),
+                            ("Fig 3-4: interpolation between molecules", ("interpolation_*",)),
+                            ("Fig 5: kNN regression of molecular properties", ("knn_*",))),
+    "07_invariant_rotation": (("Fig 6: kNN on equivariant and invariant latents", ("knn_*",)),
+                              ("Fig 7: PCA of equivariant and invariant latents", ("pca_*",)),
+                              ("Fig 8: a CNN trained with rotation augmentation", ("cnn_*",))),
+    "08_capsule_invariants": (("invariant views of TVAE capsules (no figure of either paper)", ("*",)),),
+}
+"""Per chapter, the paper items (figure, table, equation) its claims support: ``(label, globs)``
+in order, the first label whose :func:`fnmatch.fnmatchcase` glob matches a claim name wins.
+A claim no glob matches falls back to its text (see :func:`paper_item`)."""
+
+OTHER_ITEM = "other checks (theory, controls, sanity)"
+"""The item of a claim that supports no figure, table or equation of the paper."""
+
+_ITEM_REF = re.compile(r"\b(Fig(?:ure)?s?|Tables?|Props?|Eqs?)\.?\s*(\d+(?:\s*[-–]\s*\d+)?)")
+
+STATUSES = ("reproduced", "partially reproduced", "not reproduced")
+"""The status of a paper item, from :func:`item_status`."""
 
 
 def _type_problem(where: str, value: Any, types: tuple[type, ...]) -> str | None:
@@ -62,6 +116,118 @@ def _result(claim: Mapping[str, Any]) -> str:
         why = f": {reason}" if isinstance(reason, str) and reason.strip() else ""
         return ("met (not enforced" if ok else "not met (not enforced at this profile") + why + ")"
     return "pass" if ok else "**FAIL**"
+
+
+def _met(claim: Mapping[str, Any]) -> bool:
+    return claim.get("passed") is True
+
+
+def paper_item(chapter: str, claim: Mapping[str, Any]) -> str:
+    """The figure / table / equation that ``claim`` of ``chapter`` supports.
+
+    :data:`PAPER_ITEMS` first; else the first "Fig N", "Table N", "Prop N" or "Eq N" of the
+    claim's statement, then of its paper text ("Fig 4", "Table 2"); else :data:`OTHER_ITEM`."""
+    name = str(claim.get("name", ""))
+    for label, patterns in PAPER_ITEMS.get(chapter, ()):
+        if any(fnmatchcase(name, p) for p in patterns):
+            return label
+    for text in (claim.get("statement"), claim.get("paper")):
+        if isinstance(text, str) and (m := _ITEM_REF.search(text)):
+            kind = {"f": "Fig", "t": "Table", "p": "Prop", "e": "Eq"}[m.group(1)[0].lower()]
+            number = re.sub(r"\s*[-–]\s*", "-", m.group(2))
+            return f"{kind} {number}"
+    return OTHER_ITEM
+
+
+def item_status(claims: Sequence[Mapping[str, Any]]) -> str:
+    """One of :data:`STATUSES` for the claims that support one paper item.
+
+    * reproduced: every claim held -- the enforced ones passed and the ones this profile only
+      reports were met too -- and at least one of them is enforced here;
+    * partially reproduced: at least one claim held, but another failed or was not met, or none
+      of them is enforced at this profile (e.g. ``smoke``: seconds of training prove nothing);
+    * not reproduced: no claim held (or there are none)."""
+    if claims and all(_met(c) for c in claims) and any(_enforced(c) for c in claims):
+        return STATUSES[0]
+    return STATUSES[1] if any(_met(c) for c in claims) else STATUSES[2]
+
+
+def item_reasons(claims: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Why an item is not fully reproduced: each failed enforced claim with its value and rule,
+    and the not-enforced claims with their reason (claims sharing a reason listed together)."""
+    reasons = [f"`{c.get('name')}` failed ({format_value(c.get('value'))}; rule {c.get('threshold')})"
+               for c in claims if _enforced(c) and not _met(c)]
+    by_reason: dict[str, list[str]] = {}
+    for c in claims:
+        if not _enforced(c):
+            mark = "met" if _met(c) else "not met"
+            by_reason.setdefault(str(c.get("reason") or "no reason given"), []).append(f"`{c.get('name')}` ({mark})")
+    reasons += [f"{', '.join(names)} not enforced: {why}" for why, names in by_reason.items()]
+    return reasons
+
+
+def paper_items(chapter: str, metrics: Mapping[str, Any]) -> dict[str, list[Mapping[str, Any]]]:
+    """The claims of ``metrics`` grouped by :func:`paper_item`, in the order items first appear
+    (:data:`OTHER_ITEM` last)."""
+    items: dict[str, list[Mapping[str, Any]]] = {}
+    for claim in metrics.get("claims") or []:
+        if isinstance(claim, dict):
+            items.setdefault(paper_item(chapter, claim), []).append(claim)
+    if OTHER_ITEM in items:
+        items[OTHER_ITEM] = items.pop(OTHER_ITEM)
+    return items
+
+
+def status_counts(all_metrics: Mapping[str, Mapping[str, Any] | None]) -> dict[str, int]:
+    """How many paper items (not counting :data:`OTHER_ITEM`) have each of :data:`STATUSES`."""
+    counts = dict.fromkeys(STATUSES, 0)
+    for chapter, metrics in all_metrics.items():
+        for label, claims in (paper_items(chapter, metrics) if metrics is not None else {}).items():
+            if label != OTHER_ITEM:
+                counts[item_status(claims)] += 1
+    return counts
+
+
+def summarize_status(counts: Mapping[str, int]) -> str:
+    """``"12 figures, tables and equations: 9 reproduced, 2 partially reproduced, 1 not reproduced."``"""
+    return (f"{sum(counts.values())} figures, tables and equations: "
+            + ", ".join(f"{counts.get(s, 0)} {s}" for s in STATUSES) + ".")
+
+
+def render_status(all_metrics: Mapping[str, Mapping[str, Any] | None], titles: Mapping[str, str] | None = None,
+                  *, book_links: bool = False) -> str:
+    """The "status per figure and table" section: one row per paper item of every chapter with
+    metrics (its :data:`OTHER_ITEM` checks last), its status (:func:`item_status`), how many of
+    its claims held, and why it is not fully reproduced (:func:`item_reasons`)."""
+    titles = titles or {}
+    rows = []
+    for chapter, metrics in all_metrics.items():
+        if metrics is None:
+            continue
+        link = f"{{doc}}`{chapter}`" if book_links else cell(metrics.get("title") or titles.get(chapter) or chapter)
+        for label, claims in paper_items(chapter, metrics).items():
+            status = item_status(claims)
+            held, enforced = sum(_met(c) for c in claims), sum(_enforced(c) for c in claims)
+            rows.append(f"| {link} | {cell(CHAPTER_PAPER.get(chapter, '–'))} | {cell(label)} "
+                        f"| {status if status == STATUSES[0] else f'**{status}**'} "
+                        f"| {held} of {len(claims)} held, {enforced} enforced "
+                        f"| {cell('; '.join(item_reasons(claims)) or '–')} |")
+    lines = ["## Status per figure and table", ""]
+    if not rows:
+        return "\n".join(lines + ["No chapter has metrics yet.", ""])
+    return "\n".join(lines + [
+        "Each figure, table or equation a chapter checks, judged from the claims that support it "
+        "(the chapters' tables below): **reproduced** when every one of them held (the enforced ones "
+        "passed, the ones this profile only reports were met) and at least one is enforced at this "
+        "profile; **partially reproduced** when some held but another failed or was not met, or when "
+        "none is enforced at this profile; **not reproduced** when none held. "
+        + summarize_status(status_counts(all_metrics)),
+        "",
+        "| chapter | paper | figure / table | status | claims | why not (fully) reproduced |",
+        "| --- | --- | --- | --- | --- | --- |",
+        *rows,
+        "",
+    ])
 
 
 def validate_metrics(metrics: Any) -> list[str]:
@@ -186,6 +352,11 @@ def summarize(all_metrics: Mapping[str, Mapping[str, Any] | None]) -> str:
     text = (f"**Summary:** {len(present)} of {len(all_metrics)} chapters have metrics"
             + (f" (profile {', '.join(f'`{p}`' for p in profiles)})" if profiles else "")
             + f"; {passed} of {len(claims)} enforced claims passed.")
+    if present:
+        text += " " + summarize_status(status_counts(all_metrics))
+        walls = [m["wall_time_s"] for m in present.values() if isinstance(m.get("wall_time_s"), (int, float))]
+        if walls:
+            text += f" Chapters' wall time: {sum(walls) / 60:.1f} min in total."
     if missing:
         text += " No metrics yet for " + ", ".join(f"`{name}`" for name in missing) + "."
     return text
@@ -208,6 +379,7 @@ def render_report(results_dir: Path, chapters: Sequence[str],
         "",
         summarize(all_metrics),
         "",
+        render_status(all_metrics, titles, book_links=book_links),
     ]
     if not chapters:
         parts += ["The table of contents lists no chapters yet.", ""]

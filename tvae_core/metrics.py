@@ -25,7 +25,7 @@ from .checks import check_int
 __all__ = ["max_activating", "unit_preferences", "neighbour_agreement", "AgreementTest", "unit_effects",
            "SimilarityTest", "neighbour_similarity_test", "equivariance_error", "capsule_roll", "capcorr",
            "omega_and_rolls", "capcorr_sequences", "Traversal", "capsule_traversal", "held_out_frames",
-           "agreement_permutation_test", "capcorr_modulo"]
+           "agreement_permutation_test", "capcorr_modulo", "E_EQ_NORMS"]
 
 
 def max_activating(t: Tensor, k: int = 1) -> Tensor:
@@ -129,16 +129,38 @@ def neighbour_similarity_test(features: Tensor, side: int, n_perm: int = 2000, s
 # Equivariant capsules (Sec 6.1, appendix A.11): E_eq, ObservedRoll, CapCorr, traversals
 # --------------------------------------------------------------------------------------------
 
-def equivariance_error(t: Tensor, capsule_dim: int, chunk: int = 256) -> Tensor:
+E_EQ_NORMS = ("capsule", "vector")
+
+
+def equivariance_error(t: Tensor, capsule_dim: int, norm: str = "capsule", chunk: int = 256) -> Tensor:
     r"""Eq 13: ``sum_{l<l'} || Roll_{l'-l}(t_l / |t_l|) - t_{l'} / |t_{l'}| ||_1`` per sequence.
 
-    ``t: (N, S, C*D)`` -> ``(N,)``.  Zero for a code that is exactly ``t_l = a_l Roll_l(t_0)``
-    (any positive scales ``a_l``).  Computed for all ``S(S-1)/2`` pairs at once, in chunks of
-    ``chunk`` sequences to bound memory."""
+    ``t: (N, S, C*D)`` -> ``(N,)``.  Computed for all ``S(S-1)/2`` pairs at once, in chunks of
+    ``chunk`` sequences to bound memory.  Two normalisations ``t -> t / |t|``:
+
+    * ``norm="capsule"`` (default) -- every capsule divided by its own L2 norm before the L1
+      distance.  This is how the published Tables 1, 2, 4 and 5 were computed (the authors' code):
+      i.i.d. Gaussian codes give ~13,270 at ``S = C = D = 18`` (the paper's MNIST VAE row:
+      13,273.9) and ~6,930 at 15 (dSprites VAE: 6,929), so this run's numbers sit on the paper's
+      scale.  Zero for ``t_l = Roll_l(t_0)`` with *any* positive scale per frame and per capsule.
+    * ``norm="vector"`` -- the whole ``C*D`` vector divided by its norm: Eq 13 as printed.  Each
+      unit's share is then ``~1/sqrt(C)`` of the per-capsule one, so values are ``~sqrt(C)`` times
+      smaller on unstructured codes (i.i.d.: ~3,110 at 18), and a code whose capsules roll
+      correctly but change their relative scales along the sequence is *not* zero.
+    """
+    from .checks import check_capsules, check_choice
     from .roll import roll
 
-    N, S, _ = t.shape
-    th = t / (t.norm(dim=-1, keepdim=True) + 1e-12)  # (N, S, n)
+    check_choice("norm", norm, E_EQ_NORMS)
+    if t.ndim != 3:
+        raise ValueError(f"t must have shape (N, S, C*D), got {tuple(t.shape)}")
+    N, S, n = t.shape
+    C = check_capsules("t", n, capsule_dim)
+    if norm == "capsule":
+        tc = t.reshape(N, S, C, capsule_dim)
+        th = (tc / (tc.norm(dim=-1, keepdim=True) + 1e-12)).reshape(N, S, n)  # (N, S, n)
+    else:
+        th = t / (t.norm(dim=-1, keepdim=True) + 1e-12)  # (N, S, n)
     l, l2 = torch.triu_indices(S, S, offset=1, device=t.device)  # pairs l < l'
     out = []
     for tb in th.split(chunk):
@@ -153,14 +175,22 @@ def _mode(votes: Tensor, n_values: int) -> Tensor:
 
 
 def capsule_roll(t_a: Tensor, t_b: Tensor, capsule_dim: int) -> Tensor:
-    r"""ObservedRoll (Eq 16): the shift ``r in [0, D)`` for which ``Roll_r(t_a)`` best matches
-    ``t_b`` (argmax of the circular cross-correlation per capsule), mode over capsules.
+    r"""ObservedRoll (Eq 16, Eq 20): the shift ``r in [0, D)`` for which ``Roll_r(t_a)`` best matches
+    ``t_b`` (argmax over ``r`` of ``t_b . Roll_r(t_a)``, the circular cross-correlation, per
+    capsule), mode over capsules.  ``t_a, t_b: (..., C*D)`` -> ``(...,)`` long; so
+    ``capsule_roll(t_0, roll(t_0, k)) == k``.
 
-    ``t_a, t_b: (..., C*D)`` -> ``(...,)`` long.  Eq 16's ``argmax[t_Omega * t_0]`` is
-    ``capsule_roll(t_Omega, t_0)``."""
+    Direction (one convention for the whole package): Eq 20 as printed,
+    ``ObservedRoll(t_Omega, t_0) = argmax_r t_Omega . Roll_r(t_0)``, is ``capsule_roll(t_0, t_Omega)``:
+    the roll that takes ``t_0`` to ``t_Omega``.  (The authors' code takes ``t_Omega`` back to
+    ``t_0`` and pairs it with a prior rolling by ``-delta``; the book's page on the paper's code
+    compares the two.)"""
     from .checks import check_capsules
 
     C = check_capsules("t_a", t_a.shape[-1], capsule_dim)
+    if t_b.shape[-1] != t_a.shape[-1]:
+        raise ValueError(f"t_b's last axis has size {t_b.shape[-1]} but t_a's has {t_a.shape[-1]}: both must hold "
+                         f"the same C*D = {C}*{capsule_dim} units")
     a = t_a.reshape(*t_a.shape[:-1], C, capsule_dim)
     b = t_b.reshape(*t_b.shape[:-1], C, capsule_dim)
     cc = torch.fft.irfft(torch.fft.rfft(a, dim=-1).conj() * torch.fft.rfft(b, dim=-1), n=capsule_dim, dim=-1)
@@ -175,33 +205,44 @@ def _pearson(x: Tensor, y: Tensor) -> float:
 
 def capcorr(t_0: Tensor, t_omega: Tensor, factor_shift: Tensor, capsule_dim: int) -> float:
     r"""CapCorr, Eq 17: Pearson correlation over the data set of ``ObservedRoll(t_Omega, t_0)``
-    (the roll taking ``t_Omega`` to ``t_0``) with the factor shift ``|y_Omega - y_0|``.
+    (Eq 20: the roll taking ``t_0`` to ``t_Omega``, :func:`capsule_roll`) with the factor shift
+    from frame 0 to frame Omega in the transformation's direction.
 
-    ``t_0, t_omega: (N, C*D)``, ``factor_shift: (N,)`` in grid steps -> float; 1 for a
-    perfectly equivariant code.  A constant input gives 0 (no correlation measurable)."""
-    return _pearson(capsule_roll(t_omega, t_0, capsule_dim).float(), factor_shift.float())
+    ``t_0, t_omega: (N, C*D)``, ``factor_shift: (N,)`` in grid steps -> float; 1 for a perfectly
+    equivariant code: ``capcorr(t_0, roll(t_0, k), k) == 1``.  A constant input gives 0."""
+    return _pearson(capsule_roll(t_0, t_omega, capsule_dim).float(), factor_shift.float())
 
 
-def omega_and_rolls(t: Tensor, step: Tensor, canonical: Tensor, capsule_dim: int) -> tuple[Tensor, Tensor, Tensor]:
+def omega_and_rolls(t: Tensor, step: Tensor, canonical: Tensor, capsule_dim: int,
+                    period: Tensor | int | None = None) -> tuple[Tensor, Tensor, Tensor]:
     r"""Pick ``Omega`` per sequence as A.11 does and return ``(omega, observed_roll, factor_shift)``.
 
-    ``t: (N, S, C*D)``; ``step: (N, S)`` factor grid index per frame; ``canonical: (N, S)`` bool.
-    Among the canonical frames, ``Omega`` is the one whose ``ObservedRoll(t_Omega, t_0)`` is
-    closest to ``|y_Omega - y_0|`` (A.11: several canonical frames when dSprites scale loops
-    three times).  Sequences without a canonical frame are an error."""
+    ``t: (N, S, C*D)``; ``step: (N, S)`` the factor's grid step per frame, counted from its
+    canonical value in the direction of the transformation, modulo the factor's period ``P``;
+    ``canonical: (N, S)`` bool; ``period``: ``P`` per sequence (default: ``step.max(1) + 1``,
+    right when a sequence covers a whole period, as every sequence of the book does).
+
+    The factor shift from frame 0 to frame ``l`` in the transformation's direction is
+    ``(y_l - y_0) mod P`` -- A.11's ``|y_Omega - y_0|`` written for this package's direction
+    (codes roll by ``+1`` per step, Eq 13/18; ObservedRoll as Eq 20).  Among the canonical frames,
+    ``Omega`` is the one whose ObservedRoll is closest to that shift (A.11: dSprites scale loops
+    three times, so a sequence has several canonical frames).  Sequences without a canonical
+    frame are an error."""
     if not bool(canonical.any(1).all()):
         raise ValueError("every sequence needs at least one canonical frame (canonical.any(1) is False somewhere)")
-    rolls = capsule_roll(t, t[:, :1].expand_as(t), capsule_dim)  # (N, S): ObservedRoll(t_l, t_0)
-    shift = (step - step[:, :1]).abs()  # (N, S): |y_l - y_0|
+    P = (step.max(1).values + 1) if period is None else torch.as_tensor(period).expand(len(step))
+    rolls = capsule_roll(t[:, :1].expand_as(t), t, capsule_dim)  # (N, S): ObservedRoll(t_l, t_0), Eq 20
+    shift = torch.remainder(step - step[:, :1], P[:, None])  # (N, S): (y_l - y_0) mod P
     dist = (rolls - shift).abs().float().masked_fill(~canonical, float("inf"))
     omega = dist.argmin(1)  # (N,)
     idx = torch.arange(len(t))
     return omega, rolls[idx, omega], shift[idx, omega]
 
 
-def capcorr_sequences(t: Tensor, step: Tensor, canonical: Tensor, capsule_dim: int) -> float:
-    """CapCorr (Eq 17) of a set of sequences with A.11's choice of ``Omega``."""
-    _, rolls, shift = omega_and_rolls(t, step, canonical, capsule_dim)
+def capcorr_sequences(t: Tensor, step: Tensor, canonical: Tensor, capsule_dim: int,
+                      period: Tensor | int | None = None) -> float:
+    """CapCorr (Eq 17) of a set of sequences with A.11's choice of ``Omega`` (:func:`omega_and_rolls`)."""
+    _, rolls, shift = omega_and_rolls(t, step, canonical, capsule_dim, period)
     return _pearson(rolls.float(), shift.float())
 
 
@@ -209,7 +250,7 @@ def capcorr_modulo(shift: Tensor, modulus: Tensor | int) -> float:
     r"""CapCorr (Eq 17) of a code that resolves each factor shift only modulo ``modulus``.
 
     A code ``t`` with ``Roll_m(t) = t`` has ``D / m`` tied maxima in Eq 16's cross-correlation;
-    argmax returns the first, ``shift mod m``.  ``shift: (N,)`` grid steps ``|y_Omega - y_0|``,
+    argmax returns the first, ``shift mod m``.  ``shift: (N,)`` grid steps ``(y_Omega - y_0) mod P``,
     ``modulus``: int or ``(N,)`` -> Pearson correlation of ``shift mod modulus`` with ``shift``.
     With ``modulus = D`` (a fully resolved roll) it is 1; on dSprites orientation, squares repeat
     after 5 of the 15 steps, which caps CapCorr well below 1 (chapter 4)."""

@@ -13,7 +13,7 @@ with a :class:`~tvae_core.topography.TemporalTopography`.  ``n`` latent units.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
@@ -21,9 +21,9 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.nn.utils.parametrizations import weight_norm as _weight_norm
 
-from .checks import check_choice, check_int
+from .checks import check_choice, check_int, config_dict
 from .studentt import sample_tpot, tpot
-from .topography import CapsuleTopography, TemporalTopography, TorusTopography
+from .topography import BANDS, CapsuleTopography, TemporalTopography, TorusTopography
 
 __all__ = ["ModelConfig", "MLP", "GaussianEncoder", "BernoulliDecoder", "ELBOParts", "TVAE", "VAE",
            "build_model", "sample_prior", "log_likelihood_is", "MODEL_KINDS", "TOPOGRAPHIES"]
@@ -48,15 +48,18 @@ class ModelConfig:
     K: int = 5                              # neighbourhood (torus: K x K; capsules: K units)
     L: float = 0                            # temporal coherence: t_l sees 2L frames (2L integer; "temporal")
     mode: str = "shifting"                  # temporal coherence: "shifting" (TVAE) | "stationary" (Bubble)
-    window: str = "forward"                 # temporal window: "forward" (t_l from frames l..l+2L-1) | "centered"
+    window: str = "forward"                 # temporal window: "forward" (t_l from frames l..l+2L-1) | "centered" | "code"
     mu_init: float = 5.0                    # initial mu of Eq 6 (A.2: 5 for the torus, 30 for capsules)
     weight_norm: bool = True                # layer-wise weight normalisation, Eq 15 (A.8)
     decoder_norm: bool = False              # standardise t over its units before the decoder (not in
                                             # the paper; commutes with Roll, see BernoulliDecoder)
+    band: str = "full"                      # shifting kernel: "full" (the text) | "code" (the authors' cut
+                                            # band, see TemporalTopography); not in the key at "full"
 
     def __post_init__(self) -> None:
         check_choice("kind", self.kind, MODEL_KINDS)
         check_choice("topography", self.topography, TOPOGRAPHIES)
+        check_choice("band", self.band, BANDS)
         check_int("in_dim", self.in_dim, minimum=1)
 
     @property
@@ -68,15 +71,20 @@ class ModelConfig:
             return TorusTopography(self.side, self.K)
         if self.topography == "capsules":
             return CapsuleTopography(self.n_caps, self.capsule_dim, self.K)
-        return TemporalTopography(self.n_caps, self.capsule_dim, self.K, self.L, self.mode, "circular", self.window)
+        return TemporalTopography(self.n_caps, self.capsule_dim, self.K, self.L, self.mode, "circular", self.window,
+                                  self.band)
 
     def to_dict(self) -> dict:
-        """The fields, for cache keys."""
-        return asdict(self)
+        """The fields, for cache keys.  Fields added after the first cached models
+        (:data:`_LATE_MODEL_FIELDS`) are left out at their defaults, so those models keep their keys."""
+        return config_dict(self, _LATE_MODEL_FIELDS)
 
     def build(self) -> "TVAE | VAE":
         """The model this config describes (:func:`build_model`)."""
         return build_model(self)
+
+
+_LATE_MODEL_FIELDS = {"band": "full"}
 
 
 class MLP(nn.Sequential):

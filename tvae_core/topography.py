@@ -31,6 +31,18 @@ above is ``sum_delta W_delta Roll_{-delta}(U^2_{l+delta})``.  We take the sign f
 paper's own covariance statement (Sec 4.5.2) and from Eq 13, where an equivariant code
 satisfies ``t_{l+delta} = Roll_delta(t_l)``; with this sign the denominator of a sequence
 obeys ``v_l = Roll_l(v_0)`` exactly when the window covers the whole cyclic sequence.
+This is also the authors' code's sign (its shifting kernel, rebuilt in
+:mod:`tvae_experiments.paper_code`, equals ``dense`` with ``window="code", band="code"``).
+
+The authors' code, two options (defaults: the text's full window and band)
+* ``window="code"``: the code's time window of ``T = 2L`` frames, offsets
+  ``-((T-1)//2) ... T//2`` (centred, one frame later for even ``T``);
+* ``band="code"``: the code's shifting kernel is a ``T x T`` band of width ``K`` (time offset
+  ``j`` against unit offset ``j + k``) that the square kernel cuts at its corners: the
+  pair ``(j, k)`` (``j = 0 .. T-1`` indexing :attr:`TemporalTopography.offsets`) is kept only
+  when ``0 <= j + k <= T-1``, so for ``K = 3`` the first time offset loses ``k = -1`` and the
+  last loses ``k = +1``: ``3T - 2`` terms instead of ``3T``.  Stationary kernels are full boxes
+  in the code, so ``band`` changes only ``mode="shifting"``.
 """
 from __future__ import annotations
 
@@ -56,11 +68,13 @@ __all__ = [
     "TEMPORAL_MODES",
     "TIME_BOUNDARIES",
     "TIME_WINDOWS",
+    "BANDS",
 ]
 
 TEMPORAL_MODES = ("shifting", "stationary")
 TIME_BOUNDARIES = ("circular", "zero")
-TIME_WINDOWS = ("centered", "forward")
+TIME_WINDOWS = ("centered", "forward", "code")
+BANDS = ("full", "code")
 
 
 def window_offsets(K: int) -> range:
@@ -196,6 +210,11 @@ class TemporalTopography:
     same capsule window at every time offset (Bubbles, BubbleVAE); ``mode="shifting"``
     moves the window by one unit per time step (TVAE).  Apply to a whole sequence:
     ``v: (..., S, C*D) -> (..., S, C*D)``.  ``L = 0`` reduces to :class:`CapsuleTopography`.
+
+    ``window``: ``"centered"`` (Eq 7, ``2L+1`` frames), ``"forward"`` (``2L`` frames from ``l``
+    on) or ``"code"`` (the authors' code: ``2L`` frames, centred).  ``band``: ``"full"`` (every
+    ``k`` at every time offset) or ``"code"`` (the authors' shifting kernel, cut at its first and
+    last time offsets; see the module docstring).
     """
 
     n_caps: int
@@ -205,6 +224,7 @@ class TemporalTopography:
     mode: str = "shifting"
     time_boundary: str = "circular"
     window: str = "centered"
+    band: str = "full"
 
     def __post_init__(self) -> None:
         check_int("n_caps", self.n_caps, minimum=1)
@@ -215,6 +235,7 @@ class TemporalTopography:
         check_choice("mode", self.mode, TEMPORAL_MODES)
         check_choice("time_boundary", self.time_boundary, TIME_BOUNDARIES)
         check_choice("window", self.window, TIME_WINDOWS)
+        check_choice("band", self.band, BANDS)
         if self.window == "centered" and not float(self.L).is_integer():
             raise ValueError(f"L={self.L} is not allowed with window='centered' (2L+1 frames): L must be an integer")
 
@@ -223,7 +244,19 @@ class TemporalTopography:
         """The time offsets ``delta`` that ``T_l`` sees (``U_{l+delta}``)."""
         if self.window == "centered":
             return range(-int(self.L), int(self.L) + 1)
-        return range(0, max(int(2 * self.L), 1))
+        T = max(int(2 * self.L), 1)
+        if self.window == "code":
+            return range(-((T - 1) // 2), T // 2 + 1)
+        return range(T)
+
+    def dropped_terms(self) -> list[tuple[int, int]]:
+        """``(delta, k)`` pairs of the full shifting band that ``band="code"`` leaves out (none for
+        ``band="full"`` or ``mode="stationary"``): ``U_{l+delta}`` at unit ``i + delta + k``."""
+        if self.band == "full" or self.mode != "shifting":
+            return []
+        T = len(self.offsets)
+        return [(delta, k) for j, delta in enumerate(self.offsets) for k in window_offsets(self.K)
+                if not 0 <= j + k <= T - 1]
 
     @property
     def n(self) -> int:
@@ -244,6 +277,9 @@ class TemporalTopography:
         vt = flat.index_select(-1, pad_idx).reshape(*v.shape[:-2], S + width - 1, self.n_caps, self.capsule_dim)
         box = _sliding_sum(vt, -3, width)  # (..., S, C, D): sum over delta
         box = box_sum(box, -1, self.K)  # sum over the capsule window k
+        for delta, k in self.dropped_terms():  # band="code": remove the kernel's cut corners
+            j = delta - self.offsets.start  # sheared frame l+delta is vt[l + j]; unit m + k
+            box = box - torch.roll(vt.narrow(-3, j, S), -k, dims=-1)
         out = box.reshape(*v.shape[:-2], S * n)
         if unshear_idx is not None:  # frame l rolled by +l
             out = out.index_select(-1, unshear_idx)
@@ -254,7 +290,8 @@ class TemporalTopography:
 
         Row ``(l, c, i)`` has a 1 at column ``((l+delta) mod S, c, (i + s*delta + k) mod D)``
         for every ``delta`` in :attr:`offsets` and ``k`` in the window, with ``s = 1`` for shifting
-        and ``s = 0`` for stationary (``time_boundary="zero"`` drops out-of-range frames).
+        and ``s = 0`` for stationary (``time_boundary="zero"`` drops out-of-range frames,
+        ``band="code"`` the pairs of :meth:`dropped_terms`).
         """
         check_int("S", S, minimum=1)
         C, D, n = self.n_caps, self.capsule_dim, self.n
@@ -269,10 +306,13 @@ class TemporalTopography:
         tl = l + dl
         cols = (tl % S) * n + c * D + (i + sh * dl + k) % D
         cols = cols.expand(shape)
+        keep = torch.ones(shape, dtype=torch.bool)
         if self.time_boundary == "zero":
-            keep = ((tl >= 0) & (tl < S)).expand(shape)
-            rows, cols = rows[keep], cols[keep]
-        return _dense_from_pairs(S * n, S * n, rows, cols)
+            keep &= ((tl >= 0) & (tl < S)).expand(shape)
+        if self.band == "code" and self.mode == "shifting":
+            jk = torch.arange(len(self.offsets))[None, None, None, :, None] + k
+            keep &= ((jk >= 0) & (jk < len(self.offsets))).expand(shape)
+        return _dense_from_pairs(S * n, S * n, rows[keep], cols[keep])
 
     def window_dense(self) -> Tensor:
         r"""Eq 7's ``W``: ``(n, (2L+1)*n)`` acting on ``[U^2_{l+L}; ...; U^2_{l-L}]``.
@@ -281,8 +321,9 @@ class TemporalTopography:
         is the capsule window and ``P_delta`` the permutation ``Roll_{-delta}`` for shifting
         coherence (identity for stationary).
         """
-        if self.window != "centered":
-            raise ValueError("window_dense is Eq 7's centered form; use dense(S) for window='forward'")
+        if self.window != "centered" or self.band != "full":
+            raise ValueError("window_dense is Eq 7's centered form with the full band; use dense(S) for "
+                             f"window={self.window!r}, band={self.band!r}")
         base = CapsuleTopography(self.n_caps, self.capsule_dim, self.K).dense()  # (n, n)
         blocks = []
         for delta in range(int(self.L), -int(self.L) - 1, -1):  # teaching oracle only, not a hot path
@@ -333,9 +374,9 @@ def torus_W(side: int, K: int = 5) -> Tensor:
 
 
 def temporal_W(n_caps: int, capsule_dim: int, K: int, L: int, S: int, mode: str = "shifting",
-               time_boundary: str = "circular", window: str = "centered") -> Tensor:
+               time_boundary: str = "circular", window: str = "centered", band: str = "full") -> Tensor:
     """Dense ``(S*n, S*n)`` temporal neighbourhood matrix, see :class:`TemporalTopography`."""
-    return TemporalTopography(n_caps, capsule_dim, K, L, mode, time_boundary, window).dense(S)
+    return TemporalTopography(n_caps, capsule_dim, K, L, mode, time_boundary, window, band).dense(S)
 
 
 def window_W(n_caps: int, capsule_dim: int, K: int, L: int, mode: str = "shifting") -> Tensor:

@@ -15,6 +15,7 @@ Where things live (imports flow ``tvae_book -> tvae_experiments -> tvae_core``, 
   :mod:`~tvae_experiments.enforcement` -- which claims each profile only reports, and why;
   :mod:`~tvae_experiments.claims` -- claim checks (comparisons that write their own rule text).
 * :mod:`tvae_experiments.plots` -- figures shared by the chapters.
+* :mod:`tvae_experiments.paper_code` -- the authors' constructions rebuilt for comparison (chapter 9).
 """
 from .claims import ClaimFailed, ClaimReport, Comparison
 from .device import resolve_device

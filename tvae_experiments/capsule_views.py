@@ -29,16 +29,25 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from tvae_core.checks import check_capsules, check_int
-from tvae_core.invariance import RandomInvariantProjection, canonical_shift, canonicalize, capsule_norms, fourier_modulus
+from tvae_core.checks import check_capsules, check_choice, check_int
+from tvae_core.invariance import (
+    RandomInvariantProjection,
+    canonical_shift,
+    canonicalize,
+    capsule_norms,
+    fourier_modulus,
+)
 from tvae_core.roll import roll
 
 __all__ = ["standardize", "canonicalize_codes", "decoded_pose_spread", "invariant_views", "VIEW_NAMES", "within_sequence_fraction", "encode_sequences",
+           "encode_frames", "KNN_TASKS",
            "quotient_distance_matrix_cyclic", "knn_vote", "reference_frames", "pose_knn_accuracy", "pose_retrieval_accuracy",
            "pose_knn_curves", "off_pose"]
 
 VIEW_NAMES = ("raw t", "canonicalised", "Fourier modulus", "capsule norms", "random invariant")
 """The views :func:`invariant_views` returns, in order; only ``raw t`` depends on the pose."""
+KNN_TASKS = ("retrieval", "class")
+"""The two nearest-neighbour tasks of :func:`pose_knn_curves`."""
 
 
 def standardize(t: Tensor) -> Tensor:
@@ -102,6 +111,22 @@ def encode_sequences(model, x: Tensor, batch_size: int = 64) -> Tensor:
         return xb.float().div_(255) if xb.dtype == torch.uint8 else xb  # uint8 training sets (paper profile)
 
     return torch.cat([model.encode(batch(i)).cpu() for i in range(0, len(x), batch_size)])
+
+
+@torch.no_grad()
+def encode_frames(model, x: Tensor, batch_size: int = 512) -> Tensor:
+    """Single-frame codes: every frame of ``x: (N, S, P)`` encoded on its own -> ``(N, S, n)`` on the CPU.
+
+    A TVAE code ``t_l`` of a sequence pools ``u`` over frames ``l .. l+2L-1`` (circularly), so with
+    ``2L > S/2`` every two codes of one sequence share input frames, and a nearest-neighbour match
+    between two poses of a sequence can rest on those shared frames rather than on the content.  Here
+    each frame is a one-frame sequence: the temporal window sees that frame alone (held still), so
+    codes of different frames share no input.  A VAE's code is per frame anyway (the same codes
+    as :func:`encode_sequences`)."""
+    if x.dim() != 3:
+        raise ValueError(f"x must be (N, S, P), got shape {tuple(x.shape)}")
+    N, S, P = x.shape
+    return encode_sequences(model, x.reshape(N * S, 1, P), batch_size).reshape(N, S, -1)
 
 
 @torch.no_grad()
@@ -191,18 +216,22 @@ def off_pose(curve: dict[int, float]) -> float:
 
 
 def pose_knn_curves(t_train: Tensor, t_test: Tensor, train, test, capsule_dim: int | None, *, k: int = 5,
-                    seed: int = 0, n_random: int = 256, pixels: bool = False) -> dict[str, dict[str, dict[int, float]]]:
+                    seed: int = 0, n_random: int = 256, pixels: bool = False,
+                    tasks: tuple[str, ...] = KNN_TASKS) -> dict[str, dict[str, dict[int, float]]]:
     """Chapter 8's two tasks for every view, against references at the canonical pose.
 
     ``t_train: (N, S, n)``, ``t_test: (M, S, n)`` codes of the sequences ``train``/``test``
     (:class:`~tvae_experiments.data.sequences.SequenceData`).  ``capsule_dim=None`` (a VAE): raw codes only;
     otherwise every view of :func:`invariant_views` plus the quotient metric.  ``pixels=True`` adds
-    raw pixels as a yardstick for the class task.  Returns
-    ``{"retrieval": {view: {step: acc}}, "class": {view: {step: acc}}}``:
+    raw pixels as a yardstick for the class task.  ``tasks``: a subset of :data:`KNN_TASKS`.  Returns
+    ``{"retrieval": {view: {step: acc}}, "class": {view: {step: acc}}}`` (the tasks asked for):
 
     * retrieval -- :func:`pose_retrieval_accuracy` among the test sequences' canonical frames;
     * class -- :func:`pose_knn_accuracy` of the label against the training sequences' canonical frames.
     """
+    for task in tasks:
+        check_choice("tasks", task, KNN_TASKS)
+    do_cls, do_ret = "class" in tasks, "retrieval" in tasks
     ref = t_train[torch.arange(len(t_train)), reference_frames(train.step)]  # (N, n)
     own = t_test[torch.arange(len(t_test)), reference_frames(test.step)]     # (M, n)
     M, S, n = t_test.shape
@@ -215,17 +244,22 @@ def pose_knn_curves(t_train: Tensor, t_test: Tensor, train, test, capsule_dim: i
         views = {name: (vr[name], vo[name], vq[name]) for name in VIEW_NAMES}
     cls, ret = {}, {}
     for name, (r, o, qq) in views.items():
-        cls[name] = pose_knn_accuracy(torch.cdist, r, train.label, train.transform, qq, qy, qg, qs, k=k)
-        ret[name] = pose_retrieval_accuracy(torch.cdist, o, qq.reshape(M, S, -1), test.step)
+        if do_cls:
+            cls[name] = pose_knn_accuracy(torch.cdist, r, train.label, train.transform, qq, qy, qg, qs, k=k)
+        if do_ret:
+            ret[name] = pose_retrieval_accuracy(torch.cdist, o, qq.reshape(M, S, -1), test.step)
     if capsule_dim is not None:
         def quot(a: Tensor, b: Tensor) -> Tensor:
             return quotient_distance_matrix_cyclic(a, b, capsule_dim)
 
-        cls["quotient metric"] = pose_knn_accuracy(quot, standardize(ref), train.label, train.transform,
-                                                   standardize(q), qy, qg, qs, k=k)
-        ret["quotient metric"] = pose_retrieval_accuracy(quot, standardize(own), standardize(t_test), test.step)
-    if pixels:
+        if do_cls:
+            cls["quotient metric"] = pose_knn_accuracy(quot, standardize(ref), train.label, train.transform,
+                                                       standardize(q), qy, qg, qs, k=k)
+        if do_ret:
+            ret["quotient metric"] = pose_retrieval_accuracy(quot, standardize(own), standardize(t_test), test.step)
+    if pixels and do_cls:
         px_ref = train.x[torch.arange(len(train.x)), reference_frames(train.step)].float()
         cls["pixels"] = pose_knn_accuracy(torch.cdist, px_ref, train.label, train.transform,
                                           test.x.reshape(M * S, -1).float(), qy, qg, qs, k=k)
-    return {"retrieval": ret, "class": cls}
+    out = {"retrieval": ret, "class": cls}
+    return {task: out[task] for task in KNN_TASKS if task in tasks}

@@ -28,7 +28,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -36,17 +36,19 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from tvae_core.checks import check_choice, check_int
+from tvae_core.checks import check_choice, check_int, config_dict
 from tvae_core.models import TVAE, VAE
 from tvae_experiments.data.rotation import random_rotation
 from tvae_experiments.device import resolve_device
 from tvae_experiments.files import atomic_file, repo_root
 
-__all__ = ["TrainConfig", "AUGMENTATIONS", "Buildable", "FitResult", "TrainingDiverged", "fit", "evaluate", "batched",
-           "accuracy", "cache_key", "default_cache_dir", "cache_path"]
+__all__ = ["TrainConfig", "AUGMENTATIONS", "LOSS_SCALES", "objective", "Buildable", "FitResult", "TrainingDiverged",
+           "fit", "evaluate", "batched", "accuracy", "cache_key", "default_cache_dir", "cache_path"]
 
 CACHE_FORMAT = 1
 OPTIMIZERS = ("sgd", "adam")
+#: how the minimised loss of a sequence model is scaled: per sequence (Eq 12) or per frame (the authors' code)
+LOSS_SCALES = ("sequence", "frame")
 #: name -> ``augment(first_tensor_of_batch, generator) -> same shape``, applied to every training batch
 AUGMENTATIONS: dict[str, Callable[[Tensor, torch.Generator], Tensor] | None] = {
     "none": None, "rotation": random_rotation}
@@ -66,9 +68,12 @@ class TrainConfig:
     steps: int | None = None   # if set: exactly this many optimiser steps (overrides epochs)
     weight_decay: float = 0.0  # L2 penalty of the optimiser (0: off)
     augment: str = "none"      # a key of AUGMENTATIONS, applied to the first tensor of every batch
+    loss: str = "sequence"     # sequence models: "sequence" (minus the ELBO of Eq 12 per sequence, batch mean) |
+                               # "frame" (divided by the S frames: the authors' code, S x smaller gradients)
 
     def __post_init__(self) -> None:
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("loss", self.loss, LOSS_SCALES)
         check_choice("augment", self.augment, tuple(AUGMENTATIONS))
         check_int("epochs", self.epochs, minimum=1)
         check_int("batch_size", self.batch_size, minimum=1)
@@ -82,14 +87,10 @@ class TrainConfig:
     def to_dict(self) -> dict:
         """The fields that determine the weights.  Fields added after the first cached models
         (:data:`_LATE_FIELDS`) are left out at their defaults, so those models keep their keys."""
-        d = asdict(self)
-        for name, default in _LATE_FIELDS.items():
-            if d[name] == default:
-                del d[name]
-        return d
+        return config_dict(self, _LATE_FIELDS)
 
 
-_LATE_FIELDS = {"weight_decay": 0.0, "augment": "none"}
+_LATE_FIELDS = {"weight_decay": 0.0, "augment": "none", "loss": "sequence"}
 
 
 class Buildable(Protocol):
@@ -170,13 +171,32 @@ def _as_float(x: Tensor) -> Tensor:
     return x.float().div_(255) if x.dtype == torch.uint8 else x
 
 
+def objective(model: nn.Module, batch: Sequence[Tensor], train_cfg: TrainConfig) -> tuple[Tensor, dict[str, Tensor]]:
+    """The scalar :func:`fit` minimises on one batch, and the logged terms.
+
+    ``model.training_loss(*batch)`` (for the TVAE / VAE: minus the batch-mean ELBO of Eq 12, a sum
+    over the ``S`` frames of each sequence); with ``train_cfg.loss == "frame"`` divided by ``S``,
+    as the authors' code does (it averages the negative ELBO over ``batch x S`` frames).  The
+    logged terms stay per sequence either way.  ``"frame"`` needs a TVAE / VAE on sequences
+    ``(B, S, P)``; anything else raises."""
+    loss, terms = model.training_loss(*batch)
+    if train_cfg.loss == "frame":
+        x = batch[0]
+        if not isinstance(model, (TVAE, VAE)) or x.ndim != 3:
+            raise ValueError(f"loss='frame' divides a sequence model's loss by its S frames; it needs a TVAE/VAE "
+                             f"on (B, S, P) sequences, got {type(model).__name__} on {tuple(x.shape)}")
+        loss = loss / x.shape[1]
+    return loss, terms
+
+
 def fit(model_cfg: Buildable, data: Tensor | Sequence[Tensor], train_cfg: TrainConfig, *, data_id: str = "",
         device: str = "auto", cache_dir: str | os.PathLike | None = None, name: str = "model",
         use_cache: bool = True, progress: bool = True) -> FitResult:
     """Train (or load from cache) ``model_cfg.build()`` on ``data`` by minimising its ``training_loss``.
 
     Args:
-        model_cfg: architecture (:class:`Buildable`); ``train_cfg``: optimiser, epochs, augmentation, seed.
+        model_cfg: architecture (:class:`Buildable`); ``train_cfg``: optimiser, epochs, augmentation, seed,
+            loss scale (:func:`objective`).
         data: one tensor or a tuple of tensors of equal length along dim 0, batched jointly; each
             batch is passed as ``model.training_loss(*batch)``.  A ``uint8`` first tensor (values
             in ``[0, 255]``; 4x less memory, e.g. the paper profile's 60,000 MNIST sequences:
@@ -223,7 +243,7 @@ def fit(model_cfg: Buildable, data: Tensor | Sequence[Tensor], train_cfg: TrainC
             batch[0] = _as_float(batch[0])
             if augment is not None:
                 batch[0] = augment(batch[0], g)
-            loss, terms = model.training_loss(*batch)
+            loss, terms = objective(model, batch, train_cfg)
             if not torch.isfinite(loss):
                 bar.close()
                 logged = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())

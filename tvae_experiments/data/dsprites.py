@@ -47,7 +47,7 @@ import torch
 from torch import Tensor
 
 from tvae_core.checks import check_int
-from tvae_experiments.files import atomic_file
+from tvae_experiments.files import atomic_file, repo_root
 
 __all__ = ["render_dsprites", "dsprites_subset", "subset_grid_values", "SHAPES", "OFFICIAL_NPZ",
            "N_SUBSET", "SUBSET_SIZES", "default_cache_dir"]
@@ -141,7 +141,7 @@ def render_dsprites(shape: Tensor, scale: Tensor, orientation: Tensor, x: Tensor
 def default_cache_dir() -> Path:
     """``$TVAE_CACHE_DIR/dsprites`` if set, else ``<repo>/_cache/dsprites``."""
     env = os.environ.get("TVAE_CACHE_DIR")
-    return Path(env) / "dsprites" if env else Path(__file__).resolve().parents[1] / "_cache" / "dsprites"
+    return Path(env) / "dsprites" if env else repo_root() / "_cache" / "dsprites"
 
 
 def _find_official(data_dir) -> Path | None:
@@ -271,9 +271,10 @@ def _subset_packed(data_dir=None, cache_dir=None, verbose: bool = True) -> tuple
                 imgs = render_subset(64).reshape(N_SUBSET, -1).numpy()
                 packed = np.packbits(imgs, axis=1)
                 _write_cache(path, packed)
-            _MEMO[key] = (packed, _full_grid_factors(),
-                          f"procedural dSprites renderer v{RENDER_VERSION} ({why}; cached at {path})")
-            _NOTES[key] = note
+            # the source names what the images are, never where they are cached: it keys model caches,
+            # which must not change when the repository or $TVAE_CACHE_DIR moves
+            _MEMO[key] = (packed, _full_grid_factors(), f"procedural dSprites renderer v{RENDER_VERSION}")
+            _NOTES[key] = f"{why}; {note}, cached at {path}"
     packed, factors, source = _MEMO[key]
     if verbose:
         note = _NOTES.pop(key, "in memory") if official is None else None
