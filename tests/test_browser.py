@@ -157,9 +157,14 @@ return {
 # Waits for MathJax's startup typesetting (if MathJax is on the page) to finish.
 MATHJAX_DONE_JS = r"""
 const done = arguments[arguments.length - 1];
-if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
-    MathJax.startup.promise.then(() => done('typeset'), e => done('error: ' + e));
-} else { done('no MathJax'); }
+const t0 = Date.now();
+(function wait() {
+    if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
+        MathJax.startup.promise.then(() => done('typeset'), e => done('error: ' + e));
+    } else if (document.querySelector('script[src*="tex-mml"]') && Date.now() - t0 < 30000) {
+        setTimeout(wait, 100);  // the page loads MathJax (async script): give it time to start
+    } else { done('no MathJax'); }
+})();
 """
 
 RAW_TEX = re.compile(r"\\\(|\\\)|\\\[|\\\]|\$\$")
