@@ -231,3 +231,57 @@ def test_frame_loss_needs_a_sequence_model(digits, tmp_path):
             TrainConfig(steps=1, batch_size=32, loss="frame"), cache_dir=tmp_path, progress=False)
     with pytest.raises(ValueError, match="loss='mean' is not allowed"):
         TrainConfig(loss="mean")
+
+
+def test_a_cache_file_missing_fields_is_retrained_with_a_message(tmp_path, capsys):
+    from tvae_experiments.train import cache_key, cache_path
+
+    cfg, tc = ModelConfig(kind="vae", weight_norm=False, **SMALL), TrainConfig(epochs=1, batch_size=64, optimizer="adam")
+    x = torch.rand(128, 784)
+    first = fit(cfg, x, tc, data_id="d", cache_dir=tmp_path, progress=False)
+    path = cache_path("model", cache_key(cfg, tc, "d"), tmp_path)
+    blob = torch.load(path, weights_only=True)
+    del blob["history"]
+    torch.save(blob, path)  # the right key, an incomplete file
+    again = fit(cfg, x, tc, data_id="d", cache_dir=tmp_path, progress=False)
+    assert not again.from_cache and "lacks the field(s) history" in capsys.readouterr().out
+    assert fit(cfg, x, tc, data_id="d", cache_dir=tmp_path, progress=False).from_cache  # rewritten whole
+    assert all(torch.equal(a, b) for a, b in zip(first.model.state_dict().values(), again.model.state_dict().values()))
+
+
+def test_evaluate_refuses_non_finite_results():
+    from tvae_experiments.train import evaluate
+
+    m = VAE(ModelConfig(kind="vae", weight_norm=False, **SMALL))
+    x = torch.rand(8, 784)
+    x[3, 5] = float("nan")
+    with pytest.raises(FloatingPointError, match="non-finite ELBO terms"):
+        evaluate(m, x)
+
+
+def test_an_interrupted_training_leaves_no_cache_file_and_the_next_run_trains(tmp_path):
+    """SIGINT in the middle of fit: no partial or temporary file; a second run trains and caches."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = f"""
+import torch
+from tvae_core.models import ModelConfig
+from tvae_experiments.train import TrainConfig, fit
+cfg = ModelConfig(kind="vae", weight_norm=False, in_dim=784, enc_hidden=(32,), dec_hidden=(32,), side=4, K=3)
+steps = int(__import__("sys").argv[1])
+print("training", flush=True)
+r = fit(cfg, torch.rand(256, 784), TrainConfig(steps=steps, batch_size=32, optimizer="adam"), data_id="d",
+        cache_dir={str(tmp_path)!r}, progress=False)
+print("from_cache", r.from_cache, flush=True)
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script, "1000000"], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "training"
+    time.sleep(3)  # well inside the million steps
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=60)
+    assert proc.returncode != 0 and list(tmp_path.iterdir()) == []  # nothing written, not even a temporary
+    done = subprocess.run([sys.executable, "-c", script, "20"], capture_output=True, text=True, timeout=120)
+    assert "from_cache False" in done.stdout and len(list(tmp_path.glob("*.pt"))) == 1

@@ -262,12 +262,22 @@ class TemporalTopography:
     def n(self) -> int:
         return self.n_caps * self.capsule_dim
 
+    def _check_window(self, S: int) -> None:
+        """With circular time a window longer than the sequence would count frames twice."""
+        width = len(self.offsets)
+        if self.time_boundary == "circular" and width > S:
+            most = S / 2 if self.window != "centered" else (S - 1) // 2
+            raise ValueError(f"L={self.L:g} with window={self.window!r} spans {width} frames but the sequence has "
+                             f"S={S}: with circular time frames would be counted twice; use L <= {most:g} "
+                             f"(or time_boundary='zero')")
+
     def __call__(self, v: Tensor) -> Tensor:
         _check_last(v, self.n, "v")
         if v.ndim < 2:
             raise ValueError(f"v must have shape (..., S, C*D) with a time axis, got {tuple(v.shape)}")
         S, n = v.shape[-2], self.n
         width = len(self.offsets)
+        self._check_window(S)
         pad_idx, unshear_idx = _temporal_indices(self.n_caps, self.capsule_dim, self.offsets.start, width, S,
                                                  self.mode == "shifting", self.time_boundary == "zero", str(v.device))
         flat = v.reshape(*v.shape[:-2], S * n)  # (..., S*n)
@@ -294,6 +304,7 @@ class TemporalTopography:
         ``band="code"`` the pairs of :meth:`dropped_terms`).
         """
         check_int("S", S, minimum=1)
+        self._check_window(S)
         C, D, n = self.n_caps, self.capsule_dim, self.n
         sh = 1 if self.mode == "shifting" else 0
         l = torch.arange(S)[:, None, None, None, None]

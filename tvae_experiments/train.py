@@ -144,9 +144,12 @@ def _load_cached(path: Path, key: str, build: Callable[[], nn.Module], device: t
         blob = torch.load(path, map_location="cpu", weights_only=True)
         if blob.get("key") != key:
             raise ValueError("it was written for a different configuration")
+        missing = [f for f in ("state_dict", "history", "seconds") if f not in blob]
+        if missing:
+            raise ValueError(f"it lacks the field(s) {', '.join(missing)}")
         model = build()
         model.load_state_dict(blob["state_dict"], strict=True)
-    except Exception as e:  # corrupt, truncated, incompatible: never use it
+    except Exception as e:  # corrupt, truncated, incomplete, incompatible: never use it
         print(f"cache file {path} is unusable ({type(e).__name__}: {e}); retraining")
         return None
     print(f"{name}: loaded cached weights {path.name} (trained in {blob['seconds']:.0f} s)")
@@ -281,6 +284,9 @@ def evaluate(model: TVAE | VAE, x: Tensor, batch_size: int = 500, seed: int = 0)
         p = model(_as_float(xb.to(dev)))
         sums += torch.stack([p.recon.sum(), p.kl_z.sum(), p.kl_u.sum()]).cpu()
     recon, kl_z, kl_u = (sums / len(x)).tolist()
+    if not torch.isfinite(sums).all():
+        raise FloatingPointError(f"evaluation gave non-finite ELBO terms (recon={recon}, kl_z={kl_z}, kl_u={kl_u}) "
+                                 f"on {len(x)} examples: check the inputs and the model's weights for NaN/inf")
     return {"elbo": recon - kl_z - kl_u, "recon": recon, "kl_z": kl_z, "kl_u": kl_u}
 
 
