@@ -285,3 +285,29 @@ print("from_cache", r.from_cache, flush=True)
     assert proc.returncode != 0 and list(tmp_path.iterdir()) == []  # nothing written, not even a temporary
     done = subprocess.run([sys.executable, "-c", script, "20"], capture_output=True, text=True, timeout=120)
     assert "from_cache False" in done.stdout and len(list(tmp_path.glob("*.pt"))) == 1
+
+
+def test_is_loglik_is_exact_when_the_decoder_ignores_z_and_q_is_the_prior():
+    """p(x|z) = p(x) and q(z|x) = p(z): every importance weight is p(x), so the estimate equals
+    log p(x) for every k (a missing -log k, or a wrong weight, shows at once)."""
+    m = VAE(ModelConfig(kind="vae", weight_norm=False, **SMALL))
+    b = torch.randn(784)
+    m.enc_z.forward = lambda x: (torch.zeros(*x.shape[:-1], 16), torch.zeros(*x.shape[:-1], 16))
+    m.decode = lambda z: b.expand(*z.shape[:-1], 784)
+    x = (torch.rand(5, 784) > 0.5).float()
+    exact = -torch.nn.functional.binary_cross_entropy_with_logits(b.expand_as(x), x, reduction="none").sum(-1)
+    for k in (1, 7, 50):
+        torch.testing.assert_close(log_likelihood_is(m, x, k), exact, rtol=1e-5, atol=1e-3)
+
+
+def test_unit_effects_perturbs_one_unit_at_a_time():
+    """A decoder that reads only unit 2: every other unit's effect is exactly 0."""
+    from tvae_core.metrics import unit_effects
+
+    m = VAE(ModelConfig(kind="vae", weight_norm=False, **SMALL))
+    w = torch.randn(784)
+    m.decode = lambda t: t[..., 2:3] * w
+    eff = unit_effects(m, torch.rand(20, 784))
+    assert eff.shape == (16, 784)
+    assert eff[2].abs().sum() > 1.0
+    assert torch.count_nonzero(torch.cat([eff[:2], eff[3:]])) == 0

@@ -226,3 +226,29 @@ def test_no_chapter_decides_enforcement_itself():
     for path in sorted(BOOK.glob("*.md")):
         text = path.read_text(encoding="utf-8")
         assert not re.search(r"\benforce\s*=", text), f"{path.name}: enforcement belongs in tvae_experiments/enforcement.py"
+
+
+def test_every_profile_override_takes_effect():
+    """Each field PROFILE_OVERRIDES sets for a chapter and profile is what config_for returns."""
+    from tvae_experiments.profiles import EXPERIMENTS, PROFILE_OVERRIDES
+
+    checked = 0
+    for chapter, by_profile in PROFILE_OVERRIDES.items():
+        assert chapter in EXPERIMENTS, chapter
+        for profile, fields in by_profile.items():
+            cfg = config_for(chapter, profile)
+            for name, value in fields.items():
+                assert getattr(cfg, name) == value, (chapter, profile, name)
+                checked += 1
+    assert checked > 40
+
+
+def test_L_of_and_the_bubble_K_rule():
+    from tvae_experiments.profiles import CapsuleDataConfig
+
+    m, d = CapsuleDataConfig(), CapsuleDataConfig(dataset="dsprites", S=15, n_caps=15, K=1, K_l0=10)
+    assert [m.L_of(f) for f in (1 / 2, 1 / 3, 5 / 36, 0)] == [9, 6, 2.5, 0]
+    assert [d.L_of(f) for f in (1 / 2, 1 / 3, 1 / 6)] == [7.5, 5, 2.5]  # 2L always whole frames (A.6)
+    assert m.model("bubble", 6).K == 12 and d.model("bubble", 2.5).K == 5  # K = 2L (A.5)
+    assert m.model("bubble", 9).K == 18 and m.model("tvae_l0").K == 9 and d.model("tvae_l0").K == 10
+    assert m.model("bubble", 6).mode == "stationary" and m.model("tvae", 6).mode == "shifting"

@@ -223,3 +223,17 @@ def test_a_window_longer_than_the_sequence_is_an_error_naming_L_and_S():
         TemporalTopography(2, 3, 1, 2, window="centered").dense(4)  # 5 frames > 4
     TemporalTopography(2, 3, 1, 2, window="forward")(v)  # 2L = S: every frame once
     TemporalTopography(2, 3, 1, 5, window="forward", time_boundary="zero")(v)  # no wrap: nothing counted twice
+
+
+@pytest.mark.parametrize("mode", ["shifting", "stationary"])
+def test_window_W_is_the_temporal_op_at_one_frame(mode):
+    """Eq 7: (W [v_{l+L}; ...; v_{l-L}])_i equals the fast temporal op at frame l -- so the roll
+    direction inside window_W is the package's (a reversed sign breaks this)."""
+    C, D, K, L, S = 2, 6, 3, 2, 9
+    topo = TemporalTopography(C, D, K, L, mode, window="centered")
+    v = torch.rand(S, C * D, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    W = window_W(C, D, K, L, mode).double()
+    fast = topo(v[None])[0]  # (S, n)
+    for l in range(S):
+        stacked = torch.cat([v[(l + delta) % S] for delta in range(L, -L - 1, -1)])
+        torch.testing.assert_close(W @ stacked, fast[l])
