@@ -47,6 +47,12 @@ their 15 subset values; scale loops over its 5 values 3 times (3 canonical frame
 ``factor`` is in original dSprites units (x, y in [0, 1], orientation in radians, scale 0.6..1);
 canonical: index 0 (x = y = 0, orientation 0, scale 0.6).  ``image_size`` 32 (or 16, 8) area-
 averages 64x64 frames, keeping grey values in [0, 1].
+
+Toy bumps (:func:`bump_sequences`)
+-----------------------------------
+Frames ``1xSxS``: a binary disc on a torus moving one pixel per frame in x or y; grid ``0 .. S-1``,
+canonical 0.  A problem with a known equivariant answer that a small TVAE learns in seconds on a
+CPU, for tests that training learns capsules (``tests/test_learned_capsules.py``).
 """
 from __future__ import annotations
 
@@ -61,13 +67,16 @@ from tvae_core.checks import check_choice, check_int
 from tvae_experiments.data.dsprites import (N_SUBSET, SUBSET_SIZES, _subset_packed, dsprites_subset, render_dsprites,
                        subset_grid_values, unpack_images)
 
-__all__ = ["SequenceData", "mnist_sequences", "dsprites_sequences", "dsprites_subset", "render_dsprites",
-           "MNIST_TRANSFORMS", "DSPRITES_TRANSFORMS", "mnist_grids", "hue_colors", "overlap_by_offset"]
+__all__ = ["SequenceData", "mnist_sequences", "dsprites_sequences", "bump_sequences", "dsprites_subset",
+           "render_dsprites", "MNIST_TRANSFORMS", "DSPRITES_TRANSFORMS", "BUMP_TRANSFORMS", "mnist_grids", "hue_colors",
+           "overlap_by_offset"]
 
 MNIST_TRANSFORMS = ("rotation", "color", "scale", "color+rotation")
 DSPRITES_TRANSFORMS = ("x", "y", "orientation", "scale")
+BUMP_TRANSFORMS = ("x", "y")
 MNIST_LATENTS = ("rotation", "color", "scale")                       # degrees, hue degrees, fraction
 DSPRITES_LATENTS = ("shape", "scale", "orientation", "x", "y")       # id, 0.6..1, radians, [0,1], [0,1]
+BUMP_LATENTS = ("x", "y")                                            # pixel column, pixel row
 
 
 @dataclass(frozen=True)
@@ -301,6 +310,58 @@ def dsprites_sequences(n: int, S: int = 15, transforms=("x", "y", "orientation",
                         transform=kind, transforms=transforms, factor=latents[ar[:, None], torch.arange(S), col[:, None]],
                         step=step.long(), canonical=step == 0, label=f0[:, 0].long(), source=source,
                         latents=latents, latent_names=DSPRITES_LATENTS)
+
+
+# ------------------------------------------------------------------------------------ toy bumps
+
+def bump_sequences(n: int, S: int = 6, radius: float = 1.0, transforms=("x", "y"), seed: int = 0) -> SequenceData:
+    r"""Toy sequences with a known answer: a binary disc on an ``S x S`` torus that moves one pixel per frame.
+
+    Frame ``l`` is the ``1 x S x S`` image that is 1 on the pixels within circular (wrap-around)
+    Euclidean distance ``radius`` of the centre (column ``x_l``, row ``y_l``) and 0 elsewhere:
+    ``radius = 0`` one pixel, ``1`` a plus of 5 pixels, ``1.5`` a 3x3 square.  An ``"x"`` sequence
+    moves the disc one column to the right per frame (``x_l = (x_0 + l) mod S``) at a fixed row, a
+    ``"y"`` sequence one row down (``y_l = (y_0 + l) mod S``).  The ``S`` frames cover the whole
+    period, so every sequence has exactly one canonical frame.  Both factors have the ``S`` grid
+    values ``0 .. S-1`` with canonical value 0, so ``step`` is the moving coordinate itself and
+    ``canonical == (step == 0)``; ``factor`` is that coordinate as a float, ``latents: (n, S, 2)``
+    is ``(x, y)`` of every frame, ``label`` is 0.
+
+    A TVAE with capsules of ``D = S`` units can represent these sequences exactly (e.g. a capsule
+    pattern that depends on ``(x - y) mod S``, rolled by ``(x + y) mod S``), so a small model learns
+    them in seconds: the fixture of the tests that training learns capsules
+    (``tests/test_learned_capsules.py``).  Drawing follows the module conventions: balanced
+    transformations, uniform random start, everything from one ``torch.Generator(seed)``.
+    """
+    n = check_int("n", n, minimum=1)
+    S = check_int("S", S, minimum=2, maximum=256)
+    seed = check_int("seed", seed)
+    if isinstance(radius, bool) or not isinstance(radius, (int, float)) or not 0 <= radius < S / 2:
+        raise ValueError(f"radius must be a number with 0 <= radius < S/2 = {S / 2:g} (0: one pixel), got {radius!r}")
+    transforms = _check_transforms(transforms, BUMP_TRANSFORMS)
+    g = torch.Generator().manual_seed(seed)
+    kind = _balanced(n, len(transforms), g)                                      # (n,)
+    start = torch.randint(0, S, (n, 2), generator=g)                             # (n, 2): x_0, y_0
+    col = torch.tensor([BUMP_TRANSFORMS.index(transforms[k]) for k in kind.tolist()], dtype=torch.long)
+    ar = torch.arange(n)
+    adv = torch.zeros(n, 2, dtype=torch.long)
+    adv[ar, col] = 1                                                             # which coordinate moves
+    pos = (start[:, None, :] + adv[:, None, :] * torch.arange(S)[None, :, None]) % S  # (n, S, 2): x, y
+    grid = torch.arange(S)
+
+    def dist2(c: Tensor) -> Tensor:  # (n, S, 1) centre -> (n, S, S) squared circular distance along one axis
+        d = torch.remainder(grid[None, None, :] - c, S)
+        return torch.minimum(d, S - d).pow(2)
+
+    d2 = dist2(pos[..., 1:2])[..., :, None] + dist2(pos[..., 0:1])[..., None, :]  # (n, S, rows, cols)
+    x = (d2 <= radius ** 2 + 1e-9).float().reshape(n, S, S * S)
+    step = pos[ar, :, col]                                                       # (n, S)
+    source = (f"bump sequences: {n} x {S} frames of a {S}x{S} torus, radius {float(radius):g}, "
+              f"transforms {'/'.join(transforms)}, seed {seed}")
+    return SequenceData(x=x, frame_shape=(1, S, S), transform=kind, transforms=transforms,
+                        factor=step.float(), step=step.long(), canonical=step == 0,
+                        label=torch.zeros(n, dtype=torch.long), source=source, latents=pos.float(),
+                        latent_names=BUMP_LATENTS)
 
 
 def overlap_by_offset(x: Tensor, threshold: float = 0.5) -> Tensor:
