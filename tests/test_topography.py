@@ -223,6 +223,10 @@ def test_a_window_longer_than_the_sequence_is_an_error_naming_L_and_S():
         TemporalTopography(2, 3, 1, 2, window="centered").dense(4)  # 5 frames > 4
     TemporalTopography(2, 3, 1, 2, window="forward")(v)  # 2L = S: every frame once
     TemporalTopography(2, 3, 1, 5, window="forward", time_boundary="zero")(v)  # no wrap: nothing counted twice
+    # one frame held still (single-frame codes): allowed, and the same as that frame repeated 10 times
+    one = torch.rand(2, 1, 6)
+    topo = TemporalTopography(2, 3, 3, 5, window="forward")
+    torch.testing.assert_close(topo(one), topo(one.expand(-1, 10, -1))[:, :1])
 
 
 @pytest.mark.parametrize("mode", ["shifting", "stationary"])

@@ -263,9 +263,12 @@ class TemporalTopography:
         return self.n_caps * self.capsule_dim
 
     def _check_window(self, S: int) -> None:
-        """With circular time a window longer than the sequence would count frames twice."""
+        """With circular time a window longer than the sequence would count frames twice.
+
+        ``S = 1`` is allowed: a single frame held still, every offset reading that frame (the
+        single-frame codes of chapter 8; the same numbers as the frame repeated ``2L`` times)."""
         width = len(self.offsets)
-        if self.time_boundary == "circular" and width > S:
+        if self.time_boundary == "circular" and width > S > 1:
             most = S / 2 if self.window != "centered" else (S - 1) // 2
             raise ValueError(f"L={self.L:g} with window={self.window!r} spans {width} frames but the sequence has "
                              f"S={S}: with circular time frames would be counted twice; use L <= {most:g} "
