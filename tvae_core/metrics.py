@@ -277,6 +277,7 @@ class Traversal:
     direct_bce: Tensor   # (N, S): decode(t_l) vs x_l (t_l encoded from its own window)
     held_out: Tensor     # (S,) bool: frames not in t_0's input window (:func:`held_out_frames`)
     decoded: Tensor      # (N, S, P) sigmoid(decode(Roll_l(t_0))), for plotting
+    wrong_pose_bce: Tensor  # (N, S): decode(Roll_l(t_0)) vs the frame half a cycle away, x_{l+S/2}
 
     @property
     def ratio(self) -> float:
@@ -286,19 +287,22 @@ class Traversal:
 
 
 @torch.no_grad()
-def capsule_traversal(model, x: Tensor, capsule_dim: int | None = None, L: float | None = None) -> Traversal:
+def capsule_traversal(model, x: Tensor, capsule_dim: int | None = None, L: float | None = None,
+                      t: Tensor | None = None) -> Traversal:
     """Encode each sequence ``x: (N, S, P)``, roll ``t_0`` by ``l`` inside every capsule for
     ``l = 0..S-1`` and decode (Sec 6.1, Fig 4).  ``capsule_dim`` and ``L`` default to the
     model's own (``model.capsule_dim``, ``model.L``; a VAE has ``L = 0``);
-    frames outside ``t_0``'s window are marked by :func:`held_out_frames`."""
+    frames outside ``t_0``'s window are marked by :func:`held_out_frames`.  ``t: (N, S, n)``
+    replaces ``model.encode(x)`` (e.g. a posterior sample of the codes)."""
     from .roll import roll
 
     capsule_dim = model.capsule_dim if capsule_dim is None else capsule_dim
     L = model.L if L is None else L
     N, S, _ = x.shape
-    t = model.encode(x)  # (N, S, n)
+    t = model.encode(x) if t is None else t  # (N, S, n)
     rolled = roll(t[:, :1].expand(-1, S, -1), torch.arange(S, device=x.device), capsule_dim)  # (N, S, n)
     logits_roll, logits_direct = model.decode(rolled), model.decode(t)  # (N, S, P)
-    bce = lambda lg: torch.nn.functional.binary_cross_entropy_with_logits(lg, x, reduction="none").sum(-1)
-    return Traversal(bce(logits_roll).cpu(), bce(logits_direct).cpu(), held_out_frames(S, L),
-                     torch.sigmoid(logits_roll).cpu())
+    bce = lambda lg, y: torch.nn.functional.binary_cross_entropy_with_logits(lg, y, reduction="none").sum(-1)
+    opposite = (torch.arange(S, device=x.device) + S // 2) % S
+    return Traversal(bce(logits_roll, x).cpu(), bce(logits_direct, x).cpu(), held_out_frames(S, L),
+                     torch.sigmoid(logits_roll).cpu(), bce(logits_roll, x[:, opposite]).cpu())

@@ -27,12 +27,11 @@ import torch
 from torch import Tensor, nn
 
 from tvae_core.checks import check_capsules, check_choice, check_int
-from tvae_core.metrics import capcorr_sequences, equivariance_error, held_out_frames
+from tvae_core.metrics import capcorr_sequences, capsule_traversal, equivariance_error, held_out_frames
 from tvae_core.models import TVAE, VAE, build_model
-from tvae_core.roll import roll
 from tvae_experiments.device import resolve_device
 from tvae_experiments.profiles import CapsuleDataConfig
-from tvae_experiments.train import FitResult, evaluate, fit
+from tvae_experiments.train import FitResult, as_float, evaluate, fit
 
 __all__ = ["train_variant", "untrained_variant", "CapsuleModel", "capsule_models", "score_models", "CapsuleScores",
            "evaluate_capsules", "variant_label", "PAPER_TABLE1", "PAPER_TABLE2", "PAPER_FIG5", "frac_key",
@@ -204,26 +203,17 @@ def traversal_scores(model, test, decode: str = FAIR_DECODE, n_samples: int = 4,
     check_int("n_samples", n_samples, minimum=1)
     dev = next(model.parameters()).device
     N, S, _ = test.x.shape
-    D = model.capsule_dim
-    opposite = (torch.arange(S) + S // 2) % S
-    shifts = torch.arange(S, device=dev)
     g = torch.Generator(device=dev).manual_seed(int(seed))
     k = 1 if decode == "mean" else n_samples
-
-    def bce(logits: Tensor, y: Tensor) -> Tensor:  # (B, S, P) -> (B, S)
-        return torch.nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none").sum(-1)
-
     parts = []  # (B, 3, S) per batch: traversal, direct, wrong pose
     for i in range(0, N, batch_size):
-        xb = test.x[i:i + batch_size].to(dev)
-        xb = xb.float().div_(255) if xb.dtype == torch.uint8 else xb
-        acc = torch.zeros(len(xb), 3, S, device=dev, dtype=torch.float64)
+        xb = as_float(test.x[i:i + batch_size].to(dev))
+        acc = torch.zeros(len(xb), 3, S, dtype=torch.float64)
         for _ in range(k):
-            t = model.encode(xb) if decode == "mean" else sample_codes(model, xb, g)  # (B, S, n)
-            rolled = roll(t[:, :1].expand(-1, S, -1), shifts, D)  # (B, S, n): Roll_l(t_0)
-            lr, ld = model.decode(rolled), model.decode(t)  # (B, S, P) logits
-            acc += torch.stack([bce(lr, xb), bce(ld, xb), bce(lr, xb[:, opposite])], 1).double()
-        parts.append((acc / k).cpu())
+            t = None if decode == "mean" else sample_codes(model, xb, g)  # (B, S, n) or model.encode's
+            tr = capsule_traversal(model, xb, t=t)
+            acc += torch.stack([tr.roll_bce, tr.direct_bce, tr.wrong_pose_bce], 1).double()
+        parts.append(acc / k)
     per = torch.cat(parts)[:, :, held_out_frames(S, model.L)].mean(-1)  # (N, 3): means over held-out frames
 
     def summary(sel: Tensor, inner: dict) -> TraversalScores:

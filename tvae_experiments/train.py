@@ -169,7 +169,7 @@ def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def _as_float(x: Tensor) -> Tensor:
+def as_float(x: Tensor) -> Tensor:
     """``uint8`` in ``[0, 255]`` -> float32 in ``[0, 1]``; anything else unchanged."""
     return x.float().div_(255) if x.dtype == torch.uint8 else x
 
@@ -243,7 +243,7 @@ def fit(model_cfg: Buildable, data: Tensor | Sequence[Tensor], train_cfg: TrainC
         sums: dict[str, Tensor] = {}
         for idx in batches:
             batch = [t[idx] for t in tensors]
-            batch[0] = _as_float(batch[0])
+            batch[0] = as_float(batch[0])
             if augment is not None:
                 batch[0] = augment(batch[0], g)
             loss, terms = objective(model, batch, train_cfg)
@@ -281,7 +281,7 @@ def evaluate(model: TVAE | VAE, x: Tensor, batch_size: int = 500, seed: int = 0)
     dev = next(model.parameters()).device
     sums = torch.zeros(3)
     for xb in x.split(batch_size):
-        p = model(_as_float(xb.to(dev)))
+        p = model(as_float(xb.to(dev)))
         sums += torch.stack([p.recon.sum(), p.kl_z.sum(), p.kl_u.sum()]).cpu()
     recon, kl_z, kl_u = (sums / len(x)).tolist()
     if not torch.isfinite(sums).all():
