@@ -4,7 +4,9 @@ capsules that roll with the transformation (Sec 6.3's claims on a problem whose 
 The data (:func:`~tvae_experiments.data.sequences.bump_sequences`): a 5-pixel plus on a 6x6 torus
 that moves one column (``"x"``) or one row (``"y"``) per frame, ``S = 6`` frames, one full period.
 The model: the chapter-4 TVAE recipe in miniature (temporal shifting topography, ``L = S/3``,
-forward window, ``capsule_dim = S``, Adam) for 1,500 steps.  An exactly equivariant code exists
+forward window, ``capsule_dim = S``, Adam) for 1,500 steps
+(:class:`~tvae_experiments.profiles.ToyCapsulesConfig`, :func:`~tvae_experiments.capsules.learn_toy`:
+the same run chapter 4 opens with, on every profile).  An exactly equivariant code exists
 (capsules whose pattern depends on ``x - y``, rolled by ``x + y``), and training finds it.
 
 Claims, each against the same architecture at its initialisation (the control every capsule
@@ -30,61 +32,36 @@ lives in ``u``) and ``to_t`` multiplying by ``sqrt(W u^2)`` (still an equivarian
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 import torch
 
-from tvae_core.models import ModelConfig
+from tvae_core.metrics import held_out_frames
 from tvae_core.roll import roll
-from tvae_experiments.capsules import CapsuleScores, evaluate_capsules
+from tvae_experiments.capsules import ToyCapsules, learn_toy
 from tvae_experiments.data.sequences import BUMP_TRANSFORMS, SequenceData, bump_sequences
-from tvae_experiments.train import TrainConfig, fit
+from tvae_experiments.profiles import ToyCapsulesConfig
 
-S = 6            # frames per sequence = grid side = capsule_dim
-L = S // 3       # L = S/3: t_0 sees frames 0..3, frames 4, 5 are held out
-N_TRAIN, N_TEST = 256, 200
-N_INITS = 5      # untrained initialisations the control's CapCorr is averaged over
-
-MODEL = ModelConfig(kind="tvae", in_dim=S * S, enc_hidden=(128,), dec_hidden=(128,), topography="temporal",
-                    n_caps=8, capsule_dim=S, K=3, L=L, mode="shifting", window="forward", mu_init=10.0,
-                    decoder_norm=True)
+TOY = ToyCapsulesConfig()   # the same problem chapter 4 opens with (every profile)
+S = TOY.S                   # frames per sequence = grid side = capsule_dim
+L = TOY.L                   # L = S/3: t_0 sees frames 0..3, frames 4, 5 are held out
 
 
-def train_config(seed: int) -> TrainConfig:
-    return TrainConfig(optimizer="adam", lr=5e-3, batch_size=16, steps=1500, seed=seed)
-
-
-@dataclass
-class Learned:
-    """A trained model's scores and its untrained controls' on the same held-out sequences."""
-
-    trained: CapsuleScores
-    untrained: CapsuleScores          # the trained model's own initialisation (seed ``seed``)
-    untrained_capcorr: dict           # transformation -> CapCorr averaged over N_INITS initialisations
-    seconds: float                    # training time
-
-
-def learn(seed: int, cache_dir) -> Learned:
-    """Train the toy TVAE with ``seed`` (data: train seed ``seed``, test seed ``1000 + seed``) and
-    score it and its untrained controls with :func:`evaluate_capsules`."""
-    train = bump_sequences(N_TRAIN, S, seed=seed)
-    test = bump_sequences(N_TEST, S, seed=1000 + seed)
-    # always trains (use_cache=False: a cached model would hide a bug), on the CPU: repeatable numbers
-    r = fit(MODEL, train.x, train_config(seed), data_id=train.source, device="cpu", cache_dir=cache_dir,
-            name="toy-tvae", use_cache=False, progress=False)
-    trained = evaluate_capsules(r.model, test, seed)
-    controls = []
-    for init in range(seed, seed + N_INITS):
-        torch.manual_seed(init)
-        controls.append(evaluate_capsules(MODEL.build().eval(), test, seed))
-    mean_cc = {k: sum(c.capcorr[k] for c in controls) / N_INITS for k in test.transforms}
-    return Learned(trained, controls[0], mean_cc, r.seconds)
+def learn(seed: int, cache_dir) -> ToyCapsules:
+    """Train the toy TVAE with ``seed`` (always trains: a cached model would hide a bug)."""
+    return learn_toy(TOY, seed, cache_dir=cache_dir)
 
 
 @pytest.fixture(scope="module")
-def learned(tmp_path_factory) -> Learned:
+def learned(tmp_path_factory) -> ToyCapsules:
     return learn(0, tmp_path_factory.mktemp("toy_cache"))
+
+
+def test_the_toy_model_is_the_documented_recipe():
+    m = TOY.model()
+    assert (m.kind, m.topography, m.mode, m.window, m.capsule_dim, m.L, m.in_dim) == \
+        ("tvae", "temporal", "shifting", "forward", 6, 2, 36)
+    assert TOY.train(3).seed == 3 and TOY.train(3).steps == 1500
+    assert held_out_frames(S, L).nonzero().flatten().tolist() == [4, 5]
 
 
 # ------------------------------------------------------------------------------------- the data

@@ -229,3 +229,21 @@ def test_capcorr_per_transform_splits_by_transformation_and_subset():
     sub = capcorr_per_transform(t, seq, S, seq.label == 0)  # label 0: a quarter of the "a" sequences only
     assert set(sub) == {"a"} and abs(sub["a"] - 1.0) < 1e-9
     assert capcorr_per_transform(t, seq, S, torch.zeros(N, dtype=torch.bool)) == {}
+
+
+def test_max_activating_and_unit_preferences_known_answers():
+    """Unit j is largest on image j (and second largest on image j+1): the default k = 1 returns j,
+    k = 2 returns (j, j+1); the majority label of a unit's top-k images is that image's label."""
+    from tvae_core.metrics import max_activating, unit_preferences
+
+    n = 5
+    t = torch.zeros(n + 1, n)
+    for j in range(n):
+        t[j, j], t[j + 1, j] = 2.0, 1.0
+    assert max_activating(t).tolist() == [[j] for j in range(n)]
+    assert max_activating(t, 2).tolist() == [[j, j + 1] for j in range(n)]
+    labels = torch.tensor([3, 1, 4, 1, 5, 9])
+    assert unit_preferences(t, labels, k=1).tolist() == [3, 1, 4, 1, 5]
+    # k = 2: each unit sees two labels once each, a tie that goes to the smaller label
+    assert unit_preferences(t, labels, k=2).tolist() == [1, 1, 1, 1, 5]
+    assert unit_preferences(t, labels, k=1, n_classes=12).tolist() == [3, 1, 4, 1, 5]

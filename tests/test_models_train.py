@@ -1,6 +1,7 @@
 """TVAE / VAE: ELBO parts, weight norm, gradient check, IS log-likelihood; fit(): cache, NaN guard."""
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -311,3 +312,34 @@ def test_unit_effects_perturbs_one_unit_at_a_time():
     assert eff.shape == (16, 784)
     assert eff[2].abs().sum() > 1.0
     assert torch.count_nonzero(torch.cat([eff[:2], eff[3:]])) == 0
+
+
+@pytest.mark.parametrize("kind", ["vae", "tvae"])
+def test_importance_weights_equal_scipy_densities_for_the_same_noise(kind):
+    """log w = log p(x|t) + log p(z) [+ log p(u)] - log q(z|x) [- log q(u|x)] (Eq 10-11's densities,
+    A.11's estimator) recomputed with scipy from the same Gaussian draws, for a posterior that is
+    not the prior (a density with a wrong mean or scale argument shows here)."""
+    from scipy.stats import norm
+
+    torch.manual_seed(0)
+    m = build_model(ModelConfig(kind=kind, weight_norm=False, **SMALL))
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(0.3 * torch.randn_like(p))   # posterior means and log stds far from 0
+    x = (torch.rand(3, 784) > 0.5).float()
+    k = 4
+    torch.manual_seed(1)
+    with torch.no_grad():
+        got = m.log_weights(x, k)                                     # (k, B)
+        post = m.posterior(x) if kind == "tvae" else m.enc_z(x)
+        torch.manual_seed(1)
+        draws = [mean + torch.exp(ls) * torch.randn(k, *mean.shape) for mean, ls in zip(post[::2], post[1::2])]
+        t = m.to_t(*draws) if kind == "tvae" else draws[0]
+        log_px = -torch.nn.functional.binary_cross_entropy_with_logits(m.decode(t), x.expand(k, -1, -1),
+                                                                        reduction="none").sum(-1)
+    want = log_px.double().numpy()
+    for v, mean, ls in zip(draws, post[::2], post[1::2]):
+        v, mean, sd = v.double().numpy(), mean.double().numpy(), ls.exp().double().numpy()
+        want = want + norm.logpdf(v).sum(-1) - norm.logpdf(v, mean, sd).sum(-1)
+    assert float(post[1].abs().mean()) > 0.05 and float(post[0].abs().mean()) > 0.05   # q is not the prior
+    np.testing.assert_allclose(got.double().numpy(), want, rtol=1e-4, atol=1e-2)

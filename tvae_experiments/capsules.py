@@ -30,13 +30,13 @@ from tvae_core.checks import check_capsules, check_choice, check_int
 from tvae_core.metrics import capcorr_sequences, capsule_traversal, equivariance_error, held_out_frames
 from tvae_core.models import TVAE, VAE, build_model
 from tvae_experiments.device import resolve_device
-from tvae_experiments.profiles import CapsuleDataConfig
+from tvae_experiments.profiles import CapsuleDataConfig, ToyCapsulesConfig
 from tvae_experiments.train import FitResult, as_float, evaluate, fit
 
 __all__ = ["train_variant", "untrained_variant", "CapsuleModel", "capsule_models", "score_models", "CapsuleScores",
            "evaluate_capsules", "variant_label", "PAPER_TABLE1", "PAPER_TABLE2", "PAPER_FIG5", "frac_key",
            "CapsuleData", "capsule_data", "capcorr_per_transform", "TraversalScores", "DECODE_RULES", "FAIR_DECODE",
-           "centre_capsules", "sample_codes", "traversal_scores"]
+           "centre_capsules", "sample_codes", "traversal_scores", "ToyCapsules", "learn_toy"]
 
 DECODE_RULES = ("mean", "sample")
 """How codes are decoded for BCE: the deterministic code, or posterior samples (module doc)."""
@@ -258,6 +258,41 @@ def evaluate_capsules(model, test, seed: int = 0, *, decode: str = FAIR_DECODE, 
         e_eq_vector=equivariance_error(t, D, norm="vector").mean().item(),
         e_eq_centred=equivariance_error(centre_capsules(t, D), D).mean().item(),
         per_transform=fair.per_transform, by_decode=rules, decode=decode)
+
+
+@dataclass
+class ToyCapsules:
+    """The known-answer problem (:class:`~tvae_experiments.profiles.ToyCapsulesConfig`) after training:
+    the trained model's scores and its untrained controls' on the same held-out sequences."""
+
+    model: TVAE
+    test: object                      # the held-out SequenceData (seed 1000 + seed)
+    trained: CapsuleScores
+    untrained: CapsuleScores          # the trained model's own initialisation (torch.manual_seed(seed))
+    untrained_capcorr: dict           # transformation -> CapCorr averaged over cfg.n_inits initialisations
+    seconds: float                    # training time
+
+
+def learn_toy(cfg: ToyCapsulesConfig, seed: int = 0, cache_dir=None, progress: bool = False) -> ToyCapsules:
+    """Train the toy TVAE with ``seed`` on :func:`~tvae_experiments.data.sequences.bump_sequences`
+    (train seed ``seed``, test seed ``1000 + seed``) on the CPU and score it and its untrained controls
+    with :func:`evaluate_capsules`.  It always trains (``use_cache=False``: ~5 s, and a cached model
+    would hide a bug in the code that trains it), so the numbers are repeatable on any machine."""
+    from tvae_experiments.data.sequences import bump_sequences
+
+    seed = check_int("seed", seed)
+    train = bump_sequences(cfg.n_train, cfg.S, cfg.radius, seed=seed)
+    test = bump_sequences(cfg.n_test, cfg.S, cfg.radius, seed=1000 + seed)
+    mcfg = cfg.model()
+    r = fit(mcfg, train.x, cfg.train(seed), data_id=train.source, device="cpu", cache_dir=cache_dir,
+            name=f"toy-tvae-s{seed}", use_cache=False, progress=progress)
+    trained = evaluate_capsules(r.model, test, seed)
+    controls = []
+    for init in range(seed, seed + cfg.n_inits):
+        torch.manual_seed(init)  # init == seed: the trained model's own starting point
+        controls.append(evaluate_capsules(mcfg.build().eval(), test, seed))
+    mean_cc = {k: sum(c.capcorr[k] for c in controls) / cfg.n_inits for k in test.transforms}
+    return ToyCapsules(r.model, test, trained, controls[0], mean_cc, r.seconds)
 
 
 # The paper's numbers (Tables 1, 2, 4, 5; mean +- std over 3 initialisations), keyed by
