@@ -73,8 +73,9 @@ def fourier_roll(x: Tensor, shift: float, capsule_dim: int) -> Tensor:
 
     Each capsule is treated as one period of a band-limited periodic signal:
     ``X_k -> X_k exp(-2 pi i k shift / D)``, then the inverse FFT.  For integer ``shift``
-    this equals :func:`roll` (up to float error).  For even ``D`` the Nyquist term is kept
-    real (``cos`` of its phase), so the result stays real for every shift.
+    this equals :func:`roll` (up to float error).  For even ``D`` the inverse real FFT reads only
+    the real part of the Nyquist term, ``X_{D/2} cos(pi shift)``, so the result is real for every
+    shift (a half-unit shift removes that term: two half shifts equal one roll only for odd ``D``).
     Shapes: ``(..., C*D) -> (..., C*D)``.
     """
     xc = _split(x, capsule_dim)  # (..., C, D)
@@ -82,8 +83,6 @@ def fourier_roll(x: Tensor, shift: float, capsule_dim: int) -> Tensor:
     X = torch.fft.rfft(xc, dim=-1)  # (..., C, D//2+1)
     k = torch.arange(X.shape[-1], device=x.device, dtype=xc.dtype if xc.is_floating_point() else torch.float32)
     phase = torch.exp(-2j * math.pi * k * float(shift) / D)
-    if D % 2 == 0:  # Nyquist bin: a real cosine, keep it real
-        phase[-1] = math.cos(math.pi * float(shift))
     out = torch.fft.irfft(X * phase, n=D, dim=-1)
     return out.to(x.dtype).reshape(x.shape)
 
