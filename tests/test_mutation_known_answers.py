@@ -229,3 +229,38 @@ def test_dense_helpers_pass_K_and_band_through():
     assert not torch.equal(tp.window_W(2, 5, 1, 1), tp.window_W(2, 5, 1, 1, "stationary"))
     assert not torch.equal(tp.TemporalTopography(2, 5, K=1, L=1).window_dense(),
                            tp.TemporalTopography(2, 5, K=3, L=1).window_dense())
+
+
+# ------------------------------------------------------------------ torus neighbour similarity
+
+def test_neighbour_similarity_known_answers():
+    """Features one-hot in the column's parity: right-hand neighbours are orthogonal (0), lower
+    neighbours identical (1), so the observed similarity is exactly 1/2 (a neighbour 2 columns away,
+    or a mean over the wrong axis, gives another value); constant features give 1 everywhere, p = 1."""
+    side = 6
+    col = torch.arange(side * side) % side
+    parity = torch.nn.functional.one_hot(col % 2, 2).float()
+    r = met.neighbour_similarity_test(parity, side, n_perm=200, seed=1)
+    assert r.observed == pytest.approx(0.5) and r.n_perm == 200
+    # null: a random pair has the same parity with probability (18 - 1) / 35
+    assert abs(r.null_mean - 17 / 35) < 0.02
+    rows = torch.nn.functional.one_hot(torch.arange(side * side) // side % 2, 2).float()
+    assert met.neighbour_similarity_test(rows, side, n_perm=10).observed == pytest.approx(0.5)
+    const = torch.ones(side * side, 3)
+    c = met.neighbour_similarity_test(const, side, n_perm=9)
+    assert (c.observed, c.p_value) == (pytest.approx(1.0), 1.0) and c.null_mean == pytest.approx(1.0)
+    smooth = torch.stack([torch.cos(2 * torch.pi * col / side), torch.sin(2 * torch.pi * col / side)], 1)
+    s = met.neighbour_similarity_test(smooth, side, n_perm=999, seed=0)
+    assert s.observed == pytest.approx((torch.cos(torch.tensor(2 * torch.pi / side)).item() + 1) / 2)
+    assert s.p_value == 1 / 1000                                             # no placement does better
+    torch.manual_seed(5)
+    assert met.neighbour_similarity_test(smooth, side, n_perm=30, seed=3) == \
+        met.neighbour_similarity_test(smooth, side, n_perm=30, seed=3)       # seeded, not global
+
+
+def test_permutation_quotient_distances_act_on_the_last_axis():
+    z1, z2 = torch.randn(2, 3, 5), torch.randn(2, 3, 5)
+    want = torch.stack([torch.stack([inv.quotient_distance_sn(z1[a, b], z2[a, b]) for b in range(3)]) for a in range(2)])
+    torch.testing.assert_close(inv.quotient_distance_sn(z1, z2), want)
+    torch.testing.assert_close(inv.quotient_distance_sn_bruteforce(z1, z2), want)
+    assert inv.quotient_distance_sn(z1, z2).shape == (2, 3)
