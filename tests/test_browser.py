@@ -330,3 +330,90 @@ def test_page_renders_offline(page: str, smoke_book, book_server: str, browser) 
         if IN_CI:
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
+
+
+# ---------------------------------------------------------------- interactive figures (no kernel)
+
+# The kernel-free interactive figures (tvae_experiments.explorer) of each page: their controls
+# must change the figure in the static page, with no kernel and no network.
+EXPLORERS = {"book/01_pot.html": 1, "book/02_tpot.html": 1, "book/03_tvae_torus.html": 1,
+             "book/04_capsules.html": 2}
+PAGE_WEIGHT_MB = 8.0
+
+SHOWN_IMAGE_JS = r"""
+const box = document.querySelectorAll('.tvae-explorer')[arguments[0]];
+const shown = [...box.querySelectorAll('img')].filter(i => i.offsetParent !== null && i.width > 0);
+return shown.map(i => i.src);
+"""
+
+
+def _shown(driver, k: int) -> tuple[str, ...]:
+    return tuple(driver.execute_script(SHOWN_IMAGE_JS, k))
+
+
+def _controls(driver, k: int):
+    from selenium.webdriver.common.by import By
+
+    box = driver.find_elements(By.CSS_SELECTOR, ".tvae-explorer")[k]
+    return (box.find_elements(By.CSS_SELECTOR, ".noUi-handle"), box.find_elements(By.CSS_SELECTOR, "select"), box)
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("page", sorted(EXPLORERS), ids=[_page_stem(p) for p in sorted(EXPLORERS)])
+def test_interactive_figures_respond_without_a_kernel(page: str, smoke_book, book_server: str, browser) -> None:
+    """Move every control of every interactive figure (each slider a few steps and to both ends,
+    each dropdown option): the figure shown must change each time, and moving them logs no console
+    error; two settings of each figure are saved as screenshots (``_results/browser/``)."""
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select
+
+    if not smoke_book.vendored:
+        _skip_or_fail("the widget manager was not vendored (npm unavailable): widgets cannot run offline")
+    size_mb = (smoke_book.html_dir / page).stat().st_size / 2 ** 20
+    assert size_mb <= PAGE_WEIGHT_MB, f"{page} weighs {size_mb:.1f} MB (limit {PAGE_WEIGHT_MB} MB)"
+    browser.get_log("browser")
+    state = load_and_inspect(browser, book_server + page)
+    assert state["viewsRendered"] == state["views"] > 0, f"widgets did not render on {page}"
+    n = browser.execute_script("return document.querySelectorAll('.tvae-explorer').length")
+    assert n == EXPLORERS[page], f"{n} interactive figures on {page}, expected {EXPLORERS[page]}"
+    browser.get_log("browser")  # what loading the page logged is test_page_renders_offline's; from here on: the moves
+
+    def changed(k: int, before: tuple[str, ...], what: str) -> tuple[str, ...]:
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            now = _shown(browser, k)
+            if now and now != before:
+                return now
+            time.sleep(0.1)
+        raise AssertionError(f"{page}, figure {k}: {what} did not change the figure (the client-side link "
+                             f"from the control to the pictures is missing or broken)")
+
+    moves = 0
+    for k in range(n):
+        handles, selects, box = _controls(browser, k)
+        assert handles or selects, f"{page}, figure {k}: no controls found"
+        shown = _shown(browser, k)
+        assert len(shown) == 1, f"{page}, figure {k}: {len(shown)} pictures shown at once"
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", box)
+        box.screenshot(str(SCREENSHOTS / f"{_page_stem(page)}-explorer{k}-a.png"))
+        for j, handle in enumerate(handles):
+            for key, what in ((Keys.ARROW_RIGHT, "one step right"), (Keys.END, "the last value"),
+                              (Keys.HOME, "the first value"), (Keys.ARROW_RIGHT, "one step right")):
+                before = _shown(browser, k)
+                handle.send_keys(key)
+                shown = changed(k, before, f"slider {j} moved to {what}")
+                moves += 1
+        for j, select in enumerate(selects):
+            options = Select(select)
+            start = options.first_selected_option.text
+            for i, opt in enumerate(options.options):
+                if opt.text == start:
+                    continue
+                before = _shown(browser, k)
+                options.select_by_index(i)
+                shown = changed(k, before, f"dropdown {j} set to {opt.text!r}")
+                moves += 1
+        box.screenshot(str(SCREENSHOTS / f"{_page_stem(page)}-explorer{k}-b.png"))
+    console = [e["message"][:200] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert console == [], f"console errors on {page} while moving the controls: {console[:5]}"
+    assert moves >= 4 * n

@@ -17,6 +17,14 @@ from tvae_book import chapters as bk, execute, report
 
 CHAPTERS = bk.discover_chapters(bk.REPO_ROOT)
 
+# Claims about a *trained* model that the smoke profile must enforce (CI checks something
+# learned): chapter 4's toy capsule problem, trained in ~5 s on every profile.
+SMOKE_MUST_ENFORCE = {
+    "04_capsules": [f"toy_{n}_{c}" for n in ("x", "y")
+                    for c in ("traversal_predicts_pose", "untrained_fails_traversal", "capcorr")]
+                   + ["toy_centred_eeq_below_untrained"],
+}
+
 
 def test_toc_has_chapters() -> None:
     assert CHAPTERS, "no chapters found in _toc.yml"
@@ -41,6 +49,8 @@ def test_chapter_runs_and_its_claims_pass(chapter: bk.Chapter, smoke_run) -> Non
     assert len(enforced) >= 1, "smoke must enforce at least one claim (sanity checks)"
     failed = [c["name"] for c in enforced if c["passed"] is not True]
     assert failed == [] and metrics["all_passed"] is True
+    must = SMOKE_MUST_ENFORCE.get(chapter.name, [])
+    assert sorted(set(must) - {c["name"] for c in enforced}) == [], "learned-model claims not enforced in smoke"
     assert metrics["wall_time_s"] > 0
 
 

@@ -13,7 +13,7 @@ the pose:
   capsule independently (they drop the relative phase of capsules too);
 * ``random invariant`` -- :class:`~tvae_core.invariance.RandomInvariantProjection`, the second
   paper's random equivariant layer + nonlinearity + group pooling;
-* the isometric quotient metric ``min_r ||t_1 - Roll_r t_2||`` (Sec 3, Prop 1), used directly
+* the isometric quotient metric ``min_r ||t_1 - Roll_r t_2||`` (the second paper, Sec 2), used directly
   as a kNN distance (:func:`quotient_distance_matrix_cyclic`).
 
 Codes are first standardised over their units (``(t - mean) / std``, as the decoder of the
@@ -131,7 +131,7 @@ def encode_frames(model, x: Tensor, batch_size: int = 512) -> Tensor:
 
 @torch.no_grad()
 def quotient_distance_matrix_cyclic(a: Tensor, b: Tensor, capsule_dim: int, chunk: int = 256) -> Tensor:
-    r"""All pairwise quotient distances ``d([a_i], [b_j]) = min_r ||a_i - Roll_r(b_j)||`` (Prop 1).
+    r"""All pairwise quotient distances ``d([a_i], [b_j]) = min_r ||a_i - Roll_r(b_j)||`` (the second paper, Sec 2).
 
     ``a: (M, n)``, ``b: (N, n)`` -> ``(M, N)``.  The ``D`` rolled copies of ``b`` are stacked
     once, ``||a - Roll_r b||^2 = ||a||^2 + ||b||^2 - 2 a . Roll_r b`` is one matrix product per

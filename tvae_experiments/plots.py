@@ -16,7 +16,7 @@ from torch import Tensor
 from tvae_core.stats import EnergyCorr
 
 __all__ = ["use_book_style", "student_t_panel", "matrix_image", "energy_profile", "lag_shift_map", "tile",
-           "image_grid", "pca_rgb_map", "traversal_rows", "knn_curves", "embedding_scatter"]
+           "image_grid", "pca_rgb_map", "traversal_rows", "frame_table", "knn_curves", "embedding_scatter"]
 
 
 def use_book_style() -> None:
@@ -139,6 +139,33 @@ def _frame_rgb(frame: Tensor, frame_shape: tuple[int, int, int]) -> np.ndarray:
     if c == 1:
         return np.repeat(1.0 - f[0][..., None], 3, axis=-1)
     return f.transpose(1, 2, 0)
+
+
+def frame_table(cells: dict[tuple[str, str], Tensor], frame_shape: tuple[int, int, int], title: str = "",
+                cell_inches: float = 0.95):
+    """A table of frames: ``cells[(row, column)]`` a flattened frame ``(C*H*W,)``; rows and
+    columns in first-seen order, missing cells blank.  Returns the figure."""
+    rows = list(dict.fromkeys(r for r, _ in cells))
+    cols = list(dict.fromkeys(c for _, c in cells))
+    fig, axes = plt.subplots(len(rows), len(cols), figsize=(len(cols) * cell_inches + 0.9,
+                                                            len(rows) * cell_inches + 0.5), squeeze=False)
+    for i, r in enumerate(rows):
+        for j, c in enumerate(cols):
+            ax = axes[i, j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+            if (r, c) in cells:
+                ax.imshow(_frame_rgb(cells[(r, c)], frame_shape), interpolation="nearest")
+            else:
+                ax.axis("off")
+            if i == 0:
+                ax.set_title(c, fontsize=8)
+            if j == 0:
+                ax.set_ylabel(r, fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
 
 
 def traversal_rows(rows: dict[str, Tensor], frame_shape: tuple[int, int, int], held_out: Tensor | None = None,

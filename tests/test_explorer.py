@@ -1,0 +1,48 @@
+"""explorer(): every setting drawn once, nested Stacks switched by client-side links."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+
+from tvae_experiments.explorer import explorer  # noqa: E402
+
+
+def draw(a, b):
+    fig, ax = plt.subplots(figsize=(1, 1))
+    ax.set_title(f"{a}-{b}")
+    ax.plot([0, a], [0, len(b)])
+    return fig
+
+
+def test_every_setting_is_drawn_once_and_reachable_through_the_stacks():
+    seen = []
+    v = explorer(lambda a, b: (seen.append((a, b)), draw(a, b))[1], {"a": [1, 2, 3], "b": ["x", "yy"]},
+                 defaults={"a": 2}, note="a: 3 values")
+    assert seen == [(a, b) for a in (1, 2, 3) for b in ("x", "yy")]
+    assert set(v.images) == set(seen) and all(p.startswith(b"\x89PNG") for p in v.images.values())
+    assert len(set(v.images.values())) == 6                      # every setting its own picture
+    assert [len(s) for s in v.stacks_by_level] == [1, 3]          # one outer stack, one inner per a
+    assert type(v.controls["a"]).__name__ == "SelectionSlider" and type(v.controls["b"]).__name__ == "Dropdown"
+    assert v.controls["a"].index == 1 and v.root.selected_index == 1          # the default a = 2
+    # the links: each control's index drives every stack of its level (this is what the page runs)
+    pairs = {(l.source[0].description, id(l.target[0])) for l in v.links}
+    assert pairs == {("a", id(v.root))} | {("b", id(s)) for s in v.stacks_by_level[1]}
+    assert all(l.source[1] == "index" and l.target[1] == "selected_index" for l in v.links)
+    # following the stacks by index reaches the image of that setting
+    for i, a in enumerate((1, 2, 3)):
+        for j, b in enumerate(("x", "yy")):
+            assert v.root.children[i].children[j].value == v.images[(a, b)]
+    assert v.n_bytes == sum(len(p) for p in v.images.values())
+    assert "a: 3 values" in v.box.children[1].value
+
+
+def test_bad_controls_name_the_problem():
+    with pytest.raises(ValueError, match="control 'a' has no values"):
+        explorer(draw, {"a": [], "b": ["x"]})
+    with pytest.raises(ValueError, match=r"defaults\['b'\]='z' is not one of the values of control 'b'"):
+        explorer(draw, {"a": [1], "b": ["x"]}, defaults={"b": "z"})
+    with pytest.raises(ValueError, match="at least one control"):
+        explorer(draw, {})
