@@ -209,6 +209,17 @@ DEFAULTS = {
 }
 
 
+def _stats_defaults():
+    from tvae_core import stats
+
+    return {stats.energy_corr: {"z": 1.96, "ranked": False},
+            stats.temporal_energy_corr: {"time_lag": 1, "unit_shift": 0},
+            stats.ring_energy_profile: {"max_dist": None}}
+
+
+DEFAULTS.update(_stats_defaults())
+
+
 @pytest.mark.parametrize("f", list(DEFAULTS), ids=lambda f: f.__qualname__)
 def test_documented_defaults(f):
     sig = inspect.signature(f)
@@ -264,3 +275,65 @@ def test_permutation_quotient_distances_act_on_the_last_axis():
     torch.testing.assert_close(inv.quotient_distance_sn(z1, z2), want)
     torch.testing.assert_close(inv.quotient_distance_sn_bruteforce(z1, z2), want)
     assert inv.quotient_distance_sn(z1, z2).shape == (2, 3)
+
+
+# ------------------------------------------------------------------------ energy correlations
+
+def test_energy_corr_is_the_pooled_rank_correlation_with_its_interval():
+    """r = mean over samples of the mean product of standardised ranks; the CI is r +- z * sd / sqrt(N)
+    with N the number of samples (axis 0), not of units."""
+    from tvae_core.stats import energy_corr, standardized_ranks
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(40, 7, generator=g)
+    b = a + torch.randn(40, 7, generator=g)
+    m = (standardized_ranks(a) * standardized_ranks(b)).mean(1)                     # (40,)
+    e = energy_corr(a, b)
+    se = (m.std() / 40 ** 0.5).item()
+    assert e.r == pytest.approx(m.mean().item()) and e.n == 40
+    assert e.lo == pytest.approx(e.r - 1.96 * se) and e.hi == pytest.approx(e.r + 1.96 * se)
+    assert energy_corr(standardized_ranks(a), standardized_ranks(b), ranked=True) == e
+    with pytest.raises(ValueError, match=re.escape("a and b must have the same shape, got (40, 7) and (40, 6)")):
+        energy_corr(a, b[:, :6])
+
+
+def test_capsule_energy_correlations_use_squares_and_pair_the_right_units():
+    from tvae_core.stats import cross_capsule_energy_corr, ring_energy_profile, temporal_energy_corr
+
+    g = torch.Generator().manual_seed(1)
+    c0 = torch.randn(300, 4, generator=g)
+    mirror = torch.cat([c0, -c0], 1)                       # capsule 1 = -capsule 0: equal energies
+    assert cross_capsule_energy_corr(mirror, 4).r == pytest.approx(1.0)     # a cube would give -1
+    with pytest.raises(ValueError, match="cross_capsule_energy_corr needs at least 2 capsules"):
+        cross_capsule_energy_corr(c0, 4)
+    # ring profile: D // 2 + 1 distances by default, max_dist + 1 when given; distance 0 is 1
+    prof = ring_energy_profile(torch.randn(200, 2 * 6, generator=g), 6)
+    assert len(prof) == 4 and prof[0].r == pytest.approx(1.0)
+    assert len(ring_energy_profile(torch.randn(200, 10, generator=g), 5, max_dist=1)) == 2
+    # temporal: a sequence whose energy moves one unit per frame (shifting) is found at lag 1, shift 1,
+    # and the defaults are lag 1, shift 0
+    base = torch.randn(300, 1, 5, generator=g)
+    seq = torch.cat([roll(base[:, 0], l, 5)[:, None] for l in range(5)], 1)         # (300, S=5, D=5): a cycle
+    assert temporal_energy_corr(seq, 5, 1, 1).r == pytest.approx(1.0)
+    assert temporal_energy_corr(seq, 5) == temporal_energy_corr(seq, 5, 1, 0)
+    assert temporal_energy_corr(seq, 5).r < 0.5
+
+
+# ------------------------------------------------------------------------------ prior samplers
+
+def test_prior_samples_return_their_gaussians():
+    from tvae_core.studentt import sample_pot, sample_tpot, student_t, tpot
+
+    s = sample_pot(50, 3, 4, seed=0)
+    assert s.z.shape == (50, 3) and s.u.shape == (50, 3, 4)
+    torch.testing.assert_close(s.t, student_t(s.z, s.u))
+    topo = tp.CapsuleTopography(2, 3, 3)
+    p = sample_tpot(20, topo, mu=0.5, seed=1)
+    assert p.z.shape == p.u.shape == p.t.shape == (20, 6)
+    torch.testing.assert_close(p.t, tpot(p.z, p.u, topo, 0.5))
+    W = topo.dense()                                    # a dense matrix: n from its rows
+    q = sample_tpot(20, W, seed=1)
+    assert q.t.shape == (20, 6)
+    assert sample_tpot(3, lambda v: v, shape=(6,), seed=0).t.shape == (3, 6)     # a callable with a shape
+    with pytest.raises(ValueError, match="shape is required when W is a plain callable without an `n` attribute"):
+        sample_tpot(3, lambda v: v, seed=0)
