@@ -14,7 +14,7 @@ import torch
 
 from tvae_core import invariance as inv
 from tvae_core import metrics as met
-from tvae_core.roll import roll
+from tvae_core.roll import partial_roll as rl_partial, roll
 from tvae_core import studentt as st
 from tvae_core import topography as tp
 from tvae_core.models import ModelConfig, VAE, log_likelihood_is
@@ -78,6 +78,17 @@ CASES = [
     (lambda: tp.TemporalTopography(2, 3, L=-1), ValueError, "L=-1 is not allowed"),
     (lambda: tp.TemporalTopography(2, 3, L=0.5), ValueError, "L=0.5 is not allowed with window='centered'"),
     (lambda: tp.TemporalTopography(2, 3, L=0).dense(0), ValueError, "S must be >= 1, got 0"),
+    (lambda: tp.CapsuleTopography(2, 3)(torch.randn(4, 5)), ValueError,
+     "v has last axis of size 5, but this topography has n=6 units"),
+    (lambda: tp.TorusTopography(3, 3)(torch.randn(4, 8)), ValueError,
+     "v has last axis of size 8, but this topography has n=9 units"),
+    (lambda: tp.TemporalTopography(2, 3)(torch.randn(4, 2, 7)), ValueError,
+     "v has last axis of size 7, but this topography has n=6 units"),
+    (lambda: tp.TemporalTopography(2, 3, window="forward").window_dense(), ValueError,
+     "window_dense is Eq 7's centered form with the full band; use dense(S) for window='forward', band='full'"),
+    (lambda: st.student_t(torch.randn(2, 3), torch.randn(2, 4, 5)), ValueError,
+     "u must have shape (*z.shape, nu) = (2, 3, nu); got z (2, 3) and u (2, 4, 5)"),
+    (lambda: rl_partial(torch.randn(2, 3), 1.5, 3), ValueError, "alpha=1.5 is not allowed; partial_roll needs 0 < alpha <= 1"),
 ]
 
 

@@ -237,7 +237,10 @@ def test_execute_injects_parameters_and_records_wall_time(book: Path, tmp_path: 
     assert values["data_dir"] == str(tmp_path / "data")
     assert data["wall_time_s"] > 0
     nb = nbformat.read(out / "01_alpha.ipynb", as_version=4)
-    assert any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells)
+    # one parameters cell on the page, holding the values the run used (tvae_book.tidy)
+    assert not any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells)
+    params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(params) == 1 and 'profile = "smoke"' in params[0].source and "seed = 7" in params[0].source
     assert nb.metadata.papermill.input_path == str(book / "book" / "01_alpha.md")
     assert sorted(p.name for p in out.iterdir()) == [
         "01_alpha.ipynb", "01_alpha.json", "01_alpha.stamp.json"]

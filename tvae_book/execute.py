@@ -20,6 +20,7 @@ from tvae_book import report
 from tvae_book.chapters import (REPO_ROOT, RESULTS_ENV, Chapter, ChapterError, ChapterResult, RunConfig,
                                 atomic_write_json, check_profile, environment, fingerprint, is_up_to_date,
                                 output_paths, read_json)
+from tvae_book.tidy import tidy_notebook
 from tvae_experiments.files import atomic_write_text
 
 KERNEL_NAME = "python3"
@@ -122,7 +123,7 @@ def execute_chapter(chapter: Chapter, config: RunConfig, out_dir: Path, *,
             failed = paths["failed"]
         raise ChapterError(chapter.name, describe_failure(exc), failed) from exc
     wall = time.perf_counter() - start
-    save_notebook(executed, paths["notebook"], source=chapter.path)
+    save_notebook(tidy_notebook(executed), paths["notebook"], source=chapter.path)
     paths["running"].unlink(missing_ok=True)
 
     metrics = finish_metrics(chapter.name, config, paths["metrics"], wall)
