@@ -35,12 +35,24 @@ def mutmut(*args: str) -> str:
                           check=True).stdout
 
 
-def statuses() -> dict[str, str]:
+def parse_results(text: str) -> dict[str, str]:
+    """``{mutant: status}`` from the output of ``mutmut results --all true``."""
     out = {}
-    for line in mutmut("results", "--all", "true").splitlines():
+    for line in text.splitlines():
         name, sep, status = line.strip().rpartition(": ")
         if sep and name.startswith("tvae_core."):
             out[name] = status.strip()
+    return out
+
+
+def statuses(baseline: Path | None = None) -> dict[str, str]:
+    """This run's statuses; with ``baseline`` (a saved ``mutmut results --all true`` of an earlier
+    full run), a mutant this run did not check takes its baseline status (a partial rerun of the
+    survivors on top of a full run)."""
+    out = parse_results(mutmut("results", "--all", "true"))
+    if baseline is not None:
+        base = parse_results(Path(baseline).read_text(encoding="utf-8"))
+        out = {k: (base.get(k, v) if v == "not checked" else v) for k, v in out.items()}
     return out
 
 
@@ -76,8 +88,10 @@ def explain(name: str, original: str, changed: str, rules: list[dict]) -> dict |
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--list", action="store_true", help="print every explained survivor and its reason")
+    ap.add_argument("--baseline", type=Path, default=None,
+                    help="saved `mutmut results --all true` of an earlier full run: statuses of mutants not rerun")
     args = ap.parse_args(argv)
-    st = statuses()
+    st = statuses(args.baseline)
     if not st:
         print("no mutmut results: run `make mutate` (or `mutmut run`) first")
         return 2

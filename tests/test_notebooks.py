@@ -63,6 +63,10 @@ def test_book_builds_without_warnings_from_smoke_results(smoke_book) -> None:
     assert not [c.name for c in CHAPTERS if (stage / "book" / f"{c.name}.md").exists()]
     for c in CHAPTERS:
         assert (html / "book" / f"{c.name}.html").is_file()
+        # the page's download button offers the executed notebook (outputs included)
+        assert f"_sources/book/{c.name}.ipynb" in (html / "book" / f"{c.name}.html").read_text()
+        executed = nbformat.read(html / "_sources" / "book" / f"{c.name}.ipynb", as_version=4)
+        assert any(cell.get("outputs") for cell in executed.cells if cell.cell_type == "code")
     assert f"{len(CHAPTERS)} of {len(CHAPTERS)} chapters have metrics" in (
         html / "book" / "report.html").read_text()
 
