@@ -88,6 +88,12 @@ CASES = [
      "window_dense is Eq 7's centered form with the full band; use dense(S) for window='forward', band='full'"),
     (lambda: st.student_t(torch.randn(2, 3), torch.randn(2, 4, 5)), ValueError,
      "u must have shape (*z.shape, nu) = (2, 3, nu); got z (2, 3) and u (2, 4, 5)"),
+    (lambda: tp.TemporalTopography(1, 3, L=3).dense(6), ValueError,
+     "L=3 with window='centered' spans 7 frames but the sequence has S=6: with circular time frames would be "
+     "counted twice; use L <= 2 (or time_boundary='zero')"),
+    (lambda: tp.TemporalTopography(1, 3, L=4, window="forward").dense(6), ValueError,
+     "L=4 with window='forward' spans 8 frames but the sequence has S=6"),
+    (lambda: tp.TemporalTopography(1, 3, L=4, window="forward").dense(6), ValueError, "use L <= 3 (or"),
     (lambda: rl_partial(torch.randn(2, 3), 1.5, 3), ValueError, "alpha=1.5 is not allowed; partial_roll needs 0 < alpha <= 1"),
 ]
 

@@ -337,3 +337,69 @@ def test_prior_samples_return_their_gaussians():
     assert sample_tpot(3, lambda v: v, shape=(6,), seed=0).t.shape == (3, 6)     # a callable with a shape
     with pytest.raises(ValueError, match="shape is required when W is a plain callable without an `n` attribute"):
         sample_tpot(3, lambda v: v, seed=0)
+
+
+# ------------------------------------------------------- permutation nulls, computed directly
+
+def _perms(n_perm: int, n: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.argsort(torch.rand(n_perm, n, generator=g), dim=1)                 # (n_perm, n)
+
+
+def test_agreement_null_is_the_right_and_lower_neighbour_agreement_of_random_placements():
+    side, n_perm, seed = 5, 300, 7
+    pref = torch.randint(0, 3, (side * side,), generator=torch.Generator().manual_seed(0))
+    grids = pref[_perms(n_perm, side * side, seed)].reshape(n_perm, side, side)
+    right = (grids == grids.roll(-1, 2)).float().mean((1, 2))
+    down = (grids == grids.roll(-1, 1)).float().mean((1, 2))
+    null = (right + down) / 2                                                          # (n_perm,)
+    g0 = pref.reshape(side, side)
+    obs = ((g0 == g0.roll(-1, 1)).float().mean() + (g0 == g0.roll(-1, 0)).float().mean()).item() / 2
+    r = met.agreement_permutation_test(pref, side, n_perm, seed)
+    assert r.observed == pytest.approx(obs)
+    assert r.null_mean == pytest.approx(null.mean().item()) and r.null_std == pytest.approx(null.std().item())
+    assert r.p_value == pytest.approx((1 + (null >= obs).sum().item()) / (1 + n_perm))
+    assert met.agreement_permutation_test(pref, side) == met.agreement_permutation_test(pref, side, 2000, 0)
+
+
+def test_similarity_null_is_the_neighbour_cosine_of_random_placements():
+    side, n_perm, seed = 4, 200, 3
+    feats = torch.randn(side * side, 5, generator=torch.Generator().manual_seed(1))
+    f = feats / feats.norm(dim=1, keepdim=True)
+    G = f @ f.T
+    idx = torch.arange(side * side).reshape(side, side)
+    right, down = idx.roll(-1, 1).flatten(), idx.roll(-1, 0).flatten()
+    a = _perms(n_perm, side * side, seed)
+    null = (G[a, a[:, right]].mean(1) + G[a, a[:, down]].mean(1)) / 2
+    obs = ((G[idx.flatten(), right].mean() + G[idx.flatten(), down].mean()) / 2).item()
+    r = met.neighbour_similarity_test(feats, side, n_perm, seed)
+    assert r.observed == pytest.approx(obs) and r.null_mean == pytest.approx(null.mean().item())
+    assert r.p_value == pytest.approx((1 + (null >= obs).sum().item()) / (1 + n_perm))
+    assert met.neighbour_similarity_test(feats, side) == met.neighbour_similarity_test(feats, side, 2000, 0)
+
+
+def test_defaults_called_equal_the_documented_values():
+    """Called with their defaults, the functions give what the documented values give."""
+    p = inv.RandomInvariantProjection(C, D)
+    q = inv.RandomInvariantProjection(C, D, 256, "max", 0)
+    assert torch.equal(p.weight, q.weight) and torch.equal(p.bias, q.bias)
+    # unit_preferences: 5 images of class 0 then 6 of class 1 by activation: the top 10 tie 5/5 (the
+    # smaller label, 0, wins), the top 11 would give 1
+    t = torch.arange(20.0, 0.0, -1.0)[:, None]                                         # (20, 1): image 0 largest
+    labels = torch.tensor([0] * 5 + [1] * 6 + [2] * 9)
+    assert met.unit_preferences(t, labels).tolist() == [0]
+    assert met.unit_preferences(t, labels, k=11).tolist() == [1]
+
+
+def test_knn_scores_compare_in_float64_and_average_f1_over_classes():
+    """Two reference points 2 apart at 1e8 are distinct in float64 but one point in float32: the
+    query 1.5 above the first has the second as its nearest neighbour only in float64."""
+    train = torch.tensor([[1e8], [1e8 + 2.0]], dtype=torch.float64)
+    test = torch.tensor([[1e8 + 1.5]], dtype=torch.float64)
+    assert inv.knn_scores(train, torch.tensor([0, 1]), test, torch.tensor([1]), ks=(1,))[1] == 1.0
+    assert inv.knn_scores(train, torch.tensor([0.0, 1.0]), test, torch.tensor([1.0]), ks=(1,), task="regression")[1] == 0.0
+    # three classes, one test point of class 2 predicted as 1: macro F1 = (1 + 2/3 + 0) / 3
+    x = torch.tensor([[0.0], [10.0], [20.0]])
+    y = torch.tensor([0, 1, 2])
+    xt, yt = torch.tensor([[0.0], [10.0], [11.0], [12.0]]), torch.tensor([0, 1, 1, 2])
+    assert inv.knn_scores(x, y, xt, yt, ks=(1,))[1] == pytest.approx((1 + 0.8 + 0) / 3)
