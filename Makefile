@@ -2,7 +2,8 @@
 #   make book                        install, execute the chapters (profile cpu), build the HTML
 #   make test                        unit tests + every chapter in the smoke profile
 #   make reproduce PROFILE=paper     execute with a profile; results + report in _results/<profile>/
-#   make mutate                      mutation testing of tvae_core (mutmut, ~25 min) + score
+#   make lab                         JupyterLab on the chapters, live (book/NN_name.md open as notebooks)
+#   make mutate                      mutation testing of tvae_core (mutmut, ~45 min) + score
 # Optional: SEED=0 DEVICE=auto DATA_DIR=/path  (passed to every chapter's parameters cell)
 #           PARAMS="n_seeds=2"  (extra chapter parameters, e.g. two seeds in chapter 5)
 
@@ -17,10 +18,10 @@ DATA_DIR ?=
 PARAMS   ?=
 RUN_ARGS  = --profile $(PROFILE) --seed $(SEED) --device $(DEVICE) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(foreach p,$(PARAMS),--param $(p))
 
-.PHONY: help install book reproduce report test mutate clean distclean
+.PHONY: help install book reproduce report test lab test-lab mutate clean distclean
 
 help:
-	@sed -n '2,7p' Makefile | sed 's/^# //'
+	@sed -n '2,8p' Makefile | sed 's/^# //'
 
 install: $(STAMP)
 
@@ -43,6 +44,19 @@ report: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+
+# Running the chapters live: JupyterLab with the jupytext extension (right-click a book/NN_name.md >
+# Open With > Notebook; the first cell switches profile, seed, device). test-lab (not in `make test`:
+# it would exceed its 5-minute budget) checks that the server serves a chapter as a notebook that
+# executes in smoke size, and that a chapter runs under plain `jupyter nbconvert --execute`.
+LAB_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
+lab: $(STAMP)
+	$(PY) -m pip install -q -e ".[lab]"
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=$(CURDIR) $(LAB_ROOT)
+
+test-lab: $(STAMP)
+	$(PY) -m pip install -q -e ".[lab]"
+	$(PY) -m pytest -q tests_lab
 
 # Mutation testing (mutmut 3, settings in pyproject.toml [tool.mutmut]): mutants of tvae_core run
 # against its fast unit tests; the report explains survivors from tests/equivalent_mutants.toml.
