@@ -94,6 +94,8 @@ CASES = [
     (lambda: tp.TemporalTopography(1, 3, L=4, window="forward").dense(6), ValueError,
      "L=4 with window='forward' spans 8 frames but the sequence has S=6"),
     (lambda: tp.TemporalTopography(1, 3, L=4, window="forward").dense(6), ValueError, "use L <= 3 (or"),
+    (lambda: tp.TemporalTopography(1, 3, L=4).dense(7), ValueError, "S=7: with circular time frames would be "
+     "counted twice; use L <= 3 (or"),                              # centred: 2L+1 <= S, odd S
     (lambda: rl_partial(torch.randn(2, 3), 1.5, 3), ValueError, "alpha=1.5 is not allowed; partial_roll needs 0 < alpha <= 1"),
 ]
 
