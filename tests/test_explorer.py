@@ -46,3 +46,19 @@ def test_bad_controls_name_the_problem():
         explorer(draw, {"a": [1], "b": ["x"]}, defaults={"b": "z"})
     with pytest.raises(ValueError, match="at least one control"):
         explorer(draw, {})
+
+
+def test_keep_draws_the_ends_evenly_spaced_values_and_the_default_and_says_so():
+    seen = []
+    v = explorer(lambda a, b: (seen.append((a, b)), draw(a, b))[1], {"a": list(range(10)), "b": ["x", "yy"]},
+                 defaults={"a": 7}, note="a: 0..9", keep=3)
+    assert sorted({a for a, _ in seen}) == [0, 4, 7, 9]           # ends, the middle (round(4.5) = 4), the default
+    assert {b for _, b in seen} == {"x", "yy"}                    # a control with <= keep values is untouched
+    assert [o[1] for o in v.controls["a"].options] == [0, 4, 7, 9] and v.controls["a"].value == 7
+    html = v.box.children[1].value
+    assert "a: 0..9" in html and "a 4 of 10" in html and "b " not in html.split("fewer values:")[1]
+    full = explorer(draw, {"a": [1, 2], "b": ["x"]}, keep=3)
+    assert len(full.box.children) == 2 or "fewer" not in full.box.children[1].value
+    for bad in (1, 0, 2.5):
+        with pytest.raises(ValueError, match="keep must be an int >= 2"):
+            explorer(draw, {"a": [1, 2, 3], "b": ["x"]}, keep=bad)

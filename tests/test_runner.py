@@ -477,3 +477,34 @@ def test_extra_parameters_are_parsed_and_injected() -> None:
     assert cfg.parameters()["n_seeds"] == 2
     # no extra parameters: the same parameters (and so the same chapter stamps) as before
     assert set(bk.RunConfig("smoke").parameters()) == {"profile", "seed", "device", "data_dir"}
+
+
+def test_progress_shows_cells_and_training_bars_and_a_time_table(book: Path, tmp_path: Path, capsys) -> None:
+    """`make book` shows each cell as it starts, every training bar that fit draws (streamed from the
+    kernel through $TVAE_PROGRESS_FILE, not into the notebook) and a per-chapter time table; the
+    dry-run switch reaches the kernel (and a stray shell value cannot turn a normal run into one)."""
+    body = code_cell("""
+        import os
+        from tvae_experiments.train import _progress_bar
+        bar = _progress_bar(5, "training toy-model", True)
+        for _ in range(5):
+            bar.update(1)
+        bar.close()
+        assert os.environ["TVAE_DRY_RUN_STEPS"] == "0", os.environ["TVAE_DRY_RUN_STEPS"]
+        """)
+    (book / "book" / "01_alpha.md").write_text(chapter_source("01_alpha", body))
+    out = tmp_path / "out"
+    with bk.environment(TVAE_DRY_RUN_STEPS="3"):
+        results, failures = execute.run_chapters([chapter(book, "01_alpha")], RunConfig("smoke"), out, timeout=120,
+                                                 root=book, progress=True)
+    assert failures == [] and results[0].status == "ran"
+    err = capsys.readouterr().err
+    nb = nbformat.read(out / "01_alpha.ipynb", as_version=4)
+    n = sum(c.cell_type == "code" for c in nb.cells) + 1  # + papermill's parameters cell, merged on saving
+    assert f"01_alpha: cell 1/{n} " in err and f"01_alpha: cell {n}/{n} " in err
+    assert "training toy-model" in err and "5/5" in err
+    text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
+    assert "training toy-model" not in text                      # the bar went to the terminal only
+    assert not list(out.glob(".*.progress"))
+    table = execute.time_table(results)
+    assert table.splitlines()[1].startswith("01_alpha") and "ran" in table and "total" in table

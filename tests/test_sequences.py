@@ -465,3 +465,22 @@ def test_overlap_by_offset_shows_the_square_symmetry():
     assert iou[2][5] < 0.85
     with pytest.raises(ValueError, match=r"\(N, S, P\)"):
         overlap_by_offset(d.x[0])
+
+
+@pytest.mark.parametrize("image_size", [64, 32])
+def test_uint8_sequences_equal_the_rounded_float_ones_built_in_chunks(digits, monkeypatch, image_size):
+    """The paper profile builds its training sets as uint8, a chunk at a time (no full-size float copy):
+    the result must equal as_uint8() of the float sequences, chunk boundaries included."""
+    from tvae_experiments.data import sequences as seq_mod
+
+    monkeypatch.setattr(seq_mod, "_CHUNK", 3)  # several chunks and a partial last one
+    m = mnist_sequences(*digits, 10, S=6, seed=4)
+    m8 = mnist_sequences(*digits, 10, S=6, seed=4, uint8=True)
+    assert m8.x.dtype == torch.uint8 and torch.equal(m8.x, m.as_uint8().x) and m8.source == m.as_uint8().source
+    assert torch.equal(m8.factor, m.factor) and torch.equal(m8.label, m.label)
+    d = dsprites_sequences(10, seed=4, image_size=image_size, verbose=False)
+    d8 = dsprites_sequences(10, seed=4, image_size=image_size, verbose=False, uint8=True)
+    assert d8.x.dtype == torch.uint8 and torch.equal(d8.x, d.as_uint8().x) and d8.source == d.as_uint8().source
+    back = d8.as_float()
+    assert back.x.dtype == torch.float32 and (back.x - d.x).abs().max() <= 0.5 / 255 + 1e-7
+    assert d.as_float() is d

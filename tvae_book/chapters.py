@@ -56,12 +56,22 @@ class RunConfig:
     device: str = "auto"
     data_dir: str | None = None
     extra: tuple[tuple[str, Any], ...] = ()  # chapter-specific parameters, e.g. (("n_seeds", 2),)
+    dry_run: int = 0                         # >0: every training stops after this many steps (tvae_experiments.dry_run)
 
     def __post_init__(self) -> None:
         # a missing folder would silently fall back to the embedded data: a wrong result, not a run
+        if not (isinstance(self.dry_run, int) and self.dry_run >= 0):
+            raise ValueError(f"dry_run must be a whole number of optimiser steps >= 0 (0: a normal run), got {self.dry_run!r}")
         if self.data_dir is not None and not Path(self.data_dir).is_dir():
             raise ValueError(f"data_dir={str(self.data_dir)!r} is not a folder; give the folder holding the real data "
                              "(MNIST/raw, dsprites_ndarray_*.npz, QM9) or leave it unset for the embedded defaults")
+
+    def kernel_env(self) -> dict[str, str]:
+        """Environment variables of the chapter's kernel: the dry-run switch, set either way so a
+        variable left in the caller's shell cannot turn a normal run into a dry run."""
+        from tvae_experiments.dry_run import ENV
+
+        return {ENV: str(self.dry_run)}
 
     def parameters(self) -> dict[str, Any]:
         """Papermill parameters; ``data_dir`` is made absolute since chapters run in book/."""
@@ -119,9 +129,10 @@ def check_profile(profile: str) -> str:
     return profile
 
 
-def default_results_dir(profile: str, root: Path = REPO_ROOT) -> Path:
-    """Where a profile's executed notebooks and metrics go: ``<root>/_results/<profile>``."""
-    return Path(root) / "_results" / profile
+def default_results_dir(profile: str, root: Path = REPO_ROOT, dry_run: int = 0) -> Path:
+    """Where a profile's executed notebooks and metrics go: ``<root>/_results/<profile>``
+    (a dry run: ``<root>/_results/<profile>-dry-run``)."""
+    return Path(root) / "_results" / (f"{profile}-dry-run" if dry_run else profile)
 
 
 # --------------------------------------------------------------------------- file helpers
@@ -236,7 +247,7 @@ def code_files(root: Path = REPO_ROOT) -> list[Path]:
 def fingerprint(chapter: Chapter, config: RunConfig, root: Path = REPO_ROOT) -> str:
     """SHA-256 over the chapter source, the science code (:func:`code_files`), and the run parameters."""
     digest = hashlib.sha256()
-    digest.update(json.dumps(config.parameters(), sort_keys=True).encode())
+    digest.update(json.dumps({**config.parameters(), "dry_run": config.dry_run}, sort_keys=True).encode())
     for path in [chapter.path, *code_files(root)]:
         digest.update(str(Path(path).relative_to(root) if Path(path).is_relative_to(root)
                           else Path(path).name).encode())

@@ -3,6 +3,7 @@
     python -m tvae_book run    --profile cpu     # execute chapters + write the report
     python -m tvae_book book   --profile cpu     # the above, then stage + build the HTML
     python -m tvae_book report --profile cpu     # only (re)write the report Markdown
+    python -m tvae_book train  --profile cpu --workers 2   # train every model ahead (tvae_book.jobs)
 """
 
 from __future__ import annotations
@@ -25,15 +26,29 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse the command line."""
     parser = argparse.ArgumentParser(prog="python -m tvae_book", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=("run", "book", "report"),
+    parser.add_argument("command", choices=("run", "book", "report", "train"),
                         help="run: execute chapters + report; book: run, then build the HTML; "
-                             "report: only write the report from existing metrics")
+                             "report: only write the report from existing metrics; "
+                             "train: list the chapters' trainings and run the missing ones as jobs")
     parser.add_argument("--profile", default="cpu", help="smoke, cpu or paper (default: cpu)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, ... (default: auto)")
     parser.add_argument("--data-dir", default=None, help="folder with real data sets, if any")
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                         help="extra chapter parameter (repeatable), e.g. --param n_seeds=2 for chapter 5")
+    parser.add_argument("--dry-run", type=int, nargs="?", const=3, default=0, metavar="STEPS",
+                        help="the profile's real sizes, but every model trains only STEPS optimiser steps "
+                             "(default 3); measures time, memory and FLOPs per model "
+                             "(results: _results/<profile>-dry-run)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="train: jobs at a time (local processes, or Slurm array tasks) (default: 1)")
+    parser.add_argument("--engine", default="local", help="train: local | slurm | slurm_local (default: local)")
+    parser.add_argument("--slurm", action="append", default=[], metavar="NAME=VALUE",
+                        help="train: submitit parameter (repeatable), e.g. --slurm slurm_partition=gpu "
+                             "--slurm timeout_min=720")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="train: torch threads per local worker (default: CPU cores // workers)")
+    parser.add_argument("--plan-only", action="store_true", help="train: print the plan, train nothing")
     parser.add_argument("--out", type=Path, default=None,
                         help="results folder (default: _results/<profile>)")
     parser.add_argument("--chapters", nargs="+", default=None, metavar="NAME",
@@ -45,6 +60,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--keep-going", action="store_true",
                         help="run the remaining chapters after a failure")
     parser.add_argument("--verbose", action="store_true", help="stream cell outputs to stderr")
+    parser.add_argument("--quiet", action="store_true",
+                        help="one line per chapter (default: also each cell as it starts and every "
+                             "training's progress bar with its ETA)")
     parser.add_argument("--cdn", action="store_true",
                         help="book: load MathJax and widget JavaScript from CDNs instead of "
                              "fetching them with npm into _build/vendor")
@@ -63,19 +81,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         check_profile(args.profile)
         config = RunConfig(args.profile, args.seed, args.device, args.data_dir,
-                           tuple(parse_param(p) for p in args.param))
-        out_dir = (args.out or default_results_dir(args.profile, root)).resolve()
+                           tuple(parse_param(p) for p in args.param), dry_run=args.dry_run)
+        out_dir = (args.out or default_results_dir(args.profile, root, args.dry_run)).resolve()
         chapters = discover_chapters(root, args.chapters)
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
+    if args.command == "train":
+        return train(args, config, root, [c.name for c in chapters])
     failures: list[ChapterError] = []
     if args.command in ("run", "book"):
         start = time.perf_counter()
         results, failures = run_chapters(chapters, config, out_dir, force=args.force,
                                          keep_going=args.keep_going, timeout=args.timeout,
-                                         root=root, log_output=args.verbose)
+                                         root=root, log_output=args.verbose, progress=not args.quiet)
         ran = sum(r.status == "ran" for r in results)
         print(f"{ran} chapter(s) ran, {len(results) - ran} skipped, {len(failures)} failed "
               f"in {time.perf_counter() - start:.1f} s; results in {out_dir}", flush=True)
@@ -97,3 +117,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         print(f"book: {index}", flush=True)
     return 0
+
+
+def train(args: argparse.Namespace, config: RunConfig, root: Path, chapters: list[str]) -> int:
+    """``train``: print the plan of ``config.profile`` and run its missing jobs (:mod:`tvae_book.jobs`)."""
+    from tvae_book.jobs import ENGINES, measured_costs, plan_table, run_plan
+    from tvae_experiments.plan import training_plan
+
+    if args.engine not in ENGINES:
+        print(f"error: --engine {args.engine!r} is not one of {', '.join(ENGINES)}", file=sys.stderr)
+        return 2
+    try:
+        slurm = dict(parse_param(p) for p in args.slurm)
+    except ValueError as err:
+        print(f"error: {err}".replace("--param", "--slurm"), file=sys.stderr)
+        return 2
+    start = time.perf_counter()
+    jobs = training_plan(config.profile, config.seed, config.parameters()["data_dir"], chapters, dict(config.extra))
+    print(plan_table(jobs, costs=measured_costs(default_results_dir(config.profile, root, dry_run=1))), flush=True)
+    if args.plan_only:
+        return 0
+    outcomes = run_plan(jobs, workers=args.workers, engine=args.engine, device=config.device, slurm=slurm,
+                        threads=args.threads)
+    failed = [o for o in outcomes if o.status == "failed"]
+    print(f"{sum(o.status == 'trained' for o in outcomes)} trained, {sum(o.status == 'cached' for o in outcomes)} "
+          f"cached, {len(failed)} failed in {time.perf_counter() - start:.1f} s", flush=True)
+    return 1 if failed else 0

@@ -8,8 +8,10 @@ variable at the results folder, checks the file and adds the wall time.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -21,7 +23,7 @@ from tvae_book.chapters import (REPO_ROOT, RESULTS_ENV, Chapter, ChapterError, C
                                 atomic_write_json, check_profile, environment, fingerprint, is_up_to_date,
                                 output_paths, read_json)
 from tvae_book.tidy import tidy_notebook
-from tvae_experiments.files import atomic_write_text
+from tvae_experiments.files import PROGRESS_ENV, atomic_write_text
 
 KERNEL_NAME = "python3"
 """Kernel name written into executed notebooks; the kernel always runs ``sys.executable``."""
@@ -83,14 +85,61 @@ def describe_failure(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+class Progress:
+    """What a running chapter shows on the terminal: ``cell k/N`` as each code cell starts, and the
+    training progress bars that :func:`~tvae_experiments.train.fit` appends to ``path`` (streamed
+    by a thread every half second).  Used as a context manager around the execution."""
+
+    def __init__(self, chapter: str, path: Path, n_cells: int, stream=None) -> None:
+        self.chapter, self.path, self.n_cells = chapter, Path(path), n_cells
+        self.stream = stream or sys.stderr
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._follow, daemon=True)
+        self._t0 = time.perf_counter()
+        self._k = 0
+
+    def __enter__(self) -> "Progress":
+        self.path.unlink(missing_ok=True)
+        self.path.touch()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.path.unlink(missing_ok=True)
+
+    def cell_started(self, cell: Any, cell_index: int, **_: Any) -> None:
+        """nbclient's ``on_cell_start`` hook."""
+        if cell.get("cell_type") != "code":
+            return
+        self._k += 1
+        first = next((ln.strip() for ln in cell.get("source", "").splitlines() if ln.strip()), "")
+        elapsed = time.perf_counter() - self._t0
+        self.stream.write(f"    {self.chapter}: cell {self._k}/{self.n_cells} at {elapsed:5.0f} s  {first[:70]}\n")
+        self.stream.flush()
+
+    def _follow(self) -> None:
+        with open(self.path, encoding="utf-8", errors="replace") as fh:
+            while True:
+                stopping = self._stop.wait(0.5)
+                chunk = fh.read()
+                if chunk:
+                    self.stream.write(chunk.replace("\r", "\n    ") if not self.stream.isatty() else chunk)
+                    self.stream.flush()
+                if stopping:
+                    return
+
+
 def execute_chapter(chapter: Chapter, config: RunConfig, out_dir: Path, *,
                     timeout: float = DEFAULT_TIMEOUT_S, root: Path = REPO_ROOT,
-                    log_output: bool = False) -> ChapterResult:
+                    log_output: bool = False, progress: bool = False) -> ChapterResult:
     """Execute one chapter with papermill into ``out_dir`` and return its result.
 
     Writes ``<chapter>.ipynb`` (executed), ``<chapter>.json`` (the chapter's metrics plus
     ``wall_time_s``) and ``<chapter>.stamp.json``. On failure the executed notebook is kept as
     ``<chapter>.failed.ipynb`` and :class:`ChapterError` names the failing cell and error.
+    ``progress``: show each cell as it starts and every training's progress bar (:class:`Progress`).
     """
     import papermill
 
@@ -104,14 +153,18 @@ def execute_chapter(chapter: Chapter, config: RunConfig, out_dir: Path, *,
     nb = load_notebook(chapter.path)
     stamp_fingerprint = fingerprint(chapter, config, root)  # before running: code may change
     start = time.perf_counter()
+    n_cells = sum(c.cell_type == "code" for c in nb.cells) + 1  # + papermill's injected parameters
+    shown = Progress(chapter.name, out_dir / f".{chapter.name}.progress", n_cells) if progress else None
+    env = {RESULTS_ENV: str(out_dir), **config.kernel_env(), PROGRESS_ENV: str(shown.path) if shown else ""}
     try:
-        with environment(**{RESULTS_ENV: str(out_dir)}):
+        with environment(**env), (shown or contextlib.nullcontext()):
             executed = papermill.execute_notebook(
                 nb, str(paths["running"]), parameters=config.parameters(),
                 kernel_name=KERNEL_NAME, language="python", cwd=str(chapter.path.parent),
                 execution_timeout=timeout, start_timeout=KERNEL_START_TIMEOUT_S, progress_bar=False,
                 log_output=log_output,
-                kernel_manager_class=this_python_kernel_manager())
+                kernel_manager_class=this_python_kernel_manager(),
+                **({"on_cell_start": shown.cell_started} if shown else {}))
     except Exception as exc:  # papermill, nbclient timeouts, dead kernels
         failed = None
         if paths["running"].is_file():
@@ -168,8 +221,9 @@ def finish_metrics(chapter: str, config: RunConfig, path: Path, wall_time_s: flo
 def run_chapters(chapters: Sequence[Chapter], config: RunConfig, out_dir: Path, *,
                  force: bool = False, keep_going: bool = False,
                  timeout: float = DEFAULT_TIMEOUT_S, root: Path = REPO_ROOT,
-                 log_output: bool = False) -> tuple[list[ChapterResult], list[ChapterError]]:
-    """Execute (or skip, if unchanged) each chapter in order, printing progress.
+                 log_output: bool = False, progress: bool = False) -> tuple[list[ChapterResult], list[ChapterError]]:
+    """Execute (or skip, if unchanged) each chapter in order, printing progress (with ``progress``:
+    every cell and training bar too, see :class:`Progress`) and, at the end, a time table.
 
     Stops at the first failure unless ``keep_going``. Returns results and failures.
     """
@@ -191,7 +245,7 @@ def run_chapters(chapters: Sequence[Chapter], config: RunConfig, out_dir: Path, 
               f"device={config.device}) ...", flush=True)
         try:
             result = execute_chapter(chapter, config, out_dir, timeout=timeout, root=root,
-                                     log_output=log_output)
+                                     log_output=log_output, progress=progress)
         except ChapterError as err:
             print(f"{tag}: FAILED\n  {err}", file=sys.stderr, flush=True)
             failures.append(err)
@@ -200,6 +254,22 @@ def run_chapters(chapters: Sequence[Chapter], config: RunConfig, out_dir: Path, 
             continue
         print(f"{tag}: ok in {result.wall_time_s:.1f} s", flush=True)
         results.append(result)
+    print(time_table(results, failures), flush=True)
     return results, failures
+
+
+def time_table(results: Sequence[ChapterResult], failures: Sequence[ChapterError] = ()) -> str:
+    """The per-chapter time table printed at the end of a run (skipped chapters: their last time)."""
+    rows = [(r.chapter, r.status, r.wall_time_s) for r in results] + [(f.chapter, "FAILED", None) for f in failures]
+    width = max([len(c) for c, _, _ in rows] + [7])
+    lines = [f"{'chapter':<{width}}  {'status':<8}  {'time':>9}"]
+    lines += [f"{c:<{width}}  {st:<8}  {'-' if t is None else _mmss(t):>9}" for c, st, t in rows]
+    ran = sum(t for _, st, t in rows if st == "ran")
+    lines.append(f"{'total':<{width}}  {'ran':<8}  {_mmss(ran):>9}")
+    return "\n".join(lines)
+
+
+def _mmss(seconds: float) -> str:
+    return f"{int(seconds // 60)}:{seconds % 60:04.1f}" if seconds >= 60 else f"{seconds:.1f} s"
 
 

@@ -362,6 +362,59 @@ def summarize(all_metrics: Mapping[str, Mapping[str, Any] | None]) -> str:
     return text
 
 
+GPU_FLOPS_ASSUMED = 20e12
+"""Assumed effective throughput of one GPU on these models (FLOP/s, fp32/TF32): an assumption, not measured."""
+GPU_STEP_FLOOR_S = 0.004
+"""Assumed least time of one optimiser step on a GPU (small MLPs are launch-bound): an assumption."""
+
+
+def render_dry_run(all_metrics: Mapping[str, Mapping[str, Any] | None]) -> str:
+    """The cost table of a dry run (``tvae_experiments.dry_run``): one row per distinct model, per chapter
+    totals; empty when no chapter ran as a dry run."""
+    rows, seen, totals = [], set(), {}
+    for chapter, m in all_metrics.items():
+        if (m or {}).get("dry_run"):
+            totals.setdefault(chapter, [0, 0, 0.0, 0.0, 0.0, m["dry_run"].get("peak_rss_mb") or 0])
+        for rec in ((m or {}).get("dry_run") or {}).get("models", []):
+            if rec["key"] in seen:
+                continue  # a model shared by chapters is counted once, under the first
+            seen.add(rec["key"])
+            flops = rec.get("flops_per_step") or 0
+            gpu_s = rec["steps_full"] * max(flops / GPU_FLOPS_ASSUMED, GPU_STEP_FLOOR_S)
+            cpu_h = rec["s_per_step"] * rec["steps_full"] / 3600
+            t = totals.setdefault(chapter, [0, 0, 0.0, 0.0, 0.0, 0.0])
+            t[0] += 1
+            t[1] += rec["steps_full"]
+            t[2] += flops * rec["steps_full"]
+            t[3] += cpu_h
+            t[4] += gpu_s / 3600
+            t[5] = max(t[5], rec.get("peak_rss_mb") or 0)
+            rows.append(f"| {chapter} | `{rec['name']}` | {rec['parameters']:,} | {rec['batch_size']} | "
+                        f"{rec['steps_full']:,} | {rec['s_per_step'] * 1e3:.1f} | {flops / 1e9:.2f} | "
+                        f"{cpu_h:.1f} | {gpu_s / 3600:.2f} | {rec.get('peak_rss_mb', 0):,.0f} |")
+    if not rows:
+        return ""
+    steps = {(m or {}).get("dry_run", {}).get("steps") for m in all_metrics.values() if (m or {}).get("dry_run")}
+    device = sorted({r["device"] for m in all_metrics.values() for r in ((m or {}).get("dry_run") or {}).get("models", [])})
+    out = ["## Dry run: what the full training costs", "",
+           f"Every model trained {', '.join(map(str, sorted(steps)))} optimiser step(s) at the profile's real sizes "
+           f"(data, widths, batch sizes, seeds; test sets cut to 500 sequences) on `{', '.join(device)}`. "
+           "**Measured:** parameters, seconds per step here (median after the first step), FLOPs per step "
+           "(`torch.utils.flop_counter`, forward + backward), peak resident memory of the chapter's process. "
+           f"**Assumed:** the GPU estimate, steps x max(FLOPs / {GPU_FLOPS_ASSUMED / 1e12:.0f} TFLOP/s, "
+           f"{GPU_STEP_FLOOR_S * 1e3:.0f} ms) -- no GPU was measured.", "",
+           "Peak RSS per chapter: the chapter's whole process (data, models, evaluation).", "",
+           "| chapter | per chapter: models | steps | PFLOP | CPU here (h) | GPU est. (h) | peak RSS (MiB) |",
+           "|---|---|---|---|---|---|---|"]
+    for chapter, (n, st, fl, cpu_h, gpu_h, rss) in totals.items():
+        out.append(f"| {chapter} | {n} | {st:,} | {fl / 1e15:.1f} | {cpu_h:,.0f} | {gpu_h:.1f} | {rss:,.0f} |")
+    all_t = [sum(v[i] for v in totals.values()) for i in range(5)]
+    out.append(f"| **all** | {all_t[0]} | {all_t[1]:,} | {all_t[2] / 1e15:.1f} | {all_t[3]:,.0f} | {all_t[4]:.1f} | |")
+    out += ["", "| chapter | model | parameters | batch | steps (full run) | ms/step here | GFLOP/step | "
+            "CPU here (h) | GPU est. (h) | peak RSS (MiB) |", "|---|---|---|---|---|---|---|---|---|---|", *rows, ""]
+    return "\n".join(out)
+
+
 def render_report(results_dir: Path, chapters: Sequence[str],
                   titles: Mapping[str, str] | None = None, *, book_links: bool = False) -> str:
     """The whole report for ``chapters`` (in order) from the metrics in ``results_dir``.
@@ -381,6 +434,8 @@ def render_report(results_dir: Path, chapters: Sequence[str],
         "",
         render_status(all_metrics, titles, book_links=book_links),
     ]
+    if dry := render_dry_run(all_metrics):
+        parts += [dry, ""]
     if not chapters:
         parts += ["The table of contents lists no chapters yet.", ""]
     for name in chapters:

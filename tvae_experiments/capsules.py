@@ -33,9 +33,9 @@ from tvae_experiments.device import resolve_device
 from tvae_experiments.profiles import CapsuleDataConfig, ToyCapsulesConfig
 from tvae_experiments.train import FitResult, as_float, evaluate, fit
 
-__all__ = ["train_variant", "untrained_variant", "CapsuleModel", "capsule_models", "score_models", "CapsuleScores",
+__all__ = ["variant_name", "train_variant", "untrained_variant", "CapsuleModel", "capsule_models", "score_models", "CapsuleScores",
            "evaluate_capsules", "variant_label", "PAPER_TABLE1", "PAPER_TABLE2", "PAPER_FIG5", "frac_key",
-           "CapsuleData", "capsule_data", "capcorr_per_transform", "TraversalScores", "DECODE_RULES", "FAIR_DECODE",
+           "CapsuleData", "capsule_data", "combined_data", "capcorr_per_transform", "TraversalScores", "DECODE_RULES", "FAIR_DECODE",
            "centre_capsules", "sample_codes", "traversal_scores", "ToyCapsules", "learn_toy"]
 
 DECODE_RULES = ("mean", "sample")
@@ -53,10 +53,15 @@ def variant_label(variant: str, L: float, S: int) -> str:
     return base if variant == "vae" else f"{base} L={L:g}" + (f" ({frac.numerator}/{frac.denominator} S)" if L else "")
 
 
+def variant_name(dcfg: CapsuleDataConfig, variant: str, L: float, seed: int) -> str:
+    """Cache-file prefix of a capsule model, e.g. ``caps-mnist-tvae-L6-s0``."""
+    return f"caps-{dcfg.dataset}-{variant}-L{L:g}-s{seed}"
+
+
 def train_variant(dcfg: CapsuleDataConfig, variant: str, L: float, train_x: torch.Tensor, data_id: str, seed: int,
                   device: str = "auto", progress: bool = True) -> FitResult:
     """Train (or load) one capsule model; ``train_x: (N, S, P)``."""
-    name = f"caps-{dcfg.dataset}-{variant}-L{L:g}-s{seed}"
+    name = variant_name(dcfg, variant, L, seed)
     return fit(dcfg.model(variant, L), train_x, dcfg.train(seed), data_id=data_id, device=device, name=name,
                progress=progress)
 
@@ -356,17 +361,32 @@ def capsule_data(cm: CapsuleDataConfig, cd: CapsuleDataConfig, data_dir=None, se
     train/test split of dSprites sequences, all seeded by ``seed``."""
     from tvae_experiments.data.mnist import mnist
     from tvae_experiments.data.sequences import dsprites_sequences, mnist_sequences
+    from tvae_experiments.dry_run import test_size
 
     digits = mnist(data_dir, seed=seed)
-    mtrain = mnist_sequences(digits.train_x, digits.train_y, cm.n_train, S=cm.S, seed=seed)
-    mtest = mnist_sequences(digits.test_x, digits.test_y, cm.n_test, S=cm.S, seed=seed + 1)
-    dall = dsprites_sequences(cd.n_train + cd.n_test, S=cd.S, data_dir=data_dir, seed=seed, image_size=cd.image_size)
-    dtrain, dtest = dall.split(cd.n_test)
-    # Large training sets (paper profile) are kept as uint8: 60,000 MNIST sequences take 2.5 GB
+    # Large training sets (paper profile) are built and kept as uint8: 60,000 MNIST sequences take 2.5 GB
     # instead of 10 GB; `fit` rescales each batch.  The cpu/smoke sets (<= 2,000) stay float32.
-    mtrain = mtrain.as_uint8() if cm.n_train > UINT8_ABOVE else mtrain
-    dtrain = dtrain.as_uint8() if cd.n_train > UINT8_ABOVE else dtrain
-    return CapsuleData(mtrain, mtest, dtrain, dtest, seed)
+    mtrain = mnist_sequences(digits.train_x, digits.train_y, cm.n_train, S=cm.S, seed=seed,
+                             uint8=cm.n_train > UINT8_ABOVE)
+    mtest = mnist_sequences(digits.test_x, digits.test_y, test_size(cm.n_test), S=cm.S, seed=seed + 1)
+    dall = dsprites_sequences(cd.n_train + cd.n_test, S=cd.S, data_dir=data_dir, seed=seed, image_size=cd.image_size,
+                              uint8=cd.n_train > UINT8_ABOVE)
+    dtrain, dtest = dall.split(cd.n_test)  # a dry run cuts the test part only: the same training set
+    return CapsuleData(mtrain, mtest, dtrain, dtest.head(test_size(cd.n_test)).as_float(), seed)
+
+
+def combined_data(cm: CapsuleDataConfig, data_dir=None, seed: int = 0):
+    """Fig 1's MNIST sequences that change colour and rotation together: ``(train, test)``, seeded as
+    :func:`capsule_data` (train ``uint8`` when large, test cut in a dry run)."""
+    from tvae_experiments.data.mnist import mnist
+    from tvae_experiments.data.sequences import mnist_sequences
+    from tvae_experiments.dry_run import test_size
+
+    digits = mnist(data_dir, seed=seed, verbose=False)
+    ctrain = mnist_sequences(digits.train_x, digits.train_y, cm.n_train, S=cm.S, seed=seed, combined=True,
+                             uint8=cm.n_train > UINT8_ABOVE)
+    ctest = mnist_sequences(digits.test_x, digits.test_y, test_size(cm.n_test), S=cm.S, seed=seed + 1, combined=True)
+    return ctrain, ctest
 
 
 UINT8_ABOVE = 10_000

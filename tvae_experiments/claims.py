@@ -30,12 +30,14 @@ import math
 import numbers
 import operator
 import os
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from tvae_experiments import dry_run
 from tvae_experiments.enforcement import not_enforced_reason
 from tvae_experiments.files import atomic_write_text, repo_root
 from tvae_experiments.profiles import check_profile
@@ -136,6 +138,10 @@ class ClaimReport:
         self.profile, self.seed, self.device = check_profile(profile), int(seed), str(device)
         self.claims: list[Claim] = []
         self._t0 = time.perf_counter()
+        self.dry_run_steps = dry_run.steps()
+        if self.dry_run_steps:
+            print(f"DRY RUN ({dry_run.ENV}={self.dry_run_steps}): every training stops after {self.dry_run_steps} "
+                  f"step(s); claims checked after one are reported, not enforced (tvae_experiments.dry_run)")
 
     def check(self, name: str, value: Any, op: str, bound: Any, statement: str, *, what: str | None = None,
               bound_text: str | None = None, shown: Any = None, paper: str | None = None) -> bool:
@@ -159,7 +165,7 @@ class ClaimReport:
         if shown is None:
             shown = "; ".join(f"{c.what} {_fmt(c.value)}" if c.what else _fmt(c.value) for c in comparisons)
         rule = " and ".join(c.text for c in comparisons)
-        reason = not_enforced_reason(self.chapter, name, self.profile)
+        reason = not_enforced_reason(self.chapter, name, self.profile) or dry_run.trained_reason()
         claim = Claim(name, statement, _jsonable(shown), rule, paper, all(c.passed for c in comparisons),
                       reason is None, reason)
         self.claims.append(claim)
@@ -194,6 +200,12 @@ class ClaimReport:
             "all_passed": self.all_passed,
             "elapsed_s": round(time.perf_counter() - self._t0, 3),
         }
+        if self.dry_run_steps:
+            record["dry_run"] = {"steps": self.dry_run_steps, "models": list(dry_run.RECORDS),
+                                 "peak_rss_mb": round(dry_run.peak_rss_mb(), 1)}  # the whole chapter's process
+        train = sys.modules.get("tvae_experiments.train")  # not imported: the chapter trained nothing
+        if train is not None and train.USED:
+            record["models"] = list(train.USED)
         path = results_dir(self.profile) / f"{self.chapter}.json"
         atomic_write_text(path, json.dumps(record, indent=2))
         try:

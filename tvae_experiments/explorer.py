@@ -46,6 +46,14 @@ def _control(name: str, values: Sequence[Any], default: Any):
                             layout=widgets.Layout(width="260px"))
 
 
+def _thin(values: list, keep: int, default: Any) -> list:
+    """At most ``keep`` of ``values`` in their order: first, last, evenly spaced between, and ``default``."""
+    if len(values) <= keep:
+        return values
+    idx = {round(i * (len(values) - 1) / (keep - 1)) for i in range(keep)} | {values.index(default)}
+    return [v for i, v in enumerate(values) if i in idx]
+
+
 class Explorer:
     """The widget tree of :func:`explorer`: ``controls`` (one per name), ``root`` (the outer Stack),
     ``stacks_by_level``, ``links`` (the client-side links: control ``index`` -> stack
@@ -65,7 +73,7 @@ class Explorer:
 
 def explorer(draw: Callable[..., Any], controls: Mapping[str, Sequence[Any]], *, defaults: Mapping[str, Any] | None = None,
              labels: Mapping[str, str] | None = None, same: Callable[..., Any] | None = None, note: str = "",
-             dpi: int = 80) -> Explorer:
+             dpi: int = 80, keep: int | None = None) -> Explorer:
     """A kernel-free interactive figure: ``draw(**setting)`` for every combination of ``controls``
     (name -> the values offered, in order), switched client-side.
 
@@ -74,8 +82,11 @@ def explorer(draw: Callable[..., Any], controls: Mapping[str, Sequence[Any]], *,
     the controls' descriptions (default: the names); ``same(**setting)`` (optional) returns a key,
     and settings with equal keys share one drawing (e.g. a control the figure ignores for some
     values of another).  ``note`` is printed under
-    the controls (say there which ranges are subsampled).  Raises ``ValueError`` naming a control
-    with no values or a default that is not among them."""
+    the controls (say there which ranges are subsampled).  ``keep`` (optional, >= 2) draws at most
+    that many values of each control -- the first, the last and evenly spaced ones between, plus its
+    default -- and adds to the note which were kept (the smoke profile's explorers: a few drawings,
+    the same widgets).  Raises ``ValueError`` naming a control with no values, a default that is not
+    among them, or a ``keep`` below 2."""
     import ipywidgets as widgets
 
     names = list(controls)
@@ -90,6 +101,14 @@ def explorer(draw: Callable[..., Any], controls: Mapping[str, Sequence[Any]], *,
         if k not in values or d not in values[k]:
             raise ValueError(f"defaults[{k!r}]={d!r} is not one of the values of control {k!r}: {values.get(k)}")
     first = {k: defaults.get(k, v[0]) for k, v in values.items()}
+    if keep is not None:
+        if not isinstance(keep, int) or keep < 2:
+            raise ValueError(f"keep must be an int >= 2 (values drawn per control) or None, got {keep!r}")
+        thinned = {k: _thin(v, keep, first[k]) for k, v in values.items()}
+        kept = [f"{k} {len(thinned[k])} of {len(v)}" for k, v in values.items() if len(thinned[k]) < len(v)]
+        if kept:
+            note = (note + "; " if note else "") + "this run drew fewer values: " + ", ".join(kept)
+        values = thinned
 
     images: dict[tuple, bytes] = {}
     drawn: dict[Any, bytes] = {}

@@ -13,7 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-__all__ = ["atomic_file", "atomic_write_text", "repo_root"]
+__all__ = ["atomic_file", "atomic_write_text", "repo_root", "PROGRESS_ENV"]
+
+PROGRESS_ENV = "TVAE_PROGRESS_FILE"
+"""If set (the book runner sets it), :func:`~tvae_experiments.train.fit` appends its progress bars to this
+file instead of the notebook, and the runner streams the file to its terminal (``make book`` shows every
+training's bar and ETA while a chapter runs)."""
 
 
 def _umask() -> int:

@@ -23,6 +23,7 @@ augmentation draw from one ``torch.Generator(seed)`` on the CPU, so a CPU run is
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -38,9 +39,10 @@ from tqdm.auto import tqdm
 
 from tvae_core.checks import check_choice, check_int, config_dict
 from tvae_core.models import TVAE, VAE
+from tvae_experiments import dry_run
 from tvae_experiments.data.rotation import random_rotation
 from tvae_experiments.device import resolve_device
-from tvae_experiments.files import atomic_file, repo_root
+from tvae_experiments.files import PROGRESS_ENV, atomic_file, repo_root
 
 __all__ = ["TrainConfig", "AUGMENTATIONS", "LOSS_SCALES", "objective", "Buildable", "FitResult", "TrainingDiverged",
            "fit", "evaluate", "batched", "accuracy", "cache_key", "default_cache_dir", "cache_path"]
@@ -91,6 +93,11 @@ class TrainConfig:
 
 
 _LATE_FIELDS = {"weight_decay": 0.0, "augment": "none", "loss": "sequence"}
+
+
+USED: list[dict] = []
+"""Every cached model :func:`fit` trained or loaded in this process (``name``, ``key[:12]``, ``from_cache``);
+:class:`~tvae_experiments.claims.ClaimReport` writes it into the chapter's metrics (``"models"``)."""
 
 
 class Buildable(Protocol):
@@ -222,7 +229,12 @@ def fit(model_cfg: Buildable, data: Tensor | Sequence[Tensor], train_cfg: TrainC
     dev = resolve_device(device)
     key = cache_key(model_cfg, train_cfg, data_id)
     path = cache_path(name, key, cache_dir)
+    dry_steps = dry_run.steps()
+    cacheable = use_cache  # a model of the training plan (tvae_experiments.plan), whether or not this is a dry run
+    if dry_steps:  # a dry run never reads or writes the cache (module doc of tvae_experiments.dry_run)
+        use_cache = False
     if use_cache and (hit := _load_cached(path, key, model_cfg.build, dev, name)) is not None:
+        USED.append({"name": name, "key": key[:12], "from_cache": True})
         return hit
 
     torch.manual_seed(train_cfg.seed)
@@ -232,31 +244,43 @@ def fit(model_cfg: Buildable, data: Tensor | Sequence[Tensor], train_cfg: TrainC
     g = torch.Generator().manual_seed(train_cfg.seed)
     tensors = tuple(t.to(dev) for t in tensors)
     per_epoch = n // bs
-    total = train_cfg.steps or train_cfg.epochs * per_epoch
+    full_steps = train_cfg.steps or train_cfg.epochs * per_epoch
+    total = min(full_steps, dry_steps) if dry_steps else full_steps
     history: list[dict] = []
+    step_times: list[float] = []
+    flops = None
     t0 = time.perf_counter()
-    bar = tqdm(total=total, desc=f"training {name}", disable=not progress, unit="step", mininterval=1.0)
+    bar = _progress_bar(total, f"training {name}" + (f" (dry run of {full_steps:,})" if dry_steps else ""), progress)
     step, epoch = 0, 0
     model.train()
     while step < total:
         batches = torch.randperm(n, generator=g)[: per_epoch * bs].to(dev).view(per_epoch, bs)[: total - step]
         sums: dict[str, Tensor] = {}
         for idx in batches:
+            ts = time.perf_counter()
             batch = [t[idx] for t in tensors]
             batch[0] = as_float(batch[0])
             if augment is not None:
                 batch[0] = augment(batch[0], g)
-            loss, terms = objective(model, batch, train_cfg)
-            if not torch.isfinite(loss):
-                bar.close()
-                logged = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
-                raise TrainingDiverged(f"{name}: loss became {loss.item()} at step {step} (epoch {epoch}); {logged}. "
-                                       f"Lower lr (now {train_cfg.lr}), set grad_clip or check the data for NaN/inf.")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
+            with _flop_counter(dry_steps and step == 0) as counter:  # a dry run's first step: count FLOPs
+                loss, terms = objective(model, batch, train_cfg)
+                if not torch.isfinite(loss):
+                    bar.close()
+                    logged = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
+                    raise TrainingDiverged(f"{name}: loss became {loss.item()} at step {step} (epoch {epoch}); "
+                                           f"{logged}. Lower lr (now {train_cfg.lr}), set grad_clip or check the "
+                                           f"data for NaN/inf.")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+            if counter is not None:
+                flops = counter.get_total_flops()
             if train_cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
             opt.step()
+            if dry_steps:
+                if dev.type == "cuda":
+                    torch.cuda.synchronize(dev)
+                step_times.append(time.perf_counter() - ts)
             for k, v in terms.items():
                 sums[k] = sums[k] + v.detach() if k in sums else v.detach()
             step += 1
@@ -268,9 +292,61 @@ def fit(model_cfg: Buildable, data: Tensor | Sequence[Tensor], train_cfg: TrainC
     bar.close()
     seconds = time.perf_counter() - t0
     model.eval()
+    if dry_steps:
+        _record_dry_run(name, key, model, train_cfg, n, full_steps, step_times, flops, dev, cacheable)
     if use_cache:
         _save_cached(path, key, model, history, seconds)
+        USED.append({"name": name, "key": key[:12], "from_cache": False})
     return FitResult(model, history, seconds, False, path if use_cache else None)
+
+
+def _progress_bar(total: int, desc: str, enabled: bool):
+    """A tqdm bar over ``total`` steps: in the notebook / terminal, or in ``$TVAE_PROGRESS_FILE``."""
+    target = os.environ.get(PROGRESS_ENV)
+    if enabled and target:
+        from tqdm.std import tqdm as text_tqdm  # tqdm.auto in a kernel is a widget that ignores `file`
+
+        fh = open(target, "a", encoding="utf-8", buffering=1)  # closed with the bar (below)
+        bar = text_tqdm(total=total, desc=desc, unit="step", file=fh, mininterval=2.0, ascii=True, ncols=100)
+        close = bar.close
+
+        def close_both() -> None:
+            close()
+            if not fh.closed:
+                fh.write("\n")
+                fh.close()
+
+        bar.close = close_both
+        return bar
+    return tqdm(total=total, desc=desc, disable=not enabled, unit="step", mininterval=1.0)
+
+
+@contextlib.contextmanager
+def _flop_counter(active: bool):
+    """``torch.utils.flop_counter.FlopCounterMode`` when ``active`` (yields it), else a no-op (yields None)."""
+    if not active:
+        yield None
+        return
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        yield counter
+
+
+def _record_dry_run(name: str, key: str, model: nn.Module, train_cfg: TrainConfig, n: int, full_steps: int,
+                    step_times: list[float], flops: int | None, dev: torch.device, cacheable: bool) -> None:
+    """One :data:`tvae_experiments.dry_run.RECORDS` entry: what the full training of this model costs."""
+    timed = sorted(step_times[1:] or step_times)  # the first step (FLOP counting, warm-up) is left out
+    per_step = timed[len(timed) // 2]
+    rec = dry_run.record(
+        name=name, key=key[:12], cached=cacheable, device=str(dev), parameters=sum(p.numel() for p in model.parameters()),
+        n_train=n, batch_size=train_cfg.batch_size, steps_full=full_steps, steps_run=len(step_times),
+        s_per_step=round(per_step, 5), flops_per_step=flops, est_hours_here=round(per_step * full_steps / 3600, 3),
+        peak_rss_mb=round(dry_run.peak_rss_mb(), 1),
+        peak_cuda_mb=round(torch.cuda.max_memory_allocated(dev) / 2**20, 1) if dev.type == "cuda" else None)
+    print(f"{name}: dry run, {rec['steps_run']} of {full_steps:,} steps; {rec['parameters']:,} parameters, "
+          f"{per_step * 1e3:.1f} ms/step here (full run ~{rec['est_hours_here']:.2f} h here), "
+          f"{(flops or 0) / 1e9:.2f} GFLOP/step, peak RSS {rec['peak_rss_mb']:,.0f} MiB")
 
 
 @torch.no_grad()

@@ -108,6 +108,11 @@ class SequenceData:
         k = n - n_test
         return self._take(slice(0, k), f"{self.source} [first {k}]"), self._take(slice(k, n), f"{self.source} [last {n_test}]")
 
+    def head(self, n: int) -> "SequenceData":
+        """The first ``n`` sequences (all of them when there are fewer)."""
+        n = check_int("n", n, minimum=1)
+        return self if n >= len(self.x) else self._take(slice(0, n), f"{self.source} [first {n}]")
+
     def _take(self, sl, source: str) -> "SequenceData":
         return replace(self, x=self.x[sl], transform=self.transform[sl], factor=self.factor[sl], step=self.step[sl],
                        canonical=self.canonical[sl], label=self.label[sl], source=source,
@@ -121,11 +126,32 @@ class SequenceData:
         quantisation error is at most ``1/510`` per pixel (MNIST pixels are 8-bit to begin with)."""
         if self.x.dtype == torch.uint8:
             return self
-        return replace(self, x=self.x.mul(255).round_().to(torch.uint8), source=f"{self.source} [uint8]")
+        return replace(self, x=to_uint8(self.x), source=f"{self.source}{UINT8_TAG}")
+
+    def as_float(self) -> "SequenceData":
+        """``x`` as float32 in ``[0, 1]`` (``uint8`` divided by 255; float data unchanged)."""
+        if self.x.dtype != torch.uint8:
+            return self
+        return replace(self, x=self.x.float().div_(255))
 
     def frames(self, i: int) -> Tensor:
         """Sequence ``i`` as ``(S, C, H, W)`` images, for plotting."""
         return self.x[i].reshape(self.x.shape[1], *self.frame_shape)
+
+
+UINT8_TAG = " [uint8]"
+"""Appended to ``source`` (and so to cache keys) of sequences stored as ``uint8``."""
+
+_CHUNK = 2048
+"""Sequences converted at a time when building ``uint8`` sequences (bounds the float temporaries)."""
+
+
+def to_uint8(x: Tensor) -> Tensor:
+    """``round(255 x)`` as ``uint8``, one chunk of ``_CHUNK`` rows at a time (no full-size float temporary)."""
+    out = torch.empty(x.shape, dtype=torch.uint8)
+    for i in range(0, len(x), _CHUNK):
+        out[i:i + _CHUNK] = x[i:i + _CHUNK].mul(255).round_()
+    return out
 
 
 def _check_transforms(transforms, allowed) -> tuple[str, ...]:
@@ -171,7 +197,8 @@ def hue_colors(hues_deg: Tensor) -> Tensor:
 
 
 def mnist_sequences(images: Tensor, labels: Tensor, n: int, S: int = 18,
-                    transforms=("rotation", "color", "scale"), seed: int = 0, combined: bool = False) -> SequenceData:
+                    transforms=("rotation", "color", "scale"), seed: int = 0, combined: bool = False,
+                    uint8: bool = False) -> SequenceData:
     """MNIST transformation sequences (A.9; Fig 1 with ``combined=True``).
 
     Args:
@@ -183,6 +210,9 @@ def mnist_sequences(images: Tensor, labels: Tensor, n: int, S: int = 18,
         transforms: any of ``"rotation"``, ``"color"``, ``"scale"``, ``"color+rotation"``.
         seed: seeds everything.
         combined: shortcut for ``transforms=("color+rotation",)`` (Fig 1's data).
+        uint8: store ``x`` as ``uint8`` (equal to :meth:`SequenceData.as_uint8` of the float result),
+            built a chunk at a time: the ``paper`` profile's 60,000 sequences peak at ~6 GB instead of
+            ~24 GB (measured: the float path was killed for memory at 24 GB).
     Returns:
         :class:`SequenceData` with ``x: (n, S, 2352)``, ``frame_shape = (3, 28, 28)``,
         ``factor`` in degrees (rotation, hue) or scale fraction, ``latents: (n, S, 3)`` =
@@ -240,7 +270,13 @@ def mnist_sequences(images: Tensor, labels: Tensor, n: int, S: int = 18,
 
     # colour: hue rotation of the red digit (g, 0, 0) = g * colour of the hue
     colors = hue_colors(grids["color"]).float()                                  # (S, 3)
-    x = (gray * colors[idx[..., 1]][..., None, None]).reshape(n, S, 3 * 28 * 28)
+    if uint8:  # the same products, rounded one chunk of sequences at a time
+        x = torch.empty(n, S, 3 * 28 * 28, dtype=torch.uint8)
+        for i in range(0, n, _CHUNK):
+            sl = slice(i, i + _CHUNK)
+            x[sl] = (gray[sl] * colors[idx[sl, :, 1]][..., None, None]).reshape(-1, S, 3 * 28 * 28).mul_(255).round_()
+    else:
+        x = (gray * colors[idx[..., 1]][..., None, None]).reshape(n, S, 3 * 28 * 28)
 
     angle = grids["rotation"][idx[..., 0]]
     hue = grids["color"][idx[..., 1]]
@@ -255,7 +291,7 @@ def mnist_sequences(images: Tensor, labels: Tensor, n: int, S: int = 18,
     step = torch.where(is_scale, (step - kc) % S, step)
     checksum = zlib.crc32(images[pick].float().mul(255).round().to(torch.uint8).numpy().tobytes())
     source = (f"MNIST sequences (A.9): {n} x {S} frames of {M} digits (crc32 {checksum:08x}), "
-              f"transforms {'/'.join(transforms)}, seed {seed}")
+              f"transforms {'/'.join(transforms)}, seed {seed}") + (UINT8_TAG if uint8 else "")
     return SequenceData(x=x, frame_shape=(3, 28, 28), transform=kind, transforms=transforms,
                         factor=factor.float(), step=step.long(), canonical=step == 0,
                         label=labels[pick].long(), source=source, latents=latents, latent_names=MNIST_LATENTS)
@@ -264,7 +300,8 @@ def mnist_sequences(images: Tensor, labels: Tensor, n: int, S: int = 18,
 # --------------------------------------------------------------------------------------- dSprites
 
 def dsprites_sequences(n: int, S: int = 15, transforms=("x", "y", "orientation", "scale"), data_dir=None,
-                       seed: int = 0, image_size: int = 64, verbose: bool = True, cache_dir=None) -> SequenceData:
+                       seed: int = 0, image_size: int = 64, verbose: bool = True, cache_dir=None,
+                       uint8: bool = False) -> SequenceData:
     """dSprites transformation sequences (A.10).
 
     Args:
@@ -276,6 +313,8 @@ def dsprites_sequences(n: int, S: int = 15, transforms=("x", "y", "orientation",
         image_size: 64 (original), or 32 / 16 / 8: frames area-averaged (grey values in [0, 1]).
         verbose: print one line naming the source.
         cache_dir: where the procedural subset is cached (default :func:`tvae_experiments.data.dsprites.default_cache_dir`).
+        uint8: store ``x`` as ``uint8`` (equal to :meth:`SequenceData.as_uint8` of the float result) without
+            a full-size float copy: the ``paper`` profile's 55,625 sequences at 64 x 64 are 3.4 GB instead of 13.7 GB.
     Returns:
         :class:`SequenceData` with ``x: (n, 15, image_size**2)``, ``frame_shape = (1, s, s)``,
         ``label`` = shape, ``latents: (n, 15, 5)`` = (shape, scale, orientation, x, y) values.
@@ -299,13 +338,16 @@ def dsprites_sequences(n: int, S: int = 15, transforms=("x", "y", "orientation",
     f = f0[:, None, :].repeat(1, S, 1)                                          # (n, S, 5)
     f[ar[:, None], torch.arange(S)[None, :], col[:, None]] = step
     lin = torch.from_numpy(np.ravel_multi_index(f.reshape(-1, 5).T.numpy(), SUBSET_SIZES))
-    frames = unpack_images(packed[lin.numpy()]).float()                          # (n*S, 64, 64)
-    if image_size != 64:
-        frames = torch.nn.functional.avg_pool2d(frames[:, None], 64 // image_size)[:, 0]
+    frames = torch.empty(n * S, image_size, image_size, dtype=torch.uint8 if uint8 else torch.float32)
+    for i in range(0, n * S, _CHUNK * S):                                        # (n*S, s, s), a chunk at a time
+        block = unpack_images(packed[lin[i:i + _CHUNK * S].numpy()]).float()    # (k, 64, 64) in {0, 1}
+        if image_size != 64:
+            block = torch.nn.functional.avg_pool2d(block[:, None], 64 // image_size)[:, 0]
+        frames[i:i + _CHUNK * S] = block.mul_(255).round_() if uint8 else block
     values = [torch.from_numpy(v).float() for v in subset_grid_values()]
     latents = torch.stack([values[j][f[..., j]] for j in range(5)], -1)          # (n, S, 5)
     source = (f"dSprites sequences (A.10): {n} x {S} frames at {image_size}x{image_size}, "
-              f"transforms {'/'.join(transforms)}, seed {seed}; {src}")
+              f"transforms {'/'.join(transforms)}, seed {seed}; {src}") + (UINT8_TAG if uint8 else "")
     return SequenceData(x=frames.reshape(n, S, image_size * image_size), frame_shape=(1, image_size, image_size),
                         transform=kind, transforms=transforms, factor=latents[ar[:, None], torch.arange(S), col[:, None]],
                         step=step.long(), canonical=step == 0, label=f0[:, 0].long(), source=source,

@@ -1,0 +1,118 @@
+"""The training plan (tvae_experiments.plan) and its jobs on a scheduler (tvae_book.jobs, `make train`).
+
+* The smoke plan is exactly the set of cached models the smoke chapters use (from their metrics).
+* Two local workers write the same cache entries, with bit-identical weights, as a sequential run.
+* A failed job is reported with its log and leaves no cache file; a rerun skips finished jobs.
+* The submitit engine (``slurm_local``: submitit's own local executor) trains a job too.
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+
+import pytest
+import torch
+
+from tvae_book import jobs as bk_jobs
+from tvae_experiments import plan
+from tvae_experiments.train import cache_key
+
+# small jobs: a capsule TVAE and a VAE on one data set (each worker builds it once), and the graph VAE
+FAMILIES = ("caps-dsprites-tvae-L5-s0", "caps-dsprites-vae-L0-s0", "graphvae-nci-s0")
+
+
+@pytest.fixture(scope="module")
+def smoke_plan():
+    return plan.training_plan("smoke")
+
+
+@pytest.fixture(scope="module")
+def small_jobs(smoke_plan):
+    jobs = [j for j in smoke_plan if j.name in FAMILIES]
+    assert sorted(j.name for j in jobs) == sorted(FAMILIES)
+    return jobs
+
+
+def _weights(path):
+    return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+
+
+def test_plan_lists_each_model_once_under_its_first_chapter(smoke_plan):
+    keys = [(j.name, j.key) for j in smoke_plan]
+    assert len(keys) == len(set(keys))
+    assert {j.chapter for j in smoke_plan} == {"03_tvae_torus", "04_capsules", "05_tables", "06_invariant_graphs",
+                                               "07_invariant_rotation"}  # chapter 8 reuses chapter 4's models
+    for j in smoke_plan:
+        assert j.key == cache_key(j.model, j.train, j.data_id) and j.steps >= 1
+    two = plan.training_plan("smoke", chapters=["05_tables"], extra={"n_seeds": 2})
+    assert {j.name.rsplit("-", 1)[1] for j in two} == {"s0", "s1"} and len(two) == 2 * 11
+
+
+@pytest.mark.timeout(1800)
+def test_smoke_plan_is_exactly_the_models_the_smoke_chapters_use(smoke_plan, smoke_book):
+    used = set()
+    for ch in smoke_book.chapters:
+        metrics = json.loads((smoke_book.results_dir / f"{ch.name}.json").read_text())
+        used |= {(m["name"], m["key"]) for m in metrics.get("models", [])}
+    planned = {(j.name, j.key[:12]) for j in smoke_plan}
+    assert planned - used == set(), "planned but no chapter uses it"
+    assert used - planned == set(), "a chapter trains a model that `make train` would not"
+
+
+@pytest.mark.timeout(600)
+def test_two_workers_write_the_same_cache_entries_and_weights_as_a_sequential_run(small_jobs, tmp_path):
+    small_jobs = [j for j in small_jobs if j.name.startswith("caps-")]
+    seq, par = tmp_path / "sequential", tmp_path / "parallel"
+    out = io.StringIO()
+    first = bk_jobs.run_plan(small_jobs, workers=1, threads=1, cache_dir=seq, device="cpu", stream=out)
+    second = bk_jobs.run_plan(small_jobs, workers=2, threads=1, cache_dir=par, device="cpu", stream=out)
+    assert [o.status for o in first] == [o.status for o in second] == ["trained"] * len(small_jobs)
+    files = sorted(p.name for p in seq.glob("*.pt"))
+    assert files == sorted(p.name for p in par.glob("*.pt")) == sorted(j.path().name for j in small_jobs)
+    for name in files:
+        a, b = _weights(seq / name), _weights(par / name)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    # a rerun trains nothing
+    again = bk_jobs.run_plan(small_jobs, workers=2, cache_dir=par, device="cpu", stream=out)
+    assert [o.status for o in again] == ["cached"] * len(small_jobs)
+    assert f"{len(small_jobs)} cached (skipped), 0 to train" in out.getvalue().splitlines()[-1]
+
+
+@pytest.mark.timeout(600)
+def test_a_failed_job_is_reported_with_its_log_and_leaves_no_cache_file(small_jobs, tmp_path):
+    good = next(j for j in small_jobs if j.name == "caps-dsprites-vae-L0-s0")
+    train = dataclasses.replace(good.train, lr=1e30)  # Adam with lr 1e30: the loss becomes NaN
+    bad = dataclasses.replace(good, name="diverges", train=train, key=cache_key(good.model, train, good.data_id))
+    out = io.StringIO()
+    outcomes = bk_jobs.run_plan([bad], workers=1, cache_dir=tmp_path, device="cpu", stream=out)
+    assert [o.status for o in outcomes] == ["failed"]
+    failed = outcomes[0]
+    assert "TrainingDiverged" in failed.error and "loss became" in failed.error
+    assert failed.log.is_file() and "Traceback" in failed.log.read_text() and str(failed.log) in out.getvalue()
+    assert not bad.cached(tmp_path) and list(tmp_path.glob("*.pt")) == []
+    assert list(tmp_path.glob(".*.tmp")) == [], "no partial cache file"
+
+
+@pytest.mark.timeout(600)
+def test_submitit_engine_trains_a_job(small_jobs, tmp_path):
+    pytest.importorskip("submitit")
+    job = next(j for j in small_jobs if j.name == "graphvae-nci-s0")
+    out = io.StringIO()
+    (o,) = bk_jobs.run_plan([job], engine="slurm_local", cache_dir=tmp_path, device="cpu", stream=out)
+    assert o.status == "trained", (o.error, o.log and o.log.read_text()[-2000:])
+    assert job.cached(tmp_path) and o.log.is_file()
+
+
+def test_bad_engine_and_workers_name_the_parameter(small_jobs):
+    with pytest.raises(ValueError, match="engine"):
+        bk_jobs.run_plan(small_jobs, engine="ray")
+    with pytest.raises(ValueError, match="workers"):
+        bk_jobs.run_plan(small_jobs, workers=0)
+
+
+def test_plan_table_shows_cached_steps_and_the_dry_run_estimate(small_jobs, tmp_path):
+    rec = {small_jobs[0].key[:12]: {"s_per_step": 0.5}}
+    text = bk_jobs.plan_table(small_jobs, cache_dir=tmp_path, costs=rec)
+    assert f"{0.5 * small_jobs[0].steps / 3600:.2f} h" in text
+    assert f"{len(small_jobs)} jobs: 0 cached, {len(small_jobs)} to train" in text
