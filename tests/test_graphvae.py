@@ -205,7 +205,7 @@ def test_training_learns_is_seeded_cached_and_guarded(tmp_path):
     # are already at their entropy, ~22 nats, before training)
     T, TE = one_hot_graphs(B=2, n=5, seed=1)
     X, E = permute_graphs(random_permutations(16, 5, gen(2)), T.repeat(8, 1, 1).float(), TE.repeat(8, 1, 1, 1).float())
-    cfg, tc = GraphVAEConfig(hidden=8, n_hidden=1), TrainConfig(batch_size=8, optimizer="adam", lr=1e-2, seed=0, steps=150)
+    cfg, tc = GraphVAEConfig(hidden=8, n_hidden=1), TrainConfig(batch_size=8, optimizer="adam", lr=1e-2, seed=0, steps=300)
     kw = dict(cache_dir=tmp_path, progress=False, device="cpu")
     a = fit(cfg, (X, E), tc, data_id="t", **kw)
     b = fit(cfg, (X, E), tc, data_id="t", use_cache=False, **kw)
@@ -216,8 +216,10 @@ def test_training_learns_is_seeded_cached_and_guarded(tmp_path):
     assert c.from_cache
     torch.manual_seed(tc.seed)
     before, after = evaluate_graph_vae(cfg.build(), X, E)["elbo"], evaluate_graph_vae(a.model, X, E)["elbo"]
-    assert after > before + 5.0, (before, after)  # measured: -23.9 -> -14.3 nats per graph
-    assert a.history[-1]["elbo"] > a.history[0]["elbo"] + 5.0 and a.history[-1]["step"] == 150
+    # measured: 150 steps -23.9 -> -14.3 nats per graph on an Intel CPU but only -> -19.1 on an AMD EPYC (float
+    # rounding differs by CPU); 300 steps on the EPYC, seeds 0-3: gains of 6.0-11.9 nats. An untrained run gains 0.
+    assert after > before + 4.0, (before, after)
+    assert a.history[-1]["elbo"] > a.history[0]["elbo"] + 4.0 and a.history[-1]["step"] == 300
     d = fit(cfg, (X, E), tc, data_id="other", **kw)
     assert not d.from_cache  # another data set: another key
     m = fit(cfg, (X, E, torch.ones(16, 5)), tc, data_id=graph_data_id("t", masked=True), use_cache=False, **kw)
