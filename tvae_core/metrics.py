@@ -25,7 +25,7 @@ from .checks import check_int
 __all__ = ["max_activating", "unit_preferences", "neighbour_agreement", "AgreementTest", "unit_effects",
            "SimilarityTest", "neighbour_similarity_test", "equivariance_error", "capsule_roll", "capcorr",
            "omega_and_rolls", "capcorr_sequences", "Traversal", "capsule_traversal", "held_out_frames",
-           "agreement_permutation_test", "capcorr_modulo", "E_EQ_NORMS"]
+           "agreement_permutation_test", "capcorr_modulo", "E_EQ_NORMS", "partial_capsule_roll", "PARTIAL_ROLLS"]
 
 
 def max_activating(t: Tensor, k: int = 1) -> Tensor:
@@ -197,20 +197,82 @@ def capsule_roll(t_a: Tensor, t_b: Tensor, capsule_dim: int) -> Tensor:
     return _mode(cc.argmax(-1), capsule_dim)  # cc[r] = sum_d a[d] b[d + r]
 
 
+PARTIAL_ROLLS = ("fourier", "linear")
+
+
+def partial_capsule_roll(t_a: Tensor, t_b: Tensor, capsule_dim: int, alpha: float, roll: str = "fourier") -> Tensor:
+    r"""ObservedRoll for partial rolls (appendix C.1, Eq 20): the shift ``r`` on the grid
+    ``0, alpha, 2 alpha, ... < D`` for which ``Roll_r(t_a)`` best matches ``t_b``, per capsule
+    ``argmax_j t_b . Roll_{j alpha}(t_a)``, then the mode over capsules; returned as ``r = j alpha``.
+
+    ``roll="fourier"``: ``Roll_r`` is the phase shift :func:`~tvae_core.roll.fourier_roll` by ``r``;
+    ``roll="linear"``: Eq 20's "sequentially partially rolled activation", Eq 19 applied ``j``
+    times (:func:`~tvae_core.roll.linear_roll`).  The grid has ``G = ceil(D / alpha)`` points (Eq 20's
+    ``0 .. D - alpha`` when ``alpha`` divides ``D``).  ``alpha = 1`` is :func:`capsule_roll` (Eq 16)
+    for either roll.  Same direction as :func:`capsule_roll`: ``partial_capsule_roll(t_0, t_Omega)``
+    is Eq 20's ``ObservedRoll(t_Omega, t_0)``.
+
+    All ``G`` inner products come from one product in Fourier space (both rolls are circulant:
+    ``Roll_r`` multiplies frequency ``k`` by ``exp(-2 pi i k r / D)``, Eq 19 by
+    ``lambda_k = alpha exp(-2 pi i k / D) + 1 - alpha``, ``j`` times ``lambda_k^j``), so memory is
+    ``(..., G, C)``.  ``t_a, t_b: (..., C*D)`` -> ``(...,)`` float shifts in ``[0, D)``.
+
+    A code Fourier-rolled by a grid point ``s`` is recovered exactly for odd ``D``; for even ``D``
+    ``fourier_roll`` damps the Nyquist term by ``cos(pi s)``, which can pull the argmax of a shift
+    that is not a multiple of 1/2 to a neighbouring grid point."""
+    import math
+
+    from .checks import check_capsules, check_choice
+
+    check_choice("roll", roll, PARTIAL_ROLLS)
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 < float(alpha) <= 1.0:
+        raise ValueError(f"alpha={alpha!r} is not allowed; the grid step of Eq 20 must satisfy 0 < alpha <= 1")
+    C = check_capsules("t_a", t_a.shape[-1], capsule_dim)
+    if t_b.shape[-1] != t_a.shape[-1]:
+        raise ValueError(f"t_b's last axis has size {t_b.shape[-1]} but t_a's has {t_a.shape[-1]}: both must hold "
+                         f"the same C*D = {C}*{capsule_dim} units")
+    D = capsule_dim
+    G = math.ceil(D / float(alpha) - 1e-9)
+    dt = torch.float64
+    A = torch.fft.rfft(t_a.reshape(*t_a.shape[:-1], C, D).to(dt), dim=-1)  # (..., C, F)
+    B = torch.fft.rfft(t_b.reshape(*t_b.shape[:-1], C, D).to(dt), dim=-1)
+    F = A.shape[-1]
+    k = torch.arange(F, device=t_a.device, dtype=dt)
+    j = torch.arange(G, device=t_a.device, dtype=dt)[:, None]  # (G, 1)
+    if roll == "fourier":
+        mult = torch.exp(-2j * math.pi * k * j * float(alpha) / D)  # (G, F)
+    else:
+        lam = float(alpha) * torch.exp(-2j * math.pi * k / D) + (1.0 - float(alpha))  # (F,)
+        mult = lam[None, :] ** j  # (G, F)
+    # Parseval for real signals: sum_d b_d y_d = (1/D) sum_k w_k Re(conj(B_k) Y_k), w = 1 at k = 0 and
+    # at the Nyquist term (even D, where irfft reads only the real part), 2 in between
+    w = torch.full((F,), 2.0, dtype=dt, device=t_a.device)
+    w[0] = 1.0
+    if D % 2 == 0:
+        w[-1] = 1.0
+    scores = torch.einsum("...cf,gf->...gc", B.conj() * A * w, mult).real  # (..., G, C)
+    return _mode(scores.argmax(-2), G).to(t_a.dtype if t_a.is_floating_point() else torch.float32) * float(alpha)
+
+
 def _pearson(x: Tensor, y: Tensor) -> float:
     x, y = x.double() - x.double().mean(), y.double() - y.double().mean()
     den = (x.norm() * y.norm()).item()
     return float((x @ y).item() / den) if den > 0 else 0.0
 
 
-def capcorr(t_0: Tensor, t_omega: Tensor, factor_shift: Tensor, capsule_dim: int) -> float:
+def capcorr(t_0: Tensor, t_omega: Tensor, factor_shift: Tensor, capsule_dim: int, *, alpha: float | None = None,
+            roll: str = "fourier") -> float:
     r"""CapCorr, Eq 17: Pearson correlation over the data set of ``ObservedRoll(t_Omega, t_0)``
     (Eq 20: the roll taking ``t_0`` to ``t_Omega``, :func:`capsule_roll`) with the factor shift
     from frame 0 to frame Omega in the transformation's direction.
 
     ``t_0, t_omega: (N, C*D)``, ``factor_shift: (N,)`` in grid steps -> float; 1 for a perfectly
-    equivariant code: ``capcorr(t_0, roll(t_0, k), k) == 1``.  A constant input gives 0."""
-    return _pearson(capsule_roll(t_0, t_omega, capsule_dim).float(), factor_shift.float())
+    equivariant code: ``capcorr(t_0, roll(t_0, k), k) == 1``.  A constant input gives 0.
+    ``alpha`` (appendix C.1): ObservedRoll on the grid of partial rolls ``0, alpha, ...`` with
+    ``roll="fourier"`` or ``"linear"`` (:func:`partial_capsule_roll`); ``None`` is Eq 16's whole units."""
+    if alpha is None:
+        return _pearson(capsule_roll(t_0, t_omega, capsule_dim).float(), factor_shift.float())
+    return _pearson(partial_capsule_roll(t_0, t_omega, capsule_dim, alpha, roll).float(), factor_shift.float())
 
 
 def omega_and_rolls(t: Tensor, step: Tensor, canonical: Tensor, capsule_dim: int,

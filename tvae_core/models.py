@@ -23,13 +23,17 @@ from torch.nn.utils.parametrizations import weight_norm as _weight_norm
 
 from .checks import check_choice, check_int, config_dict
 from .studentt import sample_tpot, tpot
-from .topography import BANDS, CapsuleTopography, TemporalTopography, TorusTopography
+from .topography import (BANDS, CAPSULE_BOUNDARIES, CAPSULE_ROLLS, TIME_BOUNDARIES, CapsuleTopography,
+                         TemporalTopography, TemporalTopography2D, TorusTopography)
 
-__all__ = ["ModelConfig", "MLP", "GaussianEncoder", "BernoulliDecoder", "ELBOParts", "TVAE", "VAE",
-           "build_model", "sample_prior", "log_likelihood_is", "MODEL_KINDS", "TOPOGRAPHIES"]
+__all__ = ["ModelConfig", "AppendixModelConfig", "MLP", "GaussianEncoder", "BernoulliDecoder", "ELBOParts", "TVAE",
+           "VAE", "build_model", "sample_prior", "log_likelihood_is", "MODEL_KINDS", "TOPOGRAPHIES",
+           "APPENDIX_TOPOGRAPHIES", "MODEL_ROLLS"]
 
 MODEL_KINDS = ("tvae", "vae")
 TOPOGRAPHIES = ("torus", "capsules", "temporal")
+APPENDIX_TOPOGRAPHIES = TOPOGRAPHIES + ("temporal2d",)  # AppendixModelConfig: C.3's 2-D capsules too
+MODEL_ROLLS = tuple(r for r in CAPSULE_ROLLS if r != "fourier")  # a model's denominator must stay positive
 _LOG2PI = math.log(2 * math.pi)
 
 
@@ -66,6 +70,11 @@ class ModelConfig:
     def n_latent(self) -> int:
         return self.side ** 2 if self.topography == "torus" else self.n_caps * self.capsule_dim
 
+    @property
+    def n_u(self) -> int:
+        """Units of ``u`` per frame (``n_latent``; more with :class:`AppendixModelConfig`'s ``capsule_pad``)."""
+        return self.n_latent
+
     def build_topography(self):
         if self.topography == "torus":
             return TorusTopography(self.side, self.K)
@@ -85,6 +94,68 @@ class ModelConfig:
 
 
 _LATE_MODEL_FIELDS = {"band": "full"}
+
+
+@dataclass(frozen=True)
+class AppendixModelConfig(ModelConfig):
+    """:class:`ModelConfig` plus the appendix C extensions the paper proposes (none trained in the paper).
+
+    A subclass, so that :class:`ModelConfig`'s fields (and what tests pin about them) stay as they are;
+    at the defaults below it describes the same model as :class:`ModelConfig` and has the same
+    :meth:`to_dict`, hence the same cache key (the new fields are left out at their defaults,
+    :data:`_APPENDIX_MODEL_FIELDS`).  ``window="causal"`` (C.4, Eq 22) is a value of the inherited field.
+    """
+
+    time_boundary: str = "circular"         # "circular" (cyclic sequences, A.9) | "zero" (e.g. with window="causal", C.4)
+    capsule_boundary: str = "circular"      # "circular" | "zero" (C.2 non-cyclic capsules; also for "capsules")
+    capsule_pad: int = 0                    # C.2 padded U: q(u|x) has capsule_dim + 2*capsule_pad units per capsule
+    roll: str = "integer"                   # C.1: "integer" (Eq 9) | "linear" (Eq 19) partial roll (not "fourier":
+                                            # a Fourier-shifted U^2 can be negative, and sqrt(W U^2) with it)
+    alpha: float = 1.0                      # C.1: units the shifting window moves per frame (0 < alpha <= 1)
+                                            # topography="temporal2d" (C.3, Eq 21): capsule_dim = side^2 lattices
+
+    def __post_init__(self) -> None:
+        check_choice("kind", self.kind, MODEL_KINDS)
+        check_choice("topography", self.topography, APPENDIX_TOPOGRAPHIES)
+        check_choice("band", self.band, BANDS)
+        check_int("in_dim", self.in_dim, minimum=1)
+        check_choice("time_boundary", self.time_boundary, TIME_BOUNDARIES)
+        check_choice("capsule_boundary", self.capsule_boundary, CAPSULE_BOUNDARIES)
+        check_choice("roll", self.roll, MODEL_ROLLS)
+        check_int("capsule_pad", self.capsule_pad, minimum=0)
+        if self.capsule_pad and self.topography != "temporal":
+            raise ValueError(f"capsule_pad={self.capsule_pad} needs topography='temporal' (C.2's padded U); "
+                             f"got topography={self.topography!r}")
+        if self.topography == "temporal2d" and math.isqrt(self.capsule_dim) ** 2 != self.capsule_dim:
+            raise ValueError(f"capsule_dim={self.capsule_dim} is not allowed with topography='temporal2d': "
+                             f"a 2-D capsule holds side x side units, so capsule_dim must be a perfect square")
+        if self.topography != "torus":
+            self.build_topography()  # the topography validates the rest now (alpha, K, L with the window, ...)
+
+    @property
+    def n_u(self) -> int:
+        """Units of ``u`` per frame: ``C*(D + 2*capsule_pad)`` for C.2's padded ``U``, else ``n_latent``."""
+        return self.n_latent + 2 * self.capsule_pad * self.n_caps if self.topography == "temporal" else self.n_latent
+
+    def build_topography(self):
+        if self.topography == "torus":
+            return TorusTopography(self.side, self.K)
+        if self.topography == "capsules":
+            return CapsuleTopography(self.n_caps, self.capsule_dim, self.K, self.capsule_boundary)
+        if self.topography == "temporal2d":
+            return TemporalTopography2D(self.n_caps, math.isqrt(self.capsule_dim), self.K, self.L, self.mode,
+                                        self.time_boundary, self.window, self.capsule_boundary, self.roll, self.alpha)
+        return TemporalTopography(self.n_caps, self.capsule_dim, self.K, self.L, self.mode, self.time_boundary,
+                                  self.window, self.band, self.capsule_boundary, self.capsule_pad, self.roll,
+                                  self.alpha)
+
+    def to_dict(self) -> dict:
+        """As :meth:`ModelConfig.to_dict`, the appendix C fields left out at their defaults."""
+        return config_dict(self, {**_LATE_MODEL_FIELDS, **_APPENDIX_MODEL_FIELDS})
+
+
+_APPENDIX_MODEL_FIELDS = {"time_boundary": "circular", "capsule_boundary": "circular", "capsule_pad": 0,
+                          "roll": "integer", "alpha": 1.0}
 
 
 class MLP(nn.Sequential):
@@ -181,7 +252,7 @@ class TVAE(nn.Module):
         n = cfg.n_latent
         self.topo = cfg.build_topography()
         self.enc_z = GaussianEncoder(cfg.in_dim, cfg.enc_hidden, n, cfg.weight_norm)
-        self.enc_u = GaussianEncoder(cfg.in_dim, cfg.enc_hidden, n, cfg.weight_norm)
+        self.enc_u = GaussianEncoder(cfg.in_dim, cfg.enc_hidden, cfg.n_u, cfg.weight_norm)
         self.dec = BernoulliDecoder(n, cfg.dec_hidden, cfg.in_dim, cfg.weight_norm, cfg.decoder_norm)
         self.mu = nn.Parameter(torch.full((n,), float(cfg.mu_init)))  # (n,)
 
@@ -198,7 +269,7 @@ class TVAE(nn.Module):
     @property
     def L(self) -> float:
         """Temporal half-window: ``t_l`` pools ``u`` over ``2L`` frames (0 without time)."""
-        return self.cfg.L if self.cfg.topography == "temporal" else 0
+        return self.cfg.L if self.cfg.topography in ("temporal", "temporal2d") else 0
 
     def posterior(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """``(z_mean, z_log_std, u_mean, u_log_std)``, each ``(..., n)``."""
@@ -234,8 +305,12 @@ class TVAE(nn.Module):
         z = zm + torch.exp(zs) * torch.randn(k, *zm.shape, device=x.device)  # (k, B, ..., n)
         u = um + torch.exp(us) * torch.randn(k, *um.shape, device=x.device)
         log_px = -_sum_event(_bce(self.decode(self.to_t(z, u)), x), 2)
-        log_prior = _sum_event(_log_normal(z) + _log_normal(u), 2)
-        log_q = _sum_event(_log_normal(z, zm, zs) + _log_normal(u, um, us), 2)
+        if z.shape == u.shape:
+            log_prior = _sum_event(_log_normal(z) + _log_normal(u), 2)
+            log_q = _sum_event(_log_normal(z, zm, zs) + _log_normal(u, um, us), 2)
+        else:  # C.2's padded u has more units than z
+            log_prior = _sum_event(_log_normal(z), 2) + _sum_event(_log_normal(u), 2)
+            log_q = _sum_event(_log_normal(z, zm, zs), 2) + _sum_event(_log_normal(u, um, us), 2)
         return log_px + log_prior - log_q
 
 
@@ -299,7 +374,7 @@ def sample_prior(model: TVAE | VAE, num: int, seed: int | None = None) -> Tensor
     VAE: ``t = z ~ N(0, I)``."""
     dev = next(model.parameters()).device
     if isinstance(model, TVAE):
-        if isinstance(model.topo, TemporalTopography):
+        if isinstance(model.topo, (TemporalTopography, TemporalTopography2D)):
             raise ValueError("sample_prior draws single frames; for a temporal topography call "
                              "sample_tpot(num, model.topo, shape=(S, n), mu=model.mu) with a sequence length S")
         return sample_tpot(num, model.topo, mu=model.mu.detach().cpu(), seed=seed).t.to(dev)
