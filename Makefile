@@ -1,5 +1,5 @@
 # tvae-book: thin wrappers over `python -m tvae_book` and pytest.
-#   make book                        install, execute the chapters (profile cpu), build the HTML
+#   make book                        install, train every model as jobs (one per core), execute the chapters (cpu), build the HTML
 #   make test                        unit tests + every chapter in the smoke profile
 #   make reproduce PROFILE=paper     execute with a profile; results + report in _results/<profile>/
 #   make reproduce PROFILE=paper DRY_RUN=3   the paper's sizes, 3 steps per model: time/memory/FLOPs per model
@@ -21,6 +21,7 @@ DATA_DIR ?=
 PARAMS   ?=
 DRY_RUN  ?= 0
 WORKERS  ?= 1
+BOOK_WORKERS ?= auto
 ENGINE   ?= local
 SLURM    ?=
 RUN_ARGS  = --profile $(PROFILE) --seed $(SEED) --device $(DEVICE) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(foreach p,$(PARAMS),--param $(p))
@@ -41,10 +42,10 @@ $(STAMP): pyproject.toml
 	touch $@
 
 book: $(STAMP)
-	$(PY) -m tvae_book book $(RUN_ARGS)
+	$(PY) -m tvae_book book $(RUN_ARGS) --workers $(BOOK_WORKERS)
 
 reproduce: $(STAMP)
-	$(PY) -m tvae_book run $(RUN_ARGS) $(if $(filter-out 0,$(DRY_RUN)),--dry-run $(DRY_RUN))
+	$(PY) -m tvae_book run $(RUN_ARGS) --workers $(BOOK_WORKERS) $(if $(filter-out 0,$(DRY_RUN)),--dry-run $(DRY_RUN))
 
 # The chapters' trainings as independent jobs (tvae_book/jobs.py): prints the plan, trains what is not
 # cached on WORKERS local processes (one GPU each when there are GPUs) or as a Slurm array (ENGINE=slurm).

@@ -86,3 +86,32 @@ def test_cyclic_quotient_distance_and_random_projection_reject_wrong_sizes():
         quotient_distance_cyclic(torch.randn(3, 12), torch.randn(3, 8), 4)
     with pytest.raises(ValueError, match="n_caps \\* capsule_dim = 3 \\* 2 = 6"):
         RandomInvariantProjection(3, 2)(torch.randn(4, 9))
+
+
+def test_knn_scores_equal_scikit_learn_per_k_and_reuse_one_search():
+    """One neighbour search at max(k) gives scikit-learn's per-k answers (continuous features: no
+    distance ties), for classification (macro F1) and regression (MAE); a shared search too."""
+    import numpy as np
+    from sklearn.metrics import f1_score, mean_absolute_error
+    from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
+
+    from tvae_core.invariance import knn_neighbours
+
+    g = torch.Generator().manual_seed(0)
+    xtr, xte = torch.randn(300, 4, generator=g), torch.randn(120, 4, generator=g)
+    ytr, yte = torch.randint(0, 4, (300,), generator=g), torch.randint(0, 4, (120,), generator=g)
+    rtr, rte = xtr[:, 0] + 0.1 * torch.randn(300, generator=g), xte[:, 0]
+    ks = (1, 2, 4, 7, 20)
+    cls, reg = knn_scores(xtr, ytr, xte, yte, ks=ks), knn_scores(xtr, rtr, xte, rte, ks=ks, task="regression")
+    for k in ks:
+        p = KNeighborsClassifier(n_neighbors=k).fit(xtr.double().numpy(), ytr.numpy()).predict(xte.double().numpy())
+        assert cls[k] == pytest.approx(f1_score(yte.numpy(), p, average="macro"), abs=1e-12), k
+        p = KNeighborsRegressor(n_neighbors=k).fit(xtr.double().numpy(), rtr.numpy()).predict(xte.double().numpy())
+        assert reg[k] == pytest.approx(mean_absolute_error(rte.numpy(), p), abs=1e-6), k
+    idx = knn_neighbours(xtr, xte, 20)
+    assert idx.shape == (120, 20) and knn_scores(xtr, rtr, xte, rte, ks=ks, task="regression", neighbours=idx) == reg
+    with pytest.raises(ValueError, match="neighbours"):
+        knn_scores(xtr, ytr, xte, yte, ks=(30,), neighbours=idx)
+    with pytest.raises(ValueError, match="k=301"):
+        knn_neighbours(xtr, xte, 301)
+    assert isinstance(np.asarray(idx)[0, 0], np.integer)

@@ -116,3 +116,37 @@ def test_plan_table_shows_cached_steps_and_the_dry_run_estimate(small_jobs, tmp_
     text = bk_jobs.plan_table(small_jobs, cache_dir=tmp_path, costs=rec)
     assert f"{0.5 * small_jobs[0].steps / 3600:.2f} h" in text
     assert f"{len(small_jobs)} jobs: 0 cached, {len(small_jobs)} to train" in text
+
+
+def test_workers_option_resolves_auto_and_rejects_nonsense():
+    import os
+
+    from tvae_book.cli import resolve_workers
+
+    assert resolve_workers("3") == 3 and resolve_workers(1) == 1
+    assert resolve_workers("auto", device="cpu") == max(1, min(os.cpu_count() or 1, 8))
+    for bad in ("0", "-2", "two"):
+        with pytest.raises(ValueError, match="--workers"):
+            resolve_workers(bad)
+
+
+def test_run_with_workers_trains_the_plan_before_the_chapters(tmp_path, monkeypatch):
+    """``run``/``book --workers N``: the training stage runs first, with N workers; a failed training
+    stops before any chapter; a dry run has nothing to train ahead."""
+    from tvae_book import cli
+
+    calls = []
+    monkeypatch.setattr(cli, "train", lambda args, *a: calls.append(("train", args.workers)) or code[0])
+    monkeypatch.setattr(cli, "run_chapters", lambda *a, **k: calls.append(("chapters",)) or ([], []))
+    monkeypatch.setattr(cli, "write_report", lambda chapters, out: tmp_path / "report.md")
+    base = ["run", "--profile", "smoke", "--chapters", "01_pot", "--out", str(tmp_path)]
+    code = [0]
+    assert cli.main([*base, "--workers", "2"]) == 0 and calls == [("train", 2), ("chapters",)]
+    calls.clear()
+    assert cli.main(base) == 0 and calls == [("chapters",)]                     # 1 worker: the chapters train
+    calls.clear()
+    assert cli.main([*base, "--workers", "2", "--dry-run", "2"]) == 0 and calls == [("chapters",)]
+    calls.clear()
+    code = [1]
+    assert cli.main([*base, "--workers", "2"]) == 1 and calls == [("train", 2)]
+    assert cli.main([*base, "--workers", "zero"]) == 2

@@ -115,6 +115,8 @@ def run_plan(jobs: Sequence, *, workers: int = 1, engine: str = "local", cache_d
              log_dir: Path | None = None, device: str = "auto", slurm: dict | None = None,
              threads: int | None = None, stream=None) -> list[JobOutcome]:
     """Run every job of ``jobs`` whose cache file is missing; returns one outcome per job, in order.
+    Jobs start longest first (:attr:`~tvae_experiments.plan.Job.cost`), so no worker is left with a
+    long job at the end while the others idle.
 
     ``workers``: processes (local) or jobs at a time (slurm).  ``threads``: torch threads per local
     worker (default ``cpu_count // workers``).  On a CPU the weights are bit-identical to a sequential
@@ -133,7 +135,7 @@ def run_plan(jobs: Sequence, *, workers: int = 1, engine: str = "local", cache_d
     cache_dir = Path(cache_dir or default_cache_dir())
     log_dir = Path(log_dir or cache_dir / "logs")
     outcomes = {j.key: JobOutcome(j.name, j.key, "cached") for j in jobs if j.cached(cache_dir)}
-    pending = [j for j in jobs if j.key not in outcomes]
+    pending = sorted((j for j in jobs if j.key not in outcomes), key=lambda j: -j.cost)
     print(f"{len(jobs)} jobs: {len(outcomes)} cached (skipped), {len(pending)} to train on {engine} "
           f"with {workers} worker(s)", file=stream, flush=True)
     if pending:

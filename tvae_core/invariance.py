@@ -35,7 +35,7 @@ from .roll import roll
 
 __all__ = ["sort_projection", "quotient_distance_sn", "quotient_distance_sn_bruteforce", "quotient_distance_cyclic",
            "quotient_distance_cyclic_bruteforce", "canonicalize", "canonical_shift", "fourier_modulus", "capsule_norms",
-           "RandomInvariantProjection", "knn_scores"]
+           "RandomInvariantProjection", "knn_scores", "knn_neighbours"]
 
 
 def sort_projection(z: Tensor) -> Tensor:
@@ -142,23 +142,45 @@ class RandomInvariantProjection(nn.Module):
         return out.reshape(*t.shape[:-1], -1)
 
 
+def knn_neighbours(train: Tensor, test: Tensor, k: int) -> np.ndarray:
+    """``(M, k)`` indices of each test point's ``k`` nearest training points (Euclidean, float64),
+    nearest first.  ``train: (N, F)``, ``test: (M, F)``.  One search serves every ``k' <= k`` and every
+    target of :func:`knn_scores` (the neighbours do not depend on the labels)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    check_int("k", k, minimum=1)
+    Xtr, Xte = np.asarray(train, dtype=np.float64), np.asarray(test, dtype=np.float64)
+    if k > len(Xtr):
+        raise ValueError(f"k={k} is not allowed: only {len(Xtr)} training points")
+    return NearestNeighbors(n_neighbors=k).fit(Xtr).kneighbors(Xte, return_distance=False)
+
+
 def knn_scores(train: Tensor, train_y: Tensor, test: Tensor, test_y: Tensor, ks=(1, 3, 5, 10, 20),
-               task: str = "classification") -> dict[int, float]:
+               task: str = "classification", neighbours: np.ndarray | None = None) -> dict[int, float]:
     """The papers' kNN evaluation: macro F1 (classification) or MAE (regression) for each ``k``.
 
-    ``train: (N, F)``, ``test: (M, F)`` features (Euclidean distance)."""
+    ``train: (N, F)``, ``test: (M, F)`` features (Euclidean distance).  The ``k`` nearest are the first
+    ``k`` of one search at ``max(ks)`` (:func:`knn_neighbours`; pass ``neighbours`` to reuse a search
+    for several targets).  Prediction as scikit-learn's ``KNeighbors*`` with uniform weights: the mean
+    of the neighbours' targets, or the most frequent class (the smallest label among tied classes).
+    Distance ties at the ``k``-th neighbour may be broken differently from a search at that ``k``."""
     check_choice("task", task, ("classification", "regression"))
     from sklearn.metrics import f1_score, mean_absolute_error
-    from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 
-    Xtr, Xte = np.asarray(train, dtype=np.float64), np.asarray(test, dtype=np.float64)
+    ks = tuple(ks)
+    idx = knn_neighbours(train, test, max(ks)) if neighbours is None else np.asarray(neighbours)
+    if idx.shape[0] != len(test) or idx.shape[1] < max(ks):
+        raise ValueError(f"neighbours has shape {idx.shape}; need ({len(test)}, >= {max(ks)})")
     ytr, yte = np.asarray(train_y), np.asarray(test_y)
     out = {}
+    if task == "regression":
+        ytr = ytr.astype(np.float64)
+        for k in ks:
+            out[k] = float(mean_absolute_error(yte, ytr[idx[:, :k]].mean(1)))
+        return out
+    classes, codes = np.unique(ytr, return_inverse=True)
     for k in ks:
-        if task == "classification":
-            pred = KNeighborsClassifier(n_neighbors=k).fit(Xtr, ytr).predict(Xte)
-            out[k] = float(f1_score(yte, pred, average="macro"))
-        else:
-            pred = KNeighborsRegressor(n_neighbors=k).fit(Xtr, ytr).predict(Xte)
-            out[k] = float(mean_absolute_error(yte, pred))
+        votes = np.zeros((len(idx), len(classes)), dtype=np.int64)        # (M, classes)
+        np.add.at(votes, (np.arange(len(idx))[:, None], codes[idx[:, :k]]), 1)
+        out[k] = float(f1_score(yte, classes[votes.argmax(1)], average="macro"))
     return out

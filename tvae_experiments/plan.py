@@ -101,6 +101,19 @@ class Job:
         """Optimiser steps of the full training (``steps``, else ``epochs`` passes)."""
         return self.train.steps or self.train.epochs * (self.n_train // self.train.batch_size)
 
+    @property
+    def cost(self) -> float:
+        """A relative cost for ordering (longest job first): ``steps x batch x frames x parameters``,
+        frames = ``capsule_dim`` for the capsule models (sequences of ``S = capsule_dim`` frames), else 1.
+        Parameters stand in for FLOPs: right for the MLPs, low for convolutions (the G-CNNs are short jobs)."""
+        import torch
+
+        with torch.device("meta"):
+            params = sum(p.numel() for p in self.model.build().parameters())
+        frames = getattr(self.model, "capsule_dim", 1) if getattr(self.model, "topography", "") in ("temporal", "capsules") \
+            else 1
+        return float(self.steps) * self.train.batch_size * frames * params
+
     def path(self, cache_dir: str | Path | None = None) -> Path:
         from tvae_experiments.train import cache_path
 
