@@ -150,3 +150,16 @@ def test_run_with_workers_trains_the_plan_before_the_chapters(tmp_path, monkeypa
     code = [1]
     assert cli.main([*base, "--workers", "2"]) == 1 and calls == [("train", 2)]
     assert cli.main([*base, "--workers", "zero"]) == 2
+
+
+def test_last_progress_reads_the_latest_bar_of_a_job_log(tmp_path):
+    from tvae_book.jobs import last_progress
+
+    log = tmp_path / "j.log"
+    assert last_progress(log) == ""                                       # no log yet
+    log.write_text("job x (key abc), pid 1\ntraining x:   0%|          | 0/300 [00:00<?, ?it/s]\r"
+                   "training x:  40%|####      | 120/300 [00:02<00:03, 55.1it/s]\rtraining x:  50%|#####     "
+                   "| 150/300 [00:03<00:03, 54.9it/s]")
+    assert last_progress(log).startswith("training x:  50%") and "150/300" in last_progress(log)
+    log.write_text("job x (key abc), pid 1\nloading data\n")
+    assert last_progress(log) == ""

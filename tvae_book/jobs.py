@@ -170,6 +170,8 @@ def _run_local(pending, workers, cache_dir, log_dir, device, _slurm, _engine, th
     t0 = time.perf_counter()
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(threads, gpu_queue)) as pool:
         futures = {pool.submit(_run_logged, j, str(cache_dir), str(_log_path(log_dir, j)), device): j for j in pending}
+        monitor = _Monitor(futures, log_dir, stream)
+        monitor.start()
         for i, fut in enumerate(as_completed(futures), 1):
             j = futures[fut]
             log = _log_path(log_dir, j)
@@ -182,7 +184,46 @@ def _run_local(pending, workers, cache_dir, log_dir, device, _slurm, _engine, th
                 msg = f"FAILED ({exc})"
             print(f"[{i}/{len(pending)}] {j.name} ({j.key[:12]}): {msg}; {time.perf_counter() - t0:.0f} s so far",
                   file=stream, flush=True)
+        monitor.stop()
     return out
+
+
+PROGRESS_EVERY_S = 30.0
+"""Seconds between the progress lines of the running local jobs (their progress bars, read from their logs)."""
+
+
+def last_progress(log: Path) -> str:
+    """The latest progress-bar state in a job's log (tqdm redraws with ``\\r``), or ``""``."""
+    try:
+        text = log.read_text(encoding="utf-8", errors="replace")[-4000:]
+    except OSError:
+        return ""
+    parts = [p.strip() for p in text.replace("\n", "\r").split("\r") if "it/s" in p or "s/it" in p or "%|" in p]
+    return parts[-1] if parts else ""
+
+
+class _Monitor:
+    """Prints, every :data:`PROGRESS_EVERY_S` seconds, each running job's progress bar (step, ETA)."""
+
+    def __init__(self, futures: dict, log_dir: Path, stream) -> None:
+        import threading
+
+        self.futures, self.log_dir, self.stream = futures, log_dir, stream
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.done.set()
+        self.thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self.done.wait(PROGRESS_EVERY_S):
+            for fut, job in self.futures.items():
+                if fut.running() and (bar := last_progress(_log_path(self.log_dir, job))):
+                    print(f"  running {job.name}: {bar}", file=self.stream, flush=True)
 
 
 def _run_submitit(pending, workers, cache_dir, log_dir, device, slurm, engine, _threads, stream) -> list[JobOutcome]:
