@@ -163,3 +163,15 @@ def test_last_progress_reads_the_latest_bar_of_a_job_log(tmp_path):
     assert last_progress(log).startswith("training x:  50%") and "150/300" in last_progress(log)
     log.write_text("job x (key abc), pid 1\nloading data\n")
     assert last_progress(log) == ""
+
+
+def test_measured_costs_reads_chapter_metrics_and_skips_stamps(tmp_path):
+    import json
+
+    from tvae_book.jobs import measured_costs
+
+    rec = {"name": "m", "key": "abc123def456", "s_per_step": 0.05}
+    (tmp_path / "04_capsules.json").write_text(json.dumps({"dry_run": {"steps": 3, "models": [rec]}}))
+    (tmp_path / "04_capsules.stamp.json").write_text(json.dumps({"dry_run": 3, "profile": "cpu"}))
+    (tmp_path / "broken.json").write_text("{")
+    assert measured_costs(tmp_path) == {"abc123def456": rec}

@@ -56,7 +56,10 @@ def measured_costs(dry_run_dir: Path) -> dict[str, dict]:
             metrics = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        for rec in (metrics.get("dry_run") or {}).get("models", []):
+        dry = metrics.get("dry_run") if isinstance(metrics, dict) else None
+        if not isinstance(dry, dict):  # a chapter's ``.stamp.json`` holds the dry run's step count only
+            continue
+        for rec in dry.get("models", []):
             out.setdefault(rec["key"], rec)
     return out
 
