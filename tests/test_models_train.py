@@ -167,7 +167,10 @@ def test_late_train_fields_are_left_out_of_default_keys_and_checked():
     from tvae_experiments.train import cache_key
 
     cfg, plain = ModelConfig(kind="vae", weight_norm=False, **SMALL), TrainConfig(steps=40)
-    assert plain.to_dict() == {k: v for k, v in asdict(plain).items() if k not in ("weight_decay", "augment", "loss")}
+    assert plain.to_dict() == {k: v for k, v in asdict(plain).items()
+                               if k not in ("weight_decay", "augment", "loss", "adam")}  # SGD: adam never counts
+    assert TrainConfig(steps=40, optimizer="adam").to_dict()["adam"] == "fused"
+    assert "adam" not in TrainConfig(steps=40, optimizer="adam", adam="loop").to_dict()  # the models cached before
     keys = {cache_key(cfg, tc, "d") for tc in (plain, TrainConfig(steps=40, weight_decay=1e-4),
                                                 TrainConfig(steps=40, augment="rotation"), TrainConfig(steps=40, loss="frame"))}
     assert len(keys) == 4
@@ -267,7 +270,11 @@ def test_an_interrupted_training_leaves_no_cache_file_and_the_next_run_trains(tm
     import sys
     import time
 
+    # the child restores Python's SIGINT handler: a shell that starts a job in the background (``cmd &``)
+    # ignores SIGINT, children inherit that, and the training would then run its million steps
     script = f"""
+import signal
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import torch
 from tvae_core.models import ModelConfig
 from tvae_experiments.train import TrainConfig, fit
@@ -279,10 +286,15 @@ r = fit(cfg, torch.rand(256, 784), TrainConfig(steps=steps, batch_size=32, optim
 print("from_cache", r.from_cache, flush=True)
 """
     proc = subprocess.Popen([sys.executable, "-c", script, "1000000"], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "training"
-    time.sleep(3)  # well inside the million steps
-    proc.send_signal(signal.SIGINT)
-    proc.wait(timeout=60)
+    try:
+        assert proc.stdout.readline().strip() == "training"
+        time.sleep(3)  # well inside the million steps
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:  # never leave a million-step training behind
+            proc.kill()
+            proc.wait()
     assert proc.returncode != 0 and list(tmp_path.iterdir()) == []  # nothing written, not even a temporary
     done = subprocess.run([sys.executable, "-c", script, "20"], capture_output=True, text=True, timeout=120)
     assert "from_cache False" in done.stdout and len(list(tmp_path.glob("*.pt"))) == 1
