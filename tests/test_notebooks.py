@@ -23,6 +23,11 @@ SMOKE_MUST_ENFORCE = {
     "04_capsules": [f"toy_{n}_{c}" for n in ("x", "y")
                     for c in ("traversal_predicts_pose", "untrained_fails_traversal", "capcorr")]
                    + ["toy_centred_eeq_below_untrained"],
+    # chapter 10: appendix C's extensions on the same toy problem, trained on every profile
+    "10_capsule_extensions": ["causal_online_equals_full", "lattice_axes_disentangle", "partial_rolls_alpha_per_frame"]
+                             + [f"{p}_{n}_{c}" for n in ("x", "y") for p, c in
+                                (("causal", "capcorr"), ("causal", "traversal_predicts_pose"),
+                                 ("lattice", "capcorr_own_axis"), ("partial", "rolls_on_the_circle"))],
 }
 
 

@@ -53,6 +53,7 @@ CHAPTER_PAPER: dict[str, str] = {
     **dict.fromkeys(("06_invariant_graphs", "07_invariant_rotation"), "Interpreting Equivariant Representations"),
     "08_capsule_invariants": "neither (new)",
     "09_paper_vs_code": "Keller & Welling 2021 and its code",
+    "10_capsule_extensions": "Keller & Welling 2021, appendix C (proposed there, not trained)",
 }
 """The paper whose figures a chapter checks (the report's "paper" column; unknown chapters: a dash)."""
 
@@ -79,6 +80,9 @@ PAPER_ITEMS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
                               ("Fig 7: PCA of equivariant and invariant latents", ("pca_*",)),
                               ("Fig 8: a CNN trained with rotation augmentation", ("cnn_*",))),
     "08_capsule_invariants": (("invariant views of TVAE capsules (no figure of either paper)", ("*",)),),
+    "10_capsule_extensions": (("Eq 22: causal temporal coherence (C.4, toy scale)", ("causal_*",)),
+                              ("Eq 21: two-dimensional capsules (C.3, toy scale)", ("lattice_*",)),
+                              ("Eq 19-20: partial roll (C.1, toy scale)", ("partial_*",))),
 }
 """Per chapter, the paper items (figure, table, equation) its claims support: ``(label, globs)``
 in order, the first label whose :func:`fnmatch.fnmatchcase` glob matches a claim name wins.

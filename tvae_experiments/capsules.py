@@ -36,7 +36,8 @@ from tvae_experiments.train import FitResult, as_float, evaluate, fit
 __all__ = ["variant_name", "train_variant", "untrained_variant", "CapsuleModel", "capsule_models", "score_models", "CapsuleScores",
            "evaluate_capsules", "variant_label", "PAPER_TABLE1", "PAPER_TABLE2", "PAPER_FIG5", "frac_key",
            "CapsuleData", "capsule_data", "combined_data", "capcorr_per_transform", "TraversalScores", "DECODE_RULES", "FAIR_DECODE",
-           "centre_capsules", "sample_codes", "traversal_scores", "ToyCapsules", "learn_toy"]
+           "centre_capsules", "sample_codes", "traversal_scores", "ToyCapsules", "learn_toy", "toy_data", "fit_toy",
+           "untrained_toy"]
 
 DECODE_RULES = ("mean", "sample")
 """How codes are decoded for BCE: the deterministic code, or posterior samples (module doc)."""
@@ -278,24 +279,51 @@ class ToyCapsules:
     seconds: float                    # training time
 
 
-def learn_toy(cfg: ToyCapsulesConfig, seed: int = 0, cache_dir=None, progress: bool = False) -> ToyCapsules:
-    """Train the toy TVAE with ``seed`` on :func:`~tvae_experiments.data.sequences.bump_sequences`
-    (train seed ``seed``, test seed ``1000 + seed``) on the CPU and score it and its untrained controls
-    with :func:`evaluate_capsules`.  It always trains (``use_cache=False``: ~5 s, and a cached model
-    would hide a bug in the code that trains it), so the numbers are repeatable on any machine."""
+def toy_data(cfg: ToyCapsulesConfig, seed: int = 0):
+    """The toy problem's ``(train, test)`` sequences: :func:`~tvae_experiments.data.sequences.bump_sequences`
+    with train seed ``seed`` and test seed ``1000 + seed``."""
     from tvae_experiments.data.sequences import bump_sequences
 
     seed = check_int("seed", seed)
-    train = bump_sequences(cfg.n_train, cfg.S, cfg.radius, seed=seed)
-    test = bump_sequences(cfg.n_test, cfg.S, cfg.radius, seed=1000 + seed)
-    mcfg = cfg.model()
-    r = fit(mcfg, train.x, cfg.train(seed), data_id=train.source, device="cpu", cache_dir=cache_dir,
-            name=f"toy-tvae-s{seed}", use_cache=False, progress=progress)
+    return (bump_sequences(cfg.n_train, cfg.S, cfg.radius, seed=seed),
+            bump_sequences(cfg.n_test, cfg.S, cfg.radius, seed=1000 + seed))
+
+
+def fit_toy(cfg: ToyCapsulesConfig, seed: int = 0, *, model=None, train=None, name: str = "toy-tvae", cache_dir=None,
+            progress: bool = False) -> FitResult:
+    """Train a toy model with ``cfg``'s recipe (``cfg.train(seed)``) on the CPU; it always trains
+    (``use_cache=False``).  ``model``: a model config (default ``cfg.model()``, chapter 4's toy TVAE;
+    chapter 10 passes appendix C's :class:`~tvae_core.models.AppendixModelConfig` variants);
+    ``train``: training :class:`~tvae_experiments.data.sequences.SequenceData` (default
+    :func:`toy_data`'s).  The run is named ``<name>-s<seed>``."""
+    seed = check_int("seed", seed)
+    train = toy_data(cfg, seed)[0] if train is None else train
+    return fit(cfg.model() if model is None else model, train.x, cfg.train(seed), data_id=train.source, device="cpu",
+               cache_dir=cache_dir, name=f"{name}-s{seed}", use_cache=False, progress=progress)
+
+
+def untrained_toy(model_cfg, init: int):
+    """The architecture ``model_cfg`` at initialisation ``init`` (``torch.manual_seed(init)`` then build):
+    with ``init == seed`` the trained model's own starting point."""
+    torch.manual_seed(init)
+    return model_cfg.build().eval()
+
+
+def learn_toy(cfg: ToyCapsulesConfig, seed: int = 0, cache_dir=None, progress: bool = False, *, model=None,
+              name: str = "toy-tvae") -> ToyCapsules:
+    """Train the toy TVAE with ``seed`` on :func:`~tvae_experiments.data.sequences.bump_sequences`
+    (train seed ``seed``, test seed ``1000 + seed``) on the CPU and score it and its untrained controls
+    with :func:`evaluate_capsules`.  It always trains (``use_cache=False``: ~5 s, and a cached model
+    would hide a bug in the code that trains it), so the numbers are repeatable on any machine.
+
+    ``model`` replaces ``cfg.model()`` (e.g. chapter 10's causal window, appendix C.4) and ``name``
+    the run's name; the controls are the same architecture at their initialisations."""
+    seed = check_int("seed", seed)
+    train, test = toy_data(cfg, seed)
+    mcfg = cfg.model() if model is None else model
+    r = fit_toy(cfg, seed, model=mcfg, train=train, name=name, cache_dir=cache_dir, progress=progress)
     trained = evaluate_capsules(r.model, test, seed)
-    controls = []
-    for init in range(seed, seed + cfg.n_inits):
-        torch.manual_seed(init)  # init == seed: the trained model's own starting point
-        controls.append(evaluate_capsules(mcfg.build().eval(), test, seed))
+    controls = [evaluate_capsules(untrained_toy(mcfg, init), test, seed) for init in range(seed, seed + cfg.n_inits)]
     mean_cc = {k: sum(c.capcorr[k] for c in controls) / cfg.n_inits for k in test.transforms}
     return ToyCapsules(r.model, test, trained, controls[0], mean_cc, r.seconds)
 

@@ -10,7 +10,8 @@ smoke profile is exactly the set of models the smoke chapters use, so the two ca
 A job carries a :class:`DataSpec` (how to build its training data, in any process) rather than the
 data itself; :func:`run_job` builds it (memoised per process), trains and returns a summary.
 
-Not planned: chapter 4's toy model (``learn_toy``) always trains, in seconds, by design.
+Not planned: chapter 4's toy model (``learn_toy``) and chapter 10's appendix-C toy models (``fit_toy``)
+always train, in seconds, by design.
 """
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ from typing import Any
 from tvae_core.checks import check_choice
 
 __all__ = ["PROFILES", "check_profile", "PoTConfig", "TPoTConfig", "TorusTVAEConfig",
-           "CapsuleDataConfig", "ToyCapsulesConfig", "CapsulesConfig", "TablesConfig", "CapsuleInvariantsConfig", "CAPSULE_VARIANTS",
+           "CapsuleDataConfig", "ToyCapsulesConfig", "CapsuleExtensionsConfig", "EXTENSION_MODELS", "CapsulesConfig", "TablesConfig", "CapsuleInvariantsConfig", "CAPSULE_VARIANTS",
            "InvariantRotationConfig", "InvariantGraphsConfig", "EXPERIMENTS", "PROFILE_OVERRIDES", "config_for"]
 
 PROFILES = ("smoke", "cpu", "paper")
@@ -271,6 +271,59 @@ class CapsuleInvariantsConfig:
     spread_ratio_max: float = 0.5      # decoded canonicalised codes vary this much less over a sequence
 
 
+@dataclass(frozen=True)
+class CapsuleExtensionsConfig:
+    """Chapter 10 -- appendix C's proposed extensions (C.1-C.4), built from ``tvae_core`` parts and
+    measured on chapter 4's toy problem (:class:`ToyCapsulesConfig`, the same on every profile: each
+    model trains in seconds).  Every model is the toy TVAE (:meth:`ToyCapsulesConfig.model`) with the
+    appendix-C fields of :class:`~tvae_core.models.AppendixModelConfig` changed (:meth:`model`)."""
+
+    toy: ToyCapsulesConfig = ToyCapsulesConfig()
+    causal_L: int = 2                  # C.4: t_l sees frames l-2 .. l (zero time boundary: nothing before frame 0)
+    lattice_caps: int = 4              # C.3: capsules of S x S units (4 x 36 = 144 units)
+    partial_dim: int = 3               # C.1: D = S/2 units per capsule ...
+    partial_alpha: float = 0.5         # ... rolled alpha = D/S units per frame (Eq 19, roll="linear")
+    partial_K: int = 1                 # C.1: a K = 3 window would cover the whole 3-unit capsule (no roll structure)
+    partial_caps: int = 16             # C.1: 16 x 3 = 48 units, as the toy's 8 x 6
+    noncyclic_size: int = 10           # C.2: the plus moves S = 6 frames over a 10 x 10 grid without wrapping
+    noncyclic_dim: int = 10            # C.2: capsule units (one per position along the motion's axis)
+    noncyclic_L: int = 1               # C.2: centred window (Eq 7), sequences padded by L frames at each end
+    control_margin: float = 1.3        # untrained traversal BCE >= this x the trained model's (chapter 4's margin)
+    capcorr_min: float = 0.9           # CapCorr of a learned capsule (Table 2: 1.0 for the TVAE L=S/3)
+    online_tol: float = 1e-5           # C.4 known answer: |t_l(frames 0..l) - t_l(all frames)| / max|t|
+    n_inits: int = 3                   # untrained initialisations a control's CapCorr is averaged over
+
+    def model(self, section: str):
+        """The :class:`~tvae_core.models.AppendixModelConfig` of one section: ``"forward"`` (chapter 4's
+        toy TVAE), ``"causal"`` (C.4, Eq 22), ``"lattice"`` (C.3, Eq 21), ``"partial"`` (C.1, Eq 19),
+        ``"partial_integer"`` (the same capsules with Eq 9's whole-unit roll: C.1's broken control),
+        ``"noncyclic"`` (C.2) or ``"cyclic"`` (C.2's comparison: the same window on circular capsules)."""
+        from tvae_core.models import AppendixModelConfig
+
+        check_choice("section", section, EXTENSION_MODELS)
+        t = self.toy
+        base = dataclasses.asdict(t.model())
+        S = t.S
+        changes: dict[str, Any] = {
+            "forward": {},
+            "causal": dict(window="causal", L=self.causal_L, time_boundary="zero"),
+            "lattice": dict(topography="temporal2d", capsule_dim=S * S, n_caps=self.lattice_caps),
+            "partial": dict(capsule_dim=self.partial_dim, n_caps=self.partial_caps, K=self.partial_K, roll="linear",
+                            alpha=self.partial_alpha),
+            "partial_integer": dict(capsule_dim=self.partial_dim, n_caps=self.partial_caps, K=self.partial_K),
+            "noncyclic": dict(in_dim=self.noncyclic_size ** 2, capsule_dim=self.noncyclic_dim, window="centered",
+                              L=self.noncyclic_L, time_boundary="zero", capsule_boundary="zero",
+                              capsule_pad=self.noncyclic_L + t.K // 2),
+            "cyclic": dict(in_dim=self.noncyclic_size ** 2, capsule_dim=self.noncyclic_dim, window="centered",
+                           L=self.noncyclic_L),
+        }[section]
+        return AppendixModelConfig(**{**base, **changes})
+
+
+EXTENSION_MODELS = ("forward", "causal", "lattice", "partial", "partial_integer", "noncyclic", "cyclic")
+"""The models of chapter 10 (:meth:`CapsuleExtensionsConfig.model`)."""
+
+
 EXPERIMENTS: dict[str, type] = {"01_pot": PoTConfig, "02_tpot": TPoTConfig, "03_tvae_torus": TorusTVAEConfig,
                                 "04_capsules": CapsulesConfig, "05_tables": TablesConfig}
 
@@ -320,6 +373,10 @@ for _p in ("smoke", "paper"):  # chapter 5 reuses chapter 4's per-profile data/r
 EXPERIMENTS["08_capsule_invariants"] = CapsuleInvariantsConfig
 PROFILE_OVERRIDES["08_capsule_invariants"] = {p: dict(capsules=CapsulesConfig(**PROFILE_OVERRIDES["04_capsules"][p]))
                                               for p in ("smoke", "paper")}
+
+# Chapter 10: toy scale, the same on every profile (each model trains in seconds on a CPU).  Smoke with 700 steps
+# per model was tried (2026-12-02, seed 0): causal CapCorr_x 0.70 < 0.9, so smoke keeps chapter 4's 1,500 steps.
+EXPERIMENTS["10_capsule_extensions"] = CapsuleExtensionsConfig
 
 
 @dataclass(frozen=True)

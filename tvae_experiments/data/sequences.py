@@ -56,6 +56,7 @@ CPU, for tests that training learns capsules (``tests/test_learned_capsules.py``
 """
 from __future__ import annotations
 
+import math
 import zlib
 from dataclasses import dataclass, field, replace
 
@@ -356,7 +357,8 @@ def dsprites_sequences(n: int, S: int = 15, transforms=("x", "y", "orientation",
 
 # ------------------------------------------------------------------------------------ toy bumps
 
-def bump_sequences(n: int, S: int = 6, radius: float = 1.0, transforms=("x", "y"), seed: int = 0) -> SequenceData:
+def bump_sequences(n: int, S: int = 6, radius: float = 1.0, transforms=("x", "y"), seed: int = 0, *,
+                   size: int | None = None, cyclic: bool = True) -> SequenceData:
     r"""Toy sequences with a known answer: a binary disc on an ``S x S`` torus that moves one pixel per frame.
 
     Frame ``l`` is the ``1 x S x S`` image that is 1 on the pixels within circular (wrap-around)
@@ -374,33 +376,57 @@ def bump_sequences(n: int, S: int = 6, radius: float = 1.0, transforms=("x", "y"
     them in seconds: the fixture of the tests that training learns capsules
     (``tests/test_learned_capsules.py``).  Drawing follows the module conventions: balanced
     transformations, uniform random start, everything from one ``torch.Generator(seed)``.
+
+    **Non-cyclic motion** (``cyclic=False``, appendix C.2; chapter 10): the plus moves ``S`` frames
+    over part of a larger ``size x size`` grid (``size >= S + 2 ceil(radius)``) and never reaches
+    the grid's edge along its motion: the moving coordinate starts at a uniform
+    ``x_0 in [m, size - S - m]``, ``m = ceil(radius)``, so the sequence does not wrap around (its
+    last frame is not one step before its first).  ``step`` then counts from the first reachable
+    position ``m`` (``step = x_l - m``), so only sequences that start there have a canonical frame
+    (CapCorr's ``Omega`` needs one; measure the roll against the frame offset instead).  The
+    defaults (``size = S``, ``cyclic=True``) are the sequences above, draw for draw.
     """
     n = check_int("n", n, minimum=1)
     S = check_int("S", S, minimum=2, maximum=256)
     seed = check_int("seed", seed)
-    if isinstance(radius, bool) or not isinstance(radius, (int, float)) or not 0 <= radius < S / 2:
-        raise ValueError(f"radius must be a number with 0 <= radius < S/2 = {S / 2:g} (0: one pixel), got {radius!r}")
+    size = S if size is None else check_int("size", size, minimum=S, maximum=256)
+    if not isinstance(cyclic, bool):
+        raise ValueError(f"cyclic must be True or False, got {cyclic!r}")
+    if cyclic and size != S:
+        raise ValueError(f"size={size} needs cyclic=False: a cyclic sequence covers one whole period, so its grid "
+                         f"has size = S = {S} positions")
+    if isinstance(radius, bool) or not isinstance(radius, (int, float)) or not 0 <= radius < size / 2:
+        raise ValueError(f"radius must be a number with 0 <= radius < size/2 = {size / 2:g} (0: one pixel), "
+                         f"got {radius!r}")
+    m = math.ceil(float(radius) - 1e-9)  # margin that keeps the disc off the edge along the motion
+    if not cyclic and size < S + 2 * m:
+        raise ValueError(f"size={size} is too small for a non-cyclic motion of S={S} frames with radius {radius:g}: "
+                         f"need size >= S + 2*ceil(radius) = {S + 2 * m}")
     transforms = _check_transforms(transforms, BUMP_TRANSFORMS)
     g = torch.Generator().manual_seed(seed)
     kind = _balanced(n, len(transforms), g)                                      # (n,)
-    start = torch.randint(0, S, (n, 2), generator=g)                             # (n, 2): x_0, y_0
+    start = torch.randint(0, size, (n, 2), generator=g)                          # (n, 2): x_0, y_0
     col = torch.tensor([BUMP_TRANSFORMS.index(transforms[k]) for k in kind.tolist()], dtype=torch.long)
     ar = torch.arange(n)
+    if not cyclic:  # the moving coordinate: a start from which S frames stay off the edge
+        start[ar, col] = m + torch.randint(0, size - S - 2 * m + 1, (n,), generator=g)
     adv = torch.zeros(n, 2, dtype=torch.long)
     adv[ar, col] = 1                                                             # which coordinate moves
-    pos = (start[:, None, :] + adv[:, None, :] * torch.arange(S)[None, :, None]) % S  # (n, S, 2): x, y
-    grid = torch.arange(S)
+    pos = (start[:, None, :] + adv[:, None, :] * torch.arange(S)[None, :, None]) % size  # (n, S, 2): x, y
+    grid = torch.arange(size)
 
-    def dist2(c: Tensor) -> Tensor:  # (n, S, 1) centre -> (n, S, S) squared circular distance along one axis
-        d = torch.remainder(grid[None, None, :] - c, S)
-        return torch.minimum(d, S - d).pow(2)
+    def dist2(c: Tensor) -> Tensor:  # (n, S, 1) centre -> (n, S, size) squared circular distance along one axis
+        d = torch.remainder(grid[None, None, :] - c, size)
+        return torch.minimum(d, size - d).pow(2)
 
     d2 = dist2(pos[..., 1:2])[..., :, None] + dist2(pos[..., 0:1])[..., None, :]  # (n, S, rows, cols)
-    x = (d2 <= radius ** 2 + 1e-9).float().reshape(n, S, S * S)
-    step = pos[ar, :, col]                                                       # (n, S)
-    source = (f"bump sequences: {n} x {S} frames of a {S}x{S} torus, radius {float(radius):g}, "
+    x = (d2 <= radius ** 2 + 1e-9).float().reshape(n, S, size * size)
+    step = pos[ar, :, col] - (0 if cyclic else m)                               # (n, S)
+    grid_text = f"{S}x{S} torus" if cyclic else (f"{size}x{size} torus, non-cyclic motion (the moving coordinate "
+                                                 f"stays in {m}..{size - 1 - m})")
+    source = (f"bump sequences: {n} x {S} frames of a {grid_text}, radius {float(radius):g}, "
               f"transforms {'/'.join(transforms)}, seed {seed}")
-    return SequenceData(x=x, frame_shape=(1, S, S), transform=kind, transforms=transforms,
+    return SequenceData(x=x, frame_shape=(1, size, size), transform=kind, transforms=transforms,
                         factor=step.float(), step=step.long(), canonical=step == 0,
                         label=torch.zeros(n, dtype=torch.long), source=source, latents=pos.float(),
                         latent_names=BUMP_LATENTS)

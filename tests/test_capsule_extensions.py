@@ -1,0 +1,149 @@
+"""Chapter 10's measurements of appendix C's extensions (``tvae_experiments.capsule_extensions``), on
+planted codes with known answers; the non-cyclic toy sequences; the chapter's model configs.  No
+training here (the chapter trains; each of its claims was checked once against a broken variant)."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from tvae_core.metrics import capsule_roll
+from tvae_core.roll import fourier_roll, roll, roll2d
+from tvae_experiments.capsule_extensions import (axis_of, lattice_capcorr, lattice_lines, offset_rolls, online_codes,
+                                                 online_error, partial_rolls, pearson, roll_slope, with_config)
+from tvae_experiments.capsules import untrained_toy
+from tvae_experiments.data.sequences import bump_sequences
+from tvae_experiments.profiles import EXTENSION_MODELS, CapsuleExtensionsConfig, ToyCapsulesConfig, config_for
+
+CFG = CapsuleExtensionsConfig()
+
+
+def _planted(N: int, S: int, seed: int = 0):
+    """Sequences of two transformations with one canonical frame each: step_l = (s_0 + l) mod S."""
+    g = torch.Generator().manual_seed(seed)
+    start = torch.randint(0, S, (N,), generator=g)
+    step = (start[:, None] + torch.arange(S)[None, :]) % S
+    return SimpleNamespace(transform=torch.arange(N) % 2, transforms=("x", "y"), step=step, canonical=step == 0)
+
+
+def test_lattice_lines_turns_a_roll_along_an_axis_into_a_1d_roll():
+    side, C = 5, 3
+    t = torch.randn(4, C * side * side)
+    for axis in (0, 1):
+        for k in range(side):
+            assert torch.equal(lattice_lines(roll2d(t, k, side, axis), side, axis), roll(lattice_lines(t, side, axis), k, side))
+    assert torch.equal(lattice_lines(t, side, 1), t)  # axis 1: rows are already contiguous
+    assert torch.equal(lattice_lines(lattice_lines(t, side, 0), side, 0), t)  # a transpose: its own inverse
+    with pytest.raises(ValueError, match="axis"):
+        lattice_lines(t, side, 2)
+
+
+def test_lattice_capcorr_knows_the_axis_each_transformation_rolls_along():
+    """Known answer: x rolls along axis 1 and y along axis 0 (as a bump at lattice cell (y, x) would)."""
+    side, C, N = 6, 2, 400
+    test = _planted(N, side)
+    axis = torch.where(test.transform == 0, 1, 0)  # x -> axis 1, y -> axis 0
+    t0 = torch.randn(N, C * side * side)
+    shifts = test.step - test.step[:, :1]  # t_l = Roll^axis_{y_l - y_0}(t_0)
+    t = roll2d(t0[:, None, :].expand(N, side, -1), shifts, side, axis[:, None])
+    cc = lattice_capcorr(t, test, side)
+    assert cc["x"][1] == pytest.approx(1.0) and cc["y"][0] == pytest.approx(1.0)
+    # along the other axis each line is replaced by another line of t_0: the mode of ObservedRolls between
+    # different lines follows the shift only weakly (0.18 and 0.34 on these random codes)
+    assert abs(cc["x"][0]) < 0.5 and abs(cc["y"][1]) < 0.5
+    assert axis_of(cc) == {"x": 1, "y": 0}
+
+
+def test_partial_rolls_recover_a_planted_half_unit_roll_per_frame():
+    """Known answer: codes Fourier-rolled by alpha * (frames from 0 to Omega) on odd D (recovered exactly)."""
+    D, C, S, alpha = 3, 4, 6, 0.5
+    test = _planted(40, S, seed=1)
+    t0 = torch.randn(40, C * D, dtype=torch.float64)
+    omega = test.canonical.float().argmax(1)
+    t = t0[:, None, :].repeat(1, S, 1)
+    shift = (test.step[torch.arange(40), omega] - test.step[:, 0]) % S
+    t[torch.arange(40), omega] = torch.stack([fourier_roll(t0[i], alpha * float(shift[i]), D) for i in range(40)])
+    observed, frames = partial_rolls(t, test, D, alpha, "fourier")
+    assert torch.equal(frames, shift.double())
+    assert torch.allclose(observed, alpha * frames)
+    assert roll_slope(observed, frames) == pytest.approx(alpha)
+    assert pearson(observed, frames) == pytest.approx(1.0)
+
+
+def test_roll_slope_and_pearson_known_answers():
+    s = torch.tensor([0.0, 1, 2, 3, 4, 5])
+    assert roll_slope(0.5 * s, s) == pytest.approx(0.5)
+    assert roll_slope(torch.zeros(6), s) == 0.0
+    assert pearson(2 * s + 1, s) == pytest.approx(1.0) and pearson(-s, s) == pytest.approx(-1.0)
+    assert pearson(torch.ones(6), s) == 0.0  # a constant: 0, as CapCorr
+
+
+def test_offset_rolls_of_a_code_rolling_one_unit_per_frame():
+    D, C, S, pad = 10, 3, 8, 1
+    t0 = torch.randn(5, C * D)
+    t = torch.stack([roll(t0, max(0, l - pad), D) for l in range(S)], 1)  # frame pad..: rolled by l - pad
+    observed, offsets = offset_rolls(t, D, pad, S - 2 * pad)
+    assert torch.equal(observed, offsets) and offsets.shape == (5, S - 2 * pad)
+    assert torch.equal(capsule_roll(t[:, pad], t[:, pad + 3], D), torch.full((5,), 3))
+    with pytest.raises(ValueError, match="frames"):
+        offset_rolls(t, D, pad, S)
+
+
+def test_online_codes_of_the_causal_window_are_the_full_sequence_codes():
+    """Eq 22 with a zero time boundary: t_l from frames 0..l is t_l, for any weights (here untrained);
+    the forward window's is not (it reads frames l..l+2L-1)."""
+    x = bump_sequences(6, CFG.toy.S, seed=2).x
+    causal = untrained_toy(CFG.model("causal"), 0)
+    with torch.no_grad():
+        err = online_error(online_codes(causal, x), causal.encode(x))
+        fwd = with_config(causal, window="forward", time_boundary="zero")
+        ferr = online_error(online_codes(fwd, x), fwd.encode(x))
+    assert err.shape == (CFG.toy.S,) and float(err.max()) <= CFG.online_tol
+    assert float(ferr[0]) > 1e-2 and float(ferr[-1]) <= CFG.online_tol  # the last frame has no future to lose
+
+
+def test_with_config_keeps_the_weights_and_changes_only_the_construction():
+    causal = untrained_toy(CFG.model("causal"), 0)
+    fwd = with_config(causal, window="forward", time_boundary="circular")
+    assert fwd.cfg.window == "forward" and not fwd.training
+    assert all(torch.equal(a, b) for a, b in zip(causal.state_dict().values(), fwd.state_dict().values()))
+    assert fwd.cfg.to_dict() == ToyCapsulesConfig().model().to_dict()  # it is chapter 4's toy architecture
+
+
+def test_the_chapter_models_are_the_toy_model_with_one_appendix_option():
+    toy = CFG.toy.model().to_dict()
+    assert CFG.model("forward").to_dict() == toy  # chapter 4's toy model, same cache key
+    for section in EXTENSION_MODELS:
+        m = CFG.model(section)
+        diff = {k for k, v in m.to_dict().items() if toy.get(k) != v}
+        assert diff <= {"window", "L", "time_boundary", "topography", "capsule_dim", "n_caps", "K", "roll", "alpha",
+                        "in_dim", "capsule_boundary", "capsule_pad"}, (section, diff)
+        untrained_toy(m, 0)  # every one builds
+    assert CFG.model("causal").window == "causal" and CFG.model("lattice").capsule_dim == CFG.toy.S ** 2
+    p = CFG.model("partial")
+    assert (p.roll, p.alpha, p.capsule_dim * 2) == ("linear", 0.5, CFG.toy.S)
+    nc = CFG.model("noncyclic")
+    assert nc.capsule_pad >= nc.build_topography().unit_reach[1]  # C.2: no window leaves its padded capsule
+    with pytest.raises(ValueError, match="section"):
+        CFG.model("sideways")
+    # toy scale, the same on every profile (700 smoke steps were too few: causal CapCorr_x 0.70)
+    assert all(config_for("10_capsule_extensions", p) == CFG for p in ("smoke", "cpu", "paper"))
+
+
+def test_bump_sequences_defaults_are_unchanged_and_non_cyclic_motion_stays_off_the_edge():
+    a = bump_sequences(20, 6, seed=5)
+    b = bump_sequences(20, 6, seed=5, size=6, cyclic=True)
+    assert torch.equal(a.x, b.x) and a.source == b.source and "non-cyclic" not in a.source
+    d = bump_sequences(40, 6, 1.0, seed=3, size=10, cyclic=False)
+    assert d.x.shape == (40, 6, 100) and d.frame_shape == (1, 10, 10) and "non-cyclic" in d.source
+    moving = d.latents[torch.arange(40), :, d.transform]  # (N, S) the moving coordinate
+    assert torch.equal(moving[:, 1:] - moving[:, :-1], torch.ones(40, 5))  # one pixel per frame, no wrap
+    assert int(moving.min()) >= 1 and int(moving.max()) <= 8  # the plus (radius 1) never touches the edge
+    assert torch.equal(d.step, moving.long() - 1) and torch.equal(d.canonical, d.step == 0)
+    img = d.x.reshape(40, 6, 10, 10)
+    assert torch.equal(img.sum((-1, -2)), torch.full((40, 6), 5.0))  # a 5-pixel plus in every frame
+    with pytest.raises(ValueError, match="cyclic=False"):
+        bump_sequences(4, 6, size=10)
+    with pytest.raises(ValueError, match="too small"):
+        bump_sequences(4, 6, size=7, cyclic=False)

@@ -1,0 +1,408 @@
+"""Appendix C's proposed extensions of the TVAE, trained and measured at toy scale (chapter 10).
+
+The paper proposes four extensions (appendix C) and trains none of them.  Each is already a
+building block of ``tvae_core`` (:class:`~tvae_core.models.AppendixModelConfig`, tested in
+``tests/test_appendix_c.py``); this module trains them on chapter 4's toy problem (a 5-pixel plus
+on a torus moving one column or one row per frame, :func:`~tvae_experiments.capsules.learn_toy`)
+and measures whether they do what the appendix says, each beside the same architecture at its
+initialisation:
+
+* C.4 causal coherence (Eq 22): :func:`online_codes` -- ``t_l`` from frames ``0 .. l`` only;
+* C.3 two-dimensional capsules (Eq 21): :func:`lattice_lines`, :func:`lattice_capcorr` -- CapCorr
+  along each axis of the ``side x side`` lattice;
+* C.1 partial roll (Eq 19-20): :func:`partial_rolls` -- Eq 20's ObservedRoll on the grid of
+  ``alpha`` steps, and :func:`roll_slope`, the units rolled per frame;
+* C.2 non-cyclic capsules: :func:`offset_rolls` -- the roll of every frame's code against the
+  first original frame's, on sequences padded at both ends (:func:`~tvae_core.roll.pad_sequence_ends`).
+
+Every model trains with the toy recipe (:func:`~tvae_experiments.capsules.fit_toy`: Adam, always
+trained, seconds on a CPU); the ``*_section`` functions train and score one section each.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from tvae_core.checks import check_capsules, check_choice, check_int
+from tvae_core.metrics import capsule_roll, held_out_frames, partial_capsule_roll
+from tvae_core.roll import LATTICE_AXES, pad_sequence_ends, roll2d
+from tvae_experiments.capsules import ToyCapsules, fit_toy, learn_toy, sample_codes, toy_data, untrained_toy
+from tvae_experiments.profiles import CapsuleExtensionsConfig
+
+__all__ = ["online_codes", "online_error", "with_config", "lattice_lines", "lattice_capcorr", "axis_of",
+           "PoseScores", "rolled_traversal", "omega_shift", "partial_rolls", "circular_match", "roll_slope", "pearson", "offset_rolls",
+           "CausalSection", "causal_section", "LatticeSection", "lattice_section", "PartialSection", "partial_section",
+           "NoncyclicSection", "noncyclic_section", "noncyclic_data"]
+
+
+# ------------------------------------------------------------------------------ C.4: causal
+
+
+@torch.no_grad()
+def online_codes(model, x: Tensor) -> Tensor:
+    """``t_l`` computed from the frames ``0 .. l`` only, for every ``l``: ``x: (N, S, P) -> (N, S, n)``.
+
+    Frame ``l``'s code is the last code of the prefix ``x[:, :l+1]`` (what an online encoder that has
+    seen ``l + 1`` frames can compute).  With Eq 22's causal window and a zero time boundary
+    (``window="causal", time_boundary="zero"``) it equals ``model.encode(x)`` exactly: ``T_l`` reads
+    ``U_{l-L} .. U_l`` only."""
+    S = x.shape[-2]
+    return torch.stack([model.encode(x[..., :l + 1, :])[..., l, :] for l in range(S)], dim=-2)
+
+
+def online_error(online: Tensor, full: Tensor) -> Tensor:
+    """Per frame, ``max |online - full|`` over sequences and units divided by ``max |full|``: ``(S,)``."""
+    return (online - full).abs().amax(dim=(0, 2)) / full.abs().max()
+
+
+def with_config(model, **changes):
+    """The same weights in the architecture ``model.cfg`` with ``changes`` (fields of
+    :class:`~tvae_core.models.AppendixModelConfig`, e.g. another window): topographies have no
+    parameters, so only the code's construction changes.  Eval mode, on the model's device."""
+    from tvae_core.models import AppendixModelConfig
+
+    cfg = AppendixModelConfig(**{**dataclasses.asdict(model.cfg), **changes})
+    out = cfg.build().to(next(model.parameters()).device)
+    out.load_state_dict(model.state_dict())
+    return out.eval()
+
+
+# ----------------------------------------------------------------------------- C.3: lattices
+
+
+def lattice_lines(t: Tensor, side: int, axis: int) -> Tensor:
+    """Codes of 2-D capsules (``side x side`` lattices, row-major as :func:`~tvae_core.roll.roll2d`)
+    re-ordered so that the lines along ``axis`` are contiguous capsules of ``side`` units:
+    ``(..., C*side^2) -> (..., C*side^2)``.  Then ``roll(lattice_lines(t, s, a), k, s) ==
+    lattice_lines(roll2d(t, k, s, a), s, a)``: a 1-D ObservedRoll of the result is the roll along ``axis``."""
+    check_int("side", side, minimum=1)
+    check_choice("axis", axis, LATTICE_AXES)
+    C = check_capsules("t", t.shape[-1], side * side)
+    g = t.reshape(*t.shape[:-1], C, side, side)  # (..., C, r, q)
+    if axis == 0:
+        g = g.transpose(-1, -2)  # (..., C, q, r): lines along r are contiguous
+    return g.reshape(t.shape)
+
+
+def lattice_capcorr(t: Tensor, test, side: int) -> dict[str, tuple[float, float]]:
+    """CapCorr (Eq 17, A.11's ``Omega``) of every transformation of ``test`` along each lattice axis:
+    ``t: (N, S, C*side^2)`` codes -> ``{name: (CapCorr along axis 0, along axis 1)}``.  A code that
+    rolls along the other axis only replaces each line along this one by another line of ``t_0``,
+    so its ObservedRoll here compares different lines: CapCorr well below 1 (0.18 and 0.34 on random
+    planted codes, ``tests/test_capsule_extensions.py``)."""
+    from tvae_experiments.capsules import capcorr_per_transform
+
+    per_axis = [capcorr_per_transform(lattice_lines(t, side, a), test, side) for a in LATTICE_AXES]
+    return {name: (per_axis[0][name], per_axis[1][name]) for name in per_axis[0]}
+
+
+def axis_of(capcorr: Mapping[str, tuple[float, float]]) -> dict[str, int]:
+    """The lattice axis each transformation rolls along: the one with the larger CapCorr."""
+    return {name: int(cc[1] > cc[0]) for name, cc in capcorr.items()}
+
+
+@dataclass(frozen=True)
+class PoseScores:
+    """A traversal in numbers for one transformation: means over the held-out frames, nats per image."""
+
+    traversal_bce: float   # decode(rolled t_0) vs x_l
+    wrong_pose_bce: float  # decode(rolled t_0) vs the frame half a cycle away
+
+
+@torch.no_grad()
+def rolled_traversal(model, test, roll_fn: Callable[[Tensor, Tensor, Tensor], Tensor], held_out: Tensor,
+                     n_samples: int = 4, seed: int = 0) -> dict[str, PoseScores]:
+    """Decode ``roll_fn(t_0, l, transform)`` for every frame ``l`` and score it against ``x_l`` and
+    against the frame half a cycle away, on the frames of ``held_out: (S,)`` bool; the expected BCE
+    over ``n_samples`` posterior samples of the code (chapter 4's fair rule,
+    :func:`~tvae_experiments.capsules.sample_codes`).  ``roll_fn`` gets ``t_0`` expanded to
+    ``(N, S, n)``, the shifts ``(S,)`` and the transformation index per sequence ``(N,)``; e.g. a 2-D
+    capsule's roll along the axis of each sequence's transformation.  -> ``{name: PoseScores}``."""
+    check_int("n_samples", n_samples, minimum=1)
+    x = test.x.float()
+    N, S, _ = x.shape
+    g = torch.Generator().manual_seed(int(seed))
+    shifts = torch.arange(S)
+    opposite = (shifts + S // 2) % S
+    acc = torch.zeros(N, 2, S, dtype=torch.float64)
+    for _ in range(n_samples):
+        t = sample_codes(model, x, g)  # (N, S, n)
+        logits = model.decode(roll_fn(t[:, :1].expand_as(t), shifts, test.transform))
+        bce = lambda y: torch.nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none").sum(-1)
+        acc += torch.stack([bce(x), bce(x[:, opposite])], 1).double()
+    per = (acc / n_samples)[:, :, held_out].mean(-1)  # (N, 2)
+    out = {}
+    for k, name in enumerate(test.transforms):
+        sel = test.transform == k
+        if int(sel.sum()):
+            tr, wr = per[sel].mean(0).tolist()
+            out[name] = PoseScores(tr, wr)
+    return out
+
+
+# --------------------------------------------------------------------------- C.1: partial roll
+
+
+def omega_shift(test) -> tuple[Tensor, Tensor]:
+    """Per sequence, its canonical frame ``Omega`` (the first one) and the factor shift from frame 0
+    to ``Omega`` in the transformation's direction, ``(y_Omega - y_0) mod P`` (A.11, the book's
+    direction, :func:`~tvae_core.metrics.omega_and_rolls`): ``((N,), (N,))`` long."""
+    if not bool(test.canonical.any(1).all()):
+        raise ValueError("every sequence needs a canonical frame (Omega of A.11)")
+    omega = test.canonical.float().argmax(1)
+    idx = torch.arange(len(omega))
+    P = test.step.max(1).values + 1
+    return omega, torch.remainder(test.step[idx, omega] - test.step[:, 0], P)
+
+
+def partial_rolls(t: Tensor, test, capsule_dim: int, alpha: float, roll_kind: str = "linear") -> tuple[Tensor, Tensor]:
+    """Eq 20's ObservedRoll between ``t_0`` and ``t_Omega`` on the grid ``0, alpha, ..., D - alpha``
+    (:func:`~tvae_core.metrics.partial_capsule_roll`, the roll taking ``t_0`` to ``t_Omega``) and the
+    factor shift in frames: ``((N,) float units, (N,) frames)``.  A code that rolls ``alpha`` units per
+    frame has ObservedRoll ``= alpha * shift`` (while that is below ``D``)."""
+    omega, shift = omega_shift(test)
+    idx = torch.arange(len(omega))
+    observed = partial_capsule_roll(t[:, 0], t[idx, omega], capsule_dim, alpha, roll_kind)
+    return observed.double(), shift.double()
+
+
+def circular_match(observed: Tensor, shift: Tensor, alpha: float, capsule_dim: int) -> float:
+    """Fraction of sequences whose ObservedRoll is ``alpha * shift`` on the capsule's circle: within
+    ``alpha / 2`` modulo ``D`` (a roll by ``D`` units is no roll; Pearson's CapCorr counts ``D - alpha``
+    read as ``0`` as an error of ``D - alpha``)."""
+    d = torch.remainder(observed.double() - alpha * shift.double() + capsule_dim / 2, capsule_dim) - capsule_dim / 2
+    return float((d.abs() < alpha / 2).double().mean())
+
+
+def roll_slope(observed: Tensor, shift: Tensor) -> float:
+    """Units rolled per frame: the least-squares slope through the origin, ``sum(o s) / sum(s^2)``."""
+    s = shift.double()
+    return float((observed.double() * s).sum() / (s * s).sum().clamp_min(1e-12))
+
+
+def pearson(a: Tensor, b: Tensor) -> float:
+    """Pearson correlation (0 when either is constant), as CapCorr (Eq 17) computes it."""
+    a, b = a.double().flatten(), b.double().flatten()
+    a, b = a - a.mean(), b - b.mean()
+    den = float(a.norm() * b.norm())
+    return float((a @ b) / den) if den > 0 else 0.0
+
+
+# --------------------------------------------------------------------------- C.2: non-cyclic
+
+
+def offset_rolls(t: Tensor, capsule_dim: int, first: int = 0, frames: int | None = None) -> tuple[Tensor, Tensor]:
+    """ObservedRoll (Eq 16, the roll taking ``t_first`` to ``t_{first+l}``) of the frames
+    ``first .. first+frames-1`` of every sequence, with their offsets ``l``: ``((N, frames), (N, frames))``.
+    For sequences that do not wrap around there is no canonical frame to count from; a capsule that
+    rolls one unit per frame has ObservedRoll ``l``."""
+    S = t.shape[-2]
+    frames = S - first if frames is None else frames
+    check_int("first", first, minimum=0, maximum=S - 1)
+    check_int("frames", frames, minimum=1, maximum=S - first)
+    part = t[:, first:first + frames]
+    observed = capsule_roll(part[:, :1].expand_as(part), part, capsule_dim)
+    return observed, torch.arange(frames).expand_as(observed)
+
+
+# ------------------------------------------------------------------------------- the sections
+
+
+@dataclass
+class CausalSection:
+    """C.4: the causal model and chapter 4's forward-window toy model, with their controls."""
+
+    causal: ToyCapsules
+    forward: ToyCapsules
+    online_error: Tensor           # (S,) causal model: online vs full-sequence codes (online_error)
+    forward_online_error: Tensor   # (S,) forward model: its full codes vs codes from frames 0..l (zero future)
+    online_bce: dict               # name -> PoseScores of decode(online t_l) on every frame (trained)
+    untrained_online_bce: dict     # the same for the untrained causal model
+
+
+def _online_pose(model, test) -> dict[str, PoseScores]:
+    x = test.x.float()
+    S = x.shape[1]
+    with torch.no_grad():
+        logits = model.decode(online_codes(model, x))
+    opposite = (torch.arange(S) + S // 2) % S
+    bce = lambda y: torch.nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none").sum(-1).mean(-1)
+    right, wrong = bce(x), bce(x[:, opposite])
+    return {name: PoseScores(right[test.transform == k].mean().item(), wrong[test.transform == k].mean().item())
+            for k, name in enumerate(test.transforms)}
+
+
+def causal_section(cfg: CapsuleExtensionsConfig, seed: int = 0) -> CausalSection:
+    """Train the causal toy TVAE (Eq 22) and chapter 4's forward one; measure the online codes."""
+    causal = learn_toy(cfg.toy, seed, model=cfg.model("causal"), name="toy-causal")
+    forward = learn_toy(cfg.toy, seed)  # chapter 4's toy model, the same run
+    x = causal.test.x.float()
+    with torch.no_grad():
+        err = online_error(online_codes(causal.model, x), causal.model.encode(x))
+        ferr = online_error(online_codes(with_config(forward.model, time_boundary="zero"), x), forward.model.encode(x))
+    untrained = untrained_toy(cfg.model("causal"), seed)
+    return CausalSection(causal, forward, err, ferr, _online_pose(causal.model, causal.test),
+                         _online_pose(untrained, causal.test))
+
+
+@dataclass
+class LatticeSection:
+    """C.3: the 2-D capsule model, its untrained controls, and chapter 4's 1-D model for comparison."""
+
+    model: object
+    test: object
+    seconds: float
+    side: int
+    capcorr: dict                 # name -> (axis 0, axis 1), trained
+    untrained_capcorr: dict       # the same, mean over cfg.n_inits initialisations
+    axis: dict                    # name -> the axis it rolls along (trained)
+    traversal: dict               # name -> PoseScores, rolled along its axis (trained)
+    untrained_traversal: dict     # the same rule for the untrained model (its own initialisation)
+    codes: Tensor                 # (N, S, C*side^2) the trained model's codes of the test set (figures)
+
+
+def lattice_section(cfg: CapsuleExtensionsConfig, seed: int = 0) -> LatticeSection:
+    """Train the toy TVAE with 2-D capsules (Eq 21, one lattice cell per pixel of the torus)."""
+    mcfg = cfg.model("lattice")
+    side = cfg.toy.S
+    train, test = toy_data(cfg.toy, seed)
+    r = fit_toy(cfg.toy, seed, model=mcfg, train=train, name="toy-lattice")
+    x = test.x.float()
+    with torch.no_grad():
+        t = r.model.encode(x)
+        cc = lattice_capcorr(t, test, side)
+        controls = [lattice_capcorr(untrained_toy(mcfg, i).encode(x), test, side)
+                    for i in range(seed, seed + cfg.n_inits)]
+    ucc = {k: tuple(sum(c[k][a] for c in controls) / cfg.n_inits for a in LATTICE_AXES) for k in cc}
+    axis = axis_of(cc)
+    axes = torch.tensor([axis[name] for name in test.transforms])
+
+    def along(t0: Tensor, shifts: Tensor, transform: Tensor) -> Tensor:
+        return roll2d(t0, shifts[None, :], side, axes[transform][:, None])
+
+    held = held_out_frames(cfg.toy.S, mcfg.L)
+    return LatticeSection(r.model, test, r.seconds, side, cc, ucc, axis,
+                          rolled_traversal(r.model, test, along, held, seed=seed),
+                          rolled_traversal(untrained_toy(mcfg, seed), test, along, held, seed=seed), t)
+
+
+@dataclass
+class PartialSection:
+    """C.1: capsules of ``D < S`` units rolled ``alpha`` per frame (Eq 19), measured by Eq 20.
+
+    ObservedRoll uses the Fourier phase shift on the grid ``0, alpha, ...`` (``roll_kind``, C.1's
+    "more principled partial roll"): Eq 20 with Eq 19's linear roll cannot tell a roll of ``j alpha``
+    from ``(j-1) alpha`` on 3-unit capsules (each linear step halves the one non-constant frequency
+    while turning it by half a unit, so the two inner products are equal); its numbers are kept in
+    ``linear``."""
+
+    model: object
+    test: object
+    seconds: float
+    alpha: float
+    observed: Tensor              # (N,) Eq 20's ObservedRoll(t_Omega, t_0), units (Fourier phase shift)
+    shift: Tensor                 # (N,) frames from 0 to Omega
+    capcorr: dict                 # name -> Pearson(observed, shift) (CapCorr with Eq 20)
+    slope: float                  # units per frame (roll_slope)
+    untrained_capcorr: dict       # mean over cfg.n_inits initialisations
+    untrained_slope: float
+    untrained_observed: Tensor    # (N,) the model's own initialisation
+    integer: dict                 # the broken control: Eq 9's whole-unit roll, D < S; {"capcorr", "slope", "observed"}
+    linear: dict                  # the trained model measured with Eq 19's linear roll in Eq 20: {"capcorr", "slope"}
+    match: dict                   # name -> circular_match of the trained model
+    untrained_match: dict         # name -> the same, mean over cfg.n_inits initialisations
+    roll_kind: str = "fourier"
+
+
+def _partial_scores(model, test, D: int, alpha: float, kind: str = "fourier") -> tuple[Tensor, Tensor, dict, float]:
+    with torch.no_grad():
+        t = model.encode(test.x.float())
+    obs, shift = partial_rolls(t, test, D, alpha, kind)
+    cc = {name: pearson(obs[test.transform == k], shift[test.transform == k]) for k, name in enumerate(test.transforms)}
+    return obs, shift, cc, roll_slope(obs, shift)
+
+
+def partial_section(cfg: CapsuleExtensionsConfig, seed: int = 0) -> PartialSection:
+    """Train the toy TVAE with ``D = S/2`` units per capsule and Eq 19's linear partial roll by
+    ``alpha = 1/2``, and the same capsules with Eq 9's whole-unit roll (the control that breaks C.1)."""
+    mcfg, icfg = cfg.model("partial"), cfg.model("partial_integer")
+    D, a = cfg.partial_dim, cfg.partial_alpha
+    train, test = toy_data(cfg.toy, seed)
+    r = fit_toy(cfg.toy, seed, model=mcfg, train=train, name="toy-partial")
+    obs, shift, cc, slope = _partial_scores(r.model, test, D, a)
+    _, _, lcc, lslope = _partial_scores(r.model, test, D, a, "linear")
+    controls = [_partial_scores(untrained_toy(mcfg, i), test, D, a) for i in range(seed, seed + cfg.n_inits)]
+    ucc = {k: sum(c[2][k] for c in controls) / cfg.n_inits for k in cc}
+    ri = fit_toy(cfg.toy, seed, model=icfg, train=train, name="toy-partial-integer")
+    iobs, _, icc, islope = _partial_scores(ri.model, test, D, a)
+
+    def match(o: Tensor) -> dict:
+        return {name: circular_match(o[test.transform == k], shift[test.transform == k], a, D)
+                for k, name in enumerate(test.transforms)}
+
+    umatch = [match(c[0]) for c in controls]
+    return PartialSection(r.model, test, r.seconds, a, obs, shift, cc, slope, ucc,
+                          sum(c[3] for c in controls) / cfg.n_inits, controls[0][0],
+                          {"capcorr": icc, "slope": islope, "observed": iobs, "match": match(iobs)},
+                          {"capcorr": lcc, "slope": lslope}, match(obs),
+                          {k: sum(u[k] for u in umatch) / cfg.n_inits for k in cc})
+
+
+@dataclass
+class NoncyclicSection:
+    """C.2: non-cyclic capsules and the cyclic model on the same padded, non-wrapping sequences."""
+
+    test: object                  # the unpadded test sequences (frame_shape, transforms)
+    pad: int                      # frames replicated at each end (C.2: L)
+    models: dict                  # "noncyclic" | "cyclic" -> trained model
+    seconds: dict
+    roll_corr: dict               # model -> name -> Pearson(ObservedRoll, frame offset) over the original frames
+    exact: dict                   # model -> name -> fraction of frames with ObservedRoll == offset
+    untrained_roll_corr: dict     # model -> name -> the same for the untrained model, mean over cfg.n_inits
+    direct_bce: dict              # model -> mean BCE of each original frame decoded from its own code
+
+
+def noncyclic_data(cfg: CapsuleExtensionsConfig, seed: int = 0):
+    """``(train, test)`` non-cyclic toy sequences (:func:`~tvae_experiments.data.sequences.bump_sequences`
+    with ``cyclic=False`` on a ``noncyclic_size`` grid), not padded; seeds as :func:`toy_data`."""
+    from tvae_experiments.data.sequences import bump_sequences
+
+    t = cfg.toy
+    return tuple(bump_sequences(n, t.S, t.radius, seed=s, size=cfg.noncyclic_size, cyclic=False)
+                 for n, s in ((t.n_train, seed), (t.n_test, 1000 + seed)))
+
+
+def _roll_scores(model, x_padded: Tensor, test, D: int, pad: int, S: int) -> tuple[dict, dict, float]:
+    with torch.no_grad():
+        t = model.encode(x_padded)
+        logits = model.decode(t[:, pad:pad + S])
+    obs, off = offset_rolls(t, D, pad, S)
+    corr, exact = {}, {}
+    for k, name in enumerate(test.transforms):
+        sel = test.transform == k
+        corr[name] = pearson(obs[sel], off[sel])
+        exact[name] = float((obs[sel] == off[sel]).double()[:, 1:].mean())
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, test.x.float(), reduction="none").sum(-1)
+    return corr, exact, bce.mean().item()
+
+
+def noncyclic_section(cfg: CapsuleExtensionsConfig, seed: int = 0) -> NoncyclicSection:
+    """Train C.2's non-cyclic capsules (padded ``U``, zero capsule and time boundaries) and the cyclic
+    model on the same non-wrapping sequences, padded by ``L`` replicated frames at each end (C.2)."""
+    train, test = noncyclic_data(cfg, seed)
+    pad, S, D = cfg.noncyclic_L, cfg.toy.S, cfg.noncyclic_dim
+    ptrain = dataclasses.replace(train, x=pad_sequence_ends(train.x, pad))
+    xt = pad_sequence_ends(test.x.float(), pad)
+    models, seconds, corr, exact, ucorr, direct = {}, {}, {}, {}, {}, {}
+    for kind in ("noncyclic", "cyclic"):
+        mcfg = cfg.model(kind)
+        r = fit_toy(cfg.toy, seed, model=mcfg, train=ptrain, name=f"toy-{kind}")
+        models[kind], seconds[kind] = r.model, r.seconds
+        corr[kind], exact[kind], direct[kind] = _roll_scores(r.model, xt, test, D, pad, S)
+        controls = [_roll_scores(untrained_toy(mcfg, i), xt, test, D, pad, S)[0] for i in range(seed, seed + cfg.n_inits)]
+        ucorr[kind] = {k: sum(c[k] for c in controls) / cfg.n_inits for k in corr[kind]}
+    return NoncyclicSection(test, pad, models, seconds, corr, exact, ucorr, direct)
