@@ -22,6 +22,7 @@ PARAMS   ?=
 DRY_RUN  ?= 0
 WORKERS  ?= 1
 BOOK_WORKERS ?= auto
+TEST_WORKERS ?= 2
 ENGINE   ?= local
 SLURM    ?=
 RUN_ARGS  = --profile $(PROFILE) --seed $(SEED) --device $(DEVICE) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(foreach p,$(PARAMS),--param $(p))
@@ -56,8 +57,9 @@ train: $(STAMP)
 report: $(STAMP)
 	$(PY) -m tvae_book report $(RUN_ARGS)
 
+# Two pytest-xdist workers (one torch thread each; chapters shared through a file lock, tests/conftest.py).
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup tests
 
 # The paper profile's capsule chapters as a dry run on the CPU (the papers' sizes, 2 steps per model;
 # ~17 min on 2 cores): the paper configs cannot rot. CI runs it after `make test` (.ci/run).

@@ -3,14 +3,22 @@
 ``smoke_run`` is the one results folder every chapter of this session is executed into (smoke
 profile); ``smoke_book`` builds the HTML book from it once (warnings as errors, MathJax and the
 widget manager vendored from npm when npm is there) for every test that needs the built pages.
+
+``make test`` runs the suite on two pytest-xdist workers (``-n 2``).  The workers share the results
+folder; a chapter is executed under a file lock by whichever worker reaches it first and reused,
+unchanged, by the other (``run_chapter_once``).  Every test that needs the built book is in one xdist
+group (``"book"``: one worker builds it once).  Each worker and every kernel it starts uses one torch
+thread, so two workers never run more threads than the two cores.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from tvae_book import chapters as bk, execute, html as bk_html
 from tvae_book.chapters import RunConfig
@@ -43,11 +51,42 @@ class BuiltBook:
     vendored: bool          # MathJax, require.js and the widget manager are served locally
 
 
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+"""``gw0``, ``gw1``, ... under pytest-xdist; None in a plain ``pytest`` run."""
+
+if XDIST_WORKER is not None:  # one torch thread per worker (and per kernel: they inherit the variable)
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def shared_dir(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    """A folder every xdist worker of this session sees (the workers' common temp root), or this
+    process's own under a plain ``pytest``."""
+    if XDIST_WORKER is None:
+        return tmp_path_factory.mktemp(name)
+    path = tmp_path_factory.getbasetemp().parent / name
+    path.mkdir(exist_ok=True)
+    return path
+
+
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> SmokeRun:
-    """One results folder shared by every chapter run of this session."""
-    return SmokeRun(SMOKE, tmp_path_factory.mktemp("smoke_results"), CELL_TIMEOUT_S,
+    """One results folder shared by every chapter run of this session (and by every worker)."""
+    return SmokeRun(SMOKE, shared_dir(tmp_path_factory, "smoke_results"), CELL_TIMEOUT_S,
                     tuple(bk.discover_chapters(bk.REPO_ROOT)))
+
+
+def run_chapter_once(chapter: bk.Chapter, run: SmokeRun) -> bk.ChapterResult:
+    """Execute ``chapter`` into the shared results folder unless it is already there, up to date
+    (executed by another test or worker this session); a file lock makes one worker run it."""
+    paths = bk.output_paths(chapter.name, run.out_dir)
+    with FileLock(str(run.out_dir / f".{chapter.name}.lock")):
+        if bk.is_up_to_date(chapter, run.config, run.out_dir):
+            wall = float(bk.read_json(paths["metrics"])["wall_time_s"])
+            return bk.ChapterResult(chapter.name, "skipped", wall, paths["notebook"], paths["metrics"])
+        return execute.execute_chapter(chapter, run.config, run.out_dir, timeout=run.timeout)
 
 
 @pytest.fixture(scope="session")
@@ -59,8 +98,12 @@ def smoke_book(smoke_run: SmokeRun, tmp_path_factory: pytest.TempPathFactory) ->
     False.
     """
     chapters = list(smoke_run.chapters)
-    _, failures = execute.run_chapters(chapters, smoke_run.config, smoke_run.out_dir,
-                                      timeout=smoke_run.timeout)
+    failures = []
+    for chapter in chapters:
+        try:
+            run_chapter_once(chapter, smoke_run)
+        except bk.ChapterError as err:
+            failures.append(err)
     if failures:
         pytest.fail("chapters failed, no book to build:\n" + "\n".join(map(str, failures)))
     vendor_dir = bk.REPO_ROOT / "_build" / "vendor"
@@ -74,5 +117,9 @@ def smoke_book(smoke_run: SmokeRun, tmp_path_factory: pytest.TempPathFactory) ->
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Run the tests that need the built book last, so each chapter is executed (and reported)
-    by its own test first and the book build only reuses those runs."""
+    by its own test first and the book build only reuses those runs; under xdist they form one
+    group (``--dist loadgroup``), so one worker builds the book."""
     items.sort(key=lambda item: "smoke_book" in getattr(item, "fixturenames", ()))
+    for item in items:
+        if "smoke_book" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("book"))

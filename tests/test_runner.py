@@ -277,6 +277,40 @@ def test_skip_if_unchanged(book: Path, tmp_path: Path, capsys) -> None:
     assert statuses(RunConfig("smoke", seed=1)) == ["ran"]       # output gone
 
 
+def test_chapters_run_in_parallel_workers_with_their_share_of_threads(book: Path, tmp_path: Path, capfd) -> None:
+    """``run_chapters(workers=2)``: both chapters run, each kernel in a worker process gets
+    ``cpu_count // 2`` threads (``OMP_NUM_THREADS``), results come back in chapter order, and a
+    failing chapter is reported (its error crosses the process boundary) while the other finishes."""
+    import os
+
+    record = code_cell("""
+        import os
+        from pathlib import Path
+        Path(os.environ["TVAE_RESULTS_DIR"], f"threads-{os.getpid()}.txt").write_text(os.environ.get("OMP_NUM_THREADS", "unset"))
+        """)
+    for name in ("01_alpha", "02_beta"):
+        (book / "book" / f"{name}.md").write_text(chapter_source(name, record))
+    chapters = [chapter(book, "01_alpha"), chapter(book, "02_beta")]
+    out = tmp_path / "out"
+    results, failures = execute.run_chapters(chapters, RunConfig("smoke"), out, timeout=120, root=book, workers=2)
+    assert failures == [] and [(r.chapter, r.status) for r in results] == [("01_alpha", "ran"), ("02_beta", "ran")]
+    seen = [p.read_text() for p in out.glob("threads-*.txt")]
+    assert seen == [str(max(1, (os.cpu_count() or 1) // 2))] * 2  # two kernels (two pids), each its share
+    printed = capfd.readouterr().out
+    assert "2 chapters to run, 2 at a time" in printed and "[2/2] 02_beta: ok in" in printed
+
+    broken = code_cell("""
+        raise ValueError("claim broke in a worker")
+        """)
+    (book / "book" / "02_beta.md").write_text(chapter_source("02_beta", broken))
+    (book / "book" / "01_alpha.md").write_text(chapter_source("01_alpha", record + "\n# changed\n"))
+    results, failures = execute.run_chapters(chapters, RunConfig("smoke"), out, timeout=120, root=book, workers=2,
+                                             keep_going=True)
+    assert [(r.chapter, r.status) for r in results] == [("01_alpha", "ran")]
+    assert [f.chapter for f in failures] == ["02_beta"] and "claim broke in a worker" in str(failures[0])
+    assert failures[0].notebook == out / "02_beta.failed.ipynb" and failures[0].notebook.is_file()
+
+
 def test_failing_cell_fails_the_run_naming_the_error(book: Path, tmp_path: Path,
                                                      capsys) -> None:
     body = code_cell("""

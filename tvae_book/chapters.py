@@ -41,10 +41,14 @@ class ChapterError(RuntimeError):
     def __init__(self, chapter: str, message: str, notebook: Path | None = None) -> None:
         self.chapter = chapter
         self.notebook = notebook
+        self.message = message
         text = f"chapter {chapter} failed: {message}"
         if notebook is not None:
             text += f"\n  executed notebook (with the error): {notebook}"
         super().__init__(text)
+
+    def __reduce__(self):  # picklable with its fields (raised in a worker process of run_chapters)
+        return type(self), (self.chapter, self.message, self.notebook)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
     python -m tvae_book run    --profile cpu     # execute chapters + write the report
     python -m tvae_book book   --profile cpu     # the above, then stage + build the HTML
-                                                 # (--workers N>1: first train every model as N jobs)
+                                                 # (--workers N>1: first train every model as N jobs,
+                                                 #  then run the chapters N at a time)
     python -m tvae_book report --profile cpu     # only (re)write the report Markdown
     python -m tvae_book train  --profile cpu --workers 2   # train every model ahead (tvae_book.jobs)
 """
@@ -44,8 +45,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", default="1",
                         help="train: jobs at a time (local processes, or Slurm array tasks); run/book: with "
                              "N > 1, first train every model of the plan as N local jobs, then run the chapters "
-                             "(they load the weights). 'auto': one per GPU, else one per CPU core (at most 8), "
-                             "1 torch thread each (default: 1)")
+                             "N at a time (they load the weights; a dry run runs them one at a time). 'auto': one "
+                             "per GPU, else one per CPU core (at most 8), 1 torch thread each (default: 1)")
     parser.add_argument("--engine", default="local", help="train: local | slurm | slurm_local (default: local)")
     parser.add_argument("--slurm", action="append", default=[], metavar="NAME=VALUE",
                         help="train: submitit parameter (repeatable), e.g. --slurm slurm_partition=gpu "
@@ -109,9 +110,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print("error: training failed (logs above); no chapter was run", file=sys.stderr)
                 return 1
             print(f"trained in {time.perf_counter() - start:.1f} s", flush=True)
+        # chapters in parallel too, except in a dry run (the paper's sizes: chapter 6 alone peaks at 15 GB)
         results, failures = run_chapters(chapters, config, out_dir, force=args.force,
                                          keep_going=args.keep_going, timeout=args.timeout,
-                                         root=root, log_output=args.verbose, progress=not args.quiet)
+                                         root=root, log_output=args.verbose, progress=not args.quiet,
+                                         workers=1 if config.dry_run else args.workers)
         ran = sum(r.status == "ran" for r in results)
         print(f"{ran} chapter(s) ran, {len(results) - ran} skipped, {len(failures)} failed "
               f"in {time.perf_counter() - start:.1f} s; results in {out_dir}", flush=True)

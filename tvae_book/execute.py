@@ -53,8 +53,14 @@ def this_python_kernel_manager() -> type:
     """A kernel manager class whose kernel is ipykernel on ``sys.executable``, whatever name.
 
     This makes the run independent of which ``python3`` kernelspec happens to be registered.
-    On POSIX it talks to the kernel over local IPC sockets (no TCP port, no plain-text warning).
+    On POSIX it talks to the kernel over local IPC sockets (no TCP port, no plain-text warning),
+    named uniquely per kernel: jupyter_client's default (``kernel-ipc-<n>`` in the working
+    directory, ``n`` the first free number) lets two chapters started at once in one folder take
+    the same sockets (measured: "Invalid Signature", then "Kernel didn't respond").
     """
+    import tempfile
+    import uuid
+
     from ipykernel.kernelspec import RESOURCES, get_kernel_dict
     from jupyter_client import AsyncKernelManager
     from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
@@ -67,6 +73,12 @@ def this_python_kernel_manager() -> type:
     class ThisPythonKernelManager(AsyncKernelManager):
         transport = CaselessStrEnum(["tcp", "ipc"], config=True,
                                     default_value="ipc" if os.name == "posix" else "tcp")
+
+        @default("ip")
+        def _unique_ip(self) -> str:
+            if self.transport == "ipc":
+                return os.path.join(tempfile.gettempdir(), f"tvae-kernel-{uuid.uuid4().hex[:16]}-ipc")
+            return super()._ip_default()
 
         @default("kernel_spec_manager")
         def _kernel_spec_manager_default(self) -> KernelSpecManager:
@@ -221,16 +233,26 @@ def finish_metrics(chapter: str, config: RunConfig, path: Path, wall_time_s: flo
 def run_chapters(chapters: Sequence[Chapter], config: RunConfig, out_dir: Path, *,
                  force: bool = False, keep_going: bool = False,
                  timeout: float = DEFAULT_TIMEOUT_S, root: Path = REPO_ROOT,
-                 log_output: bool = False, progress: bool = False) -> tuple[list[ChapterResult], list[ChapterError]]:
-    """Execute (or skip, if unchanged) each chapter in order, printing progress (with ``progress``:
-    every cell and training bar too, see :class:`Progress`) and, at the end, a time table.
+                 log_output: bool = False, progress: bool = False,
+                 workers: int = 1) -> tuple[list[ChapterResult], list[ChapterError]]:
+    """Execute (or skip, if unchanged) each chapter, printing progress (with ``progress``: every
+    cell and training bar too, see :class:`Progress`) and, at the end, a time table.
 
-    Stops at the first failure unless ``keep_going``. Returns results and failures.
+    ``workers > 1``: the chapters to run are executed ``workers`` at a time, each in a process of
+    :func:`tvae_book.jobs.worker_pool` (its kernel gets ``cpu_count // workers`` threads through
+    ``OMP_NUM_THREADS``, and a GPU of its own when there are GPUs), longest first by the wall time of
+    their last run.  Chapters read nothing another chapter writes except cached models, so they must
+    be trained first (``run``/``book`` with ``--workers`` do: :mod:`tvae_book.jobs`); a chapter whose
+    model is missing trains it in its own kernel, as in a sequential run.
+
+    Stops at the first failure unless ``keep_going`` (with workers: no new chapter starts, the
+    running ones finish).  Returns results (in chapter order) and failures.
     """
     check_profile(config.profile)
-    results: list[ChapterResult] = []
+    results: dict[str, ChapterResult] = {}
     failures: list[ChapterError] = []
     total = len(chapters)
+    todo: list[tuple[str, Chapter]] = []
     for i, chapter in enumerate(chapters, 1):
         tag = f"[{i}/{total}] {chapter.name}"
         paths = output_paths(chapter.name, out_dir)
@@ -238,24 +260,66 @@ def run_chapters(chapters: Sequence[Chapter], config: RunConfig, out_dir: Path, 
             wall = float(read_json(paths["metrics"]).get("wall_time_s", 0.0))
             print(f"{tag}: unchanged since its last successful run, skipped "
                   f"(took {wall:.1f} s then)", flush=True)
-            results.append(ChapterResult(chapter.name, "skipped", wall,
-                                         paths["notebook"], paths["metrics"]))
-            continue
-        print(f"{tag}: running (profile={config.profile}, seed={config.seed}, "
-              f"device={config.device}) ...", flush=True)
+            results[chapter.name] = ChapterResult(chapter.name, "skipped", wall, paths["notebook"], paths["metrics"])
+        else:
+            todo.append((tag, chapter))
+    kwargs = dict(timeout=timeout, root=root, log_output=log_output, progress=progress)
+    if workers > 1 and len(todo) > 1:
+        _run_parallel(todo, config, out_dir, workers, keep_going, kwargs, results, failures)
+    else:
+        for tag, chapter in todo:
+            try:
+                results[chapter.name] = _run_one(tag, chapter, config, out_dir, kwargs)
+            except ChapterError as err:
+                _report_failure(tag, err, failures)
+                if not keep_going:
+                    break
+    ordered = [results[c.name] for c in chapters if c.name in results]
+    print(time_table(ordered, failures), flush=True)
+    return ordered, failures
+
+
+def _run_one(tag: str, chapter: Chapter, config: RunConfig, out_dir: Path, kwargs: dict) -> ChapterResult:
+    """Execute one chapter with its start and end lines (in this process or a worker's)."""
+    print(f"{tag}: running (profile={config.profile}, seed={config.seed}, "
+          f"device={config.device}) ...", flush=True)
+    result = execute_chapter(chapter, config, out_dir, **kwargs)
+    print(f"{tag}: ok in {result.wall_time_s:.1f} s", flush=True)
+    return result
+
+
+def _report_failure(tag: str, err: ChapterError, failures: list[ChapterError]) -> None:
+    print(f"{tag}: FAILED\n  {err}", file=sys.stderr, flush=True)
+    failures.append(err)
+
+
+def _run_parallel(todo, config, out_dir, workers, keep_going, kwargs, results, failures) -> None:
+    from concurrent.futures import as_completed
+
+    from tvae_book.jobs import worker_pool
+
+    def last_wall(chapter: Chapter) -> float:  # longest first; never run: first
         try:
-            result = execute_chapter(chapter, config, out_dir, timeout=timeout, root=root,
-                                     log_output=log_output, progress=progress)
-        except ChapterError as err:
-            print(f"{tag}: FAILED\n  {err}", file=sys.stderr, flush=True)
-            failures.append(err)
-            if not keep_going:
-                break
-            continue
-        print(f"{tag}: ok in {result.wall_time_s:.1f} s", flush=True)
-        results.append(result)
-    print(time_table(results, failures), flush=True)
-    return results, failures
+            return float(read_json(output_paths(chapter.name, out_dir)["metrics"])["wall_time_s"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return float("inf")
+
+    todo = sorted(todo, key=lambda tc: -last_wall(tc[1]))
+    print(f"{len(todo)} chapters to run, {workers} at a time", flush=True)
+    with worker_pool(workers, config.device) as pool:
+        futures = {pool.submit(_run_one, tag, chapter, config, out_dir, kwargs): (tag, chapter)
+                   for tag, chapter in todo}
+        for fut in as_completed(futures):
+            tag, chapter = futures[fut]
+            try:
+                results[chapter.name] = fut.result()
+            except ChapterError as err:
+                _report_failure(tag, err, failures)
+                if not keep_going:
+                    for f in futures:
+                        f.cancel()  # the queued ones; the running ones finish
+            except Exception as exc:  # a dead worker process
+                _report_failure(tag, ChapterError(chapter.name, f"its worker process died: {exc}"), failures)
 
 
 def time_table(results: Sequence[ChapterResult], failures: Sequence[ChapterError] = ()) -> str:

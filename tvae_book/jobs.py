@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ENGINES", "JobOutcome", "run_plan", "plan_table", "measured_costs"]
+__all__ = ["ENGINES", "JobOutcome", "run_plan", "plan_table", "measured_costs", "worker_pool"]
 
 ENGINES = ("local", "slurm", "slurm_local")
 
@@ -85,12 +85,34 @@ def plan_table(jobs: Sequence, cache_dir: Path | None = None, costs: dict[str, d
 
 
 def _init_worker(threads: int, gpu_queue) -> None:
-    """Worker start: its share of CPU threads, and its own GPU when there are GPUs."""
+    """Worker start: its share of CPU threads (in this process, and ``OMP_NUM_THREADS`` for the
+    processes it starts, e.g. a chapter's kernel), and its own GPU when there are GPUs."""
     if gpu_queue is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu_queue.get())
+    os.environ["OMP_NUM_THREADS"] = str(threads)
     import torch
 
     torch.set_num_threads(threads)
+
+
+def worker_pool(workers: int, device: str = "auto", threads: int | None = None):
+    """A ``ProcessPoolExecutor`` of ``workers`` spawned processes (fresh interpreters: no forked torch
+    thread pools), each with ``threads`` CPU threads (default ``cpu_count // workers``) and, when
+    ``device`` may use CUDA and there are GPUs, a GPU of its own (round robin).  Used for the
+    training jobs here and for the chapters (:func:`tvae_book.execute.run_chapters`)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    import torch
+
+    ctx = multiprocessing.get_context("spawn")
+    gpu_queue = None
+    if device in ("auto", "cuda") and torch.cuda.is_available():
+        gpu_queue = ctx.Manager().Queue()
+        for i in range(workers):
+            gpu_queue.put(i % torch.cuda.device_count())
+    threads = threads or max(1, (os.cpu_count() or 1) // workers)
+    return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(threads, gpu_queue))
 
 
 def _run_logged(job, cache_dir: str | None, log_path: str | None, device: str) -> dict:
@@ -158,20 +180,11 @@ def _log_path(log_dir: Path, job) -> Path:
 
 
 def _run_local(pending, workers, cache_dir, log_dir, device, _slurm, _engine, threads, stream) -> list[JobOutcome]:
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import as_completed
 
-    ctx = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch thread pools
-    gpu_queue = None
-    import torch
-
-    if device in ("auto", "cuda") and torch.cuda.is_available():
-        gpu_queue = ctx.Manager().Queue()
-        for i in range(workers):
-            gpu_queue.put(i % torch.cuda.device_count())
     out: list[JobOutcome] = []
     t0 = time.perf_counter()
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(threads, gpu_queue)) as pool:
+    with worker_pool(workers, device, threads) as pool:
         futures = {pool.submit(_run_logged, j, str(cache_dir), str(_log_path(log_dir, j)), device): j for j in pending}
         monitor = _Monitor(futures, log_dir, stream)
         monitor.start()

@@ -345,7 +345,8 @@ PROFILE_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
         "paper": dict(epochs=100, optimizer="sgd"),
     },
     "05_tables": {
-        "smoke": dict(seeds=(0,), n_is_sequences=8),  # 2 seeds: tests/test_notebooks.py; capsules: below, from 04
+        # 2 seeds: every table cell is mean +- std (tests/test_notebooks.py); capsules: below, from 04
+        "smoke": dict(seeds=(0, 1), n_is_sequences=8),
         "paper": dict(seeds=(0, 1, 2)),                   # A.1: 3 random initialisations
     },
     "04_capsules": {
