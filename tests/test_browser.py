@@ -337,7 +337,7 @@ def test_page_renders_offline(page: str, smoke_book, book_server: str, browser) 
 # The kernel-free interactive figures (tvae_experiments.explorer) of each page: their controls
 # must change the figure in the static page, with no kernel and no network.
 EXPLORERS = {"book/01_pot.html": 1, "book/02_tpot.html": 1, "book/03_tvae_torus.html": 1,
-             "book/04_capsules.html": 2}
+             "book/04_capsules.html": 2, "book/05_tables.html": 2}
 PAGE_WEIGHT_MB = 8.0
 
 SHOWN_IMAGE_JS = r"""

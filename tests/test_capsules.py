@@ -13,12 +13,14 @@ from tvae_core.models import TVAE, VAE, ELBOParts, ModelConfig
 from tvae_core.roll import roll
 from tvae_experiments.capsules import (
     DECODE_RULES,
+    appendix_d_picks,
     capsule_models,
     centre_capsules,
     evaluate_capsules,
     sample_codes,
     score_models,
     traversal_scores,
+    traversal_sheet,
 )
 from tvae_experiments.profiles import CapsuleDataConfig
 
@@ -215,3 +217,33 @@ def test_capsule_models_trains_variants_and_builds_untrained_controls(tmp_path, 
     assert not any(tmp_path.glob("*tvae_l0*"))  # an untrained control is never trained nor cached
     test = SimpleNamespace(**{**vars(bump_sequences(4, dcfg.S)), "x": torch.rand(4, dcfg.S, dcfg.in_dim)})
     assert set(score_models(ms, test)) == set(ms)
+
+
+def test_appendix_d_picks_show_every_transformation_and_shape_evenly():
+    # 4 transformations x 3 shapes, 10 sequences each: 12 picks = each (transformation, shape) once
+    transform = torch.arange(4).repeat_interleave(30)
+    label = torch.arange(3).repeat_interleave(10).repeat(4)
+    test = SimpleNamespace(x=torch.zeros(120, 2, 1), transform=transform, label=label)
+    picks = appendix_d_picks(test, 12, seed=0, by_label=True)
+    assert len(set(picks)) == 12
+    assert sorted((int(transform[i]), int(label[i])) for i in picks) == [(t, s) for t in range(4) for s in range(3)]
+    # by transformation only (MNIST: the label is the digit): 3 x 4 each; another seed, other sequences
+    mnist = SimpleNamespace(x=torch.zeros(90, 2, 1), transform=torch.arange(3).repeat(30), label=torch.arange(90) % 10)
+    picks = appendix_d_picks(mnist, 12, seed=1)
+    assert sorted(torch.bincount(mnist.transform[picks], minlength=3).tolist()) == [4, 4, 4]
+    assert appendix_d_picks(mnist, 12, seed=1) == picks and appendix_d_picks(mnist, 12, seed=2) != picks
+    with pytest.raises(ValueError, match="n"):
+        appendix_d_picks(mnist, 91)
+
+
+def test_traversal_sheet_rows_and_ratio_on_an_exactly_rolling_code():
+    D = 8
+    test = bump_sequences(20, D)
+    sheet = traversal_sheet(RollingModel(D, L=2), test, [3, 5, 7])
+    assert sheet.data.shape == sheet.direct.shape == sheet.rolled.shape == (3, D, D)
+    assert torch.equal(sheet.data, test.x[[3, 5, 7]])
+    assert torch.allclose(sheet.rolled, sheet.direct, atol=1e-5)  # an equivariant code: rolled = direct
+    assert sheet.ratio() == pytest.approx(1.0, rel=1e-4)
+    wrong = traversal_sheet(RollingModel(D, L=2, sign=-1), test, [3, 5, 7])
+    assert torch.allclose(wrong.rolled[:, 0], wrong.direct[:, 0])  # frame 0: Roll_0(t_0) = t_0 for any model
+    assert wrong.ratio() > 100  # rolled the wrong way: the held-out frames are other images

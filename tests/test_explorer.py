@@ -46,6 +46,14 @@ def test_bad_controls_name_the_problem():
         explorer(draw, {"a": [1], "b": ["x"]}, defaults={"b": "z"})
     with pytest.raises(ValueError, match="at least one control"):
         explorer(draw, {})
+    with pytest.raises(ValueError, match="image_format='gif' is not allowed; choose one of: 'png', 'jpeg'"):
+        explorer(draw, {"a": [1], "b": ["x"]}, image_format="gif")
+
+
+def test_jpeg_drawings_are_jpeg_widgets():
+    v = explorer(draw, {"a": [1, 2], "b": ["x"]}, image_format="jpeg")
+    assert all(p.startswith(b"\xff\xd8\xff") for p in v.images.values())  # the JPEG magic number
+    assert {v.root.children[i].children[0].format for i in range(2)} == {"jpeg"}
 
 
 def test_keep_draws_the_ends_evenly_spaced_values_and_the_default_and_says_so():

@@ -294,7 +294,7 @@ def _report_failure(tag: str, err: ChapterError, failures: list[ChapterError]) -
 
 
 def _run_parallel(todo, config, out_dir, workers, keep_going, kwargs, results, failures) -> None:
-    from concurrent.futures import as_completed
+    from concurrent.futures import CancelledError, as_completed
 
     from tvae_book.jobs import worker_pool
 
@@ -313,6 +313,8 @@ def _run_parallel(todo, config, out_dir, workers, keep_going, kwargs, results, f
             tag, chapter = futures[fut]
             try:
                 results[chapter.name] = fut.result()
+            except CancelledError:  # queued behind a failure (not keep_going): never started, not a failure
+                print(f"{tag}: not run (an earlier chapter failed)", flush=True)
             except ChapterError as err:
                 _report_failure(tag, err, failures)
                 if not keep_going:

@@ -37,7 +37,7 @@ __all__ = ["variant_name", "train_variant", "untrained_variant", "CapsuleModel",
            "evaluate_capsules", "variant_label", "PAPER_TABLE1", "PAPER_TABLE2", "PAPER_FIG5", "frac_key",
            "CapsuleData", "capsule_data", "combined_data", "capcorr_per_transform", "TraversalScores", "DECODE_RULES", "FAIR_DECODE",
            "centre_capsules", "sample_codes", "traversal_scores", "ToyCapsules", "learn_toy", "toy_data", "fit_toy",
-           "untrained_toy"]
+           "untrained_toy", "appendix_d_picks", "TraversalSheet", "traversal_sheet"]
 
 DECODE_RULES = ("mean", "sample")
 """How codes are decoded for BCE: the deterministic code, or posterior samples (module doc)."""
@@ -326,6 +326,57 @@ def learn_toy(cfg: ToyCapsulesConfig, seed: int = 0, cache_dir=None, progress: b
     controls = [evaluate_capsules(untrained_toy(mcfg, init), test, seed) for init in range(seed, seed + cfg.n_inits)]
     mean_cc = {k: sum(c.capcorr[k] for c in controls) / cfg.n_inits for k in test.transforms}
     return ToyCapsules(r.model, test, trained, controls[0], mean_cc, r.seconds)
+
+
+def appendix_d_picks(test, n: int = 12, seed: int = 0, by_label: bool = False) -> list[int]:
+    """Indices of ``n`` test sequences for appendix D's figures: "randomly selected such that all
+    transformations (and dSprites shapes) are shown evenly".  Groups are the transformations (with
+    ``by_label``: transformation x label, the sprite's shape); the groups take turns, each giving a
+    random member not yet drawn (seeded by ``seed``), so with 4 transformations x 3 shapes and
+    ``n = 12`` every group appears once, and with 3 MNIST transformations 4 times each."""
+    n = check_int("n", n, minimum=1, maximum=len(test.x))
+    key = test.transform * (int(test.label.max()) + 1) + test.label if by_label else test.transform
+    g = torch.Generator().manual_seed(int(seed))
+    groups = [(key == k).nonzero().flatten() for k in torch.unique(key)]
+    queues = [grp[torch.randperm(len(grp), generator=g)].tolist() for grp in groups]
+    order = torch.randperm(len(queues), generator=g).tolist()
+    picks: list[int] = []
+    while len(picks) < n:
+        for q in (queues[i] for i in order):
+            if q and len(picks) < n:
+                picks.append(q.pop(0))
+    return picks
+
+
+@dataclass(frozen=True)
+class TraversalSheet:
+    """Appendix D's three rows for ``n`` sequences: the data ``x_l``, the direct reconstruction
+    ``g(t_l)`` and the traversal ``g(Roll_l(t_0))``, with their BCE per frame (deterministic code,
+    ``model.encode``: what the figure draws)."""
+
+    index: list[int]       # the test sequences shown
+    data: Tensor           # (n, S, P)
+    direct: Tensor         # (n, S, P) sigmoid(decode(t_l))
+    rolled: Tensor         # (n, S, P) sigmoid(decode(Roll_l(t_0)))
+    direct_bce: Tensor     # (n, S) nats per image
+    rolled_bce: Tensor     # (n, S)
+    held_out: Tensor       # (S,) bool: frames outside t_0's window (:func:`~tvae_core.metrics.held_out_frames`)
+
+    def ratio(self) -> float:
+        """Mean rolled BCE / mean direct BCE over the held-out frames (over every frame but 0 when the
+        window covers the whole sequence, ``L = S/2``): about 1 for capsules that roll with the input."""
+        frames = self.held_out if bool(self.held_out.any()) else torch.arange(self.data.shape[1]) > 0
+        return float(self.rolled_bce[:, frames].mean() / self.direct_bce[:, frames].mean())
+
+
+@torch.no_grad()
+def traversal_sheet(model, test, index: list[int]) -> TraversalSheet:
+    """The :class:`TraversalSheet` of ``model`` for the test sequences ``index``."""
+    dev = next(model.parameters()).device
+    x = as_float(test.x[index].to(dev))                       # (n, S, P)
+    tr = capsule_traversal(model, x)
+    direct = torch.sigmoid(model.decode(model.encode(x))).cpu()
+    return TraversalSheet(list(index), x.cpu(), direct, tr.decoded, tr.direct_bce, tr.roll_bce, tr.held_out)
 
 
 # The paper's numbers (Tables 1, 2, 4, 5; mean +- std over 3 initialisations), keyed by

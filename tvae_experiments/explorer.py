@@ -21,14 +21,20 @@ import itertools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["explorer", "Explorer"]
+__all__ = ["explorer", "Explorer", "IMAGE_FORMATS"]
 
 
-def _png(fig, dpi: int) -> bytes:
+IMAGE_FORMATS = ("png", "jpeg")
+"""How :func:`explorer` stores its drawings: PNG (exact; line art and flat colours) or JPEG (quality 85;
+several times smaller for photographic content such as decoded images, which PNG compresses poorly)."""
+
+
+def _png(fig, dpi: int, image_format: str = "png") -> bytes:
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    extra = {"pil_kwargs": {"quality": 85}} if image_format == "jpeg" else {}
+    fig.savefig(buf, format=image_format, dpi=dpi, bbox_inches="tight", **extra)
     plt.close(fig)
     return buf.getvalue()
 
@@ -73,7 +79,7 @@ class Explorer:
 
 def explorer(draw: Callable[..., Any], controls: Mapping[str, Sequence[Any]], *, defaults: Mapping[str, Any] | None = None,
              labels: Mapping[str, str] | None = None, same: Callable[..., Any] | None = None, note: str = "",
-             dpi: int = 80, keep: int | None = None) -> Explorer:
+             dpi: int = 80, keep: int | None = None, image_format: str = "png") -> Explorer:
     """A kernel-free interactive figure: ``draw(**setting)`` for every combination of ``controls``
     (name -> the values offered, in order), switched client-side.
 
@@ -85,9 +91,13 @@ def explorer(draw: Callable[..., Any], controls: Mapping[str, Sequence[Any]], *,
     the controls (say there which ranges are subsampled).  ``keep`` (optional, >= 2) draws at most
     that many values of each control -- the first, the last and evenly spaced ones between, plus its
     default -- and adds to the note which were kept (the smoke profile's explorers: a few drawings,
-    the same widgets).  Raises ``ValueError`` naming a control with no values, a default that is not
-    among them, or a ``keep`` below 2."""
+    the same widgets).  ``image_format``: one of :data:`IMAGE_FORMATS`.  Raises ``ValueError`` naming a
+    control with no values, a default that is not among them, a ``keep`` below 2 or an unknown format."""
     import ipywidgets as widgets
+
+    from tvae_core.checks import check_choice
+
+    check_choice("image_format", image_format, IMAGE_FORMATS)
 
     names = list(controls)
     values = {k: list(v) for k, v in controls.items()}
@@ -116,7 +126,7 @@ def explorer(draw: Callable[..., Any], controls: Mapping[str, Sequence[Any]], *,
         kw = dict(zip(names, setting))
         key = setting if same is None else same(**kw)
         if key not in drawn:
-            drawn[key] = _png(draw(**kw), dpi)
+            drawn[key] = _png(draw(**kw), dpi, image_format)
         images[setting] = drawn[key]
 
     labels = dict(labels or {})
@@ -125,7 +135,7 @@ def explorer(draw: Callable[..., Any], controls: Mapping[str, Sequence[Any]], *,
 
     def build(level: int, prefix: tuple):
         if level == len(names):
-            return widgets.Image(value=images[prefix], format="png")
+            return widgets.Image(value=images[prefix], format=image_format)
         k = names[level]
         stack = widgets.Stack([build(level + 1, prefix + (v,)) for v in values[k]],
                               selected_index=values[k].index(first[k]))

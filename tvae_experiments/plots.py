@@ -16,7 +16,7 @@ from torch import Tensor
 from tvae_core.stats import EnergyCorr
 
 __all__ = ["use_book_style", "student_t_panel", "matrix_image", "energy_profile", "lag_shift_map", "tile",
-           "image_grid", "pca_rgb_map", "traversal_rows", "frame_table", "knn_curves", "embedding_scatter"]
+           "image_grid", "pca_rgb_map", "traversal_rows", "frame_table", "traversal_sheet_figure", "knn_curves", "embedding_scatter"]
 
 
 def use_book_style() -> None:
@@ -194,6 +194,27 @@ def traversal_rows(rows: dict[str, Tensor], frame_shape: tuple[int, int, int], h
     for side in ("left", "bottom"):
         ax.spines[side].set_visible(False)
     return ax
+
+
+def traversal_sheet_figure(sheet, frame_shape: tuple[int, int, int], title: str = "", cols: int = 2):
+    """Appendix D's page for one model: every sequence of a
+    :class:`~tvae_experiments.capsules.TraversalSheet` as three rows (data with the frames outside
+    ``t_0``'s window faded, direct ``g(t_l)``, rolled ``g(Roll_l(t_0))``), ``cols`` per row of the page.
+    Returns the figure."""
+    n, S = sheet.data.shape[:2]
+    n_rows = -(-n // cols)
+    fig, axes = plt.subplots(n_rows, cols, figsize=(cols * S * 0.42 + 0.8, n_rows * 1.45 + 0.5), squeeze=False)
+    for j, ax in enumerate(axes.flat):
+        if j >= n:
+            ax.axis("off")
+            continue
+        traversal_rows({"data": sheet.data[j], "direct": sheet.direct[j], "rolled": sheet.rolled[j]}, frame_shape,
+                       sheet.held_out, f"test sequence {sheet.index[j]}", ax=ax)
+        ax.title.set_fontsize(8)
+        ax.tick_params(labelsize=6)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
 
 
 def knn_curves(scores: dict[str, dict[int, float]], ylabel: str = "macro F1 of kNN", title: str = "",
