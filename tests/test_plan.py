@@ -16,6 +16,7 @@ import torch
 
 from tvae_book import jobs as bk_jobs
 from tvae_experiments import plan
+from tvae_experiments.profiles import TABLE4_MNIST_ROWS, TABLE5_DSPRITES_ROWS, tables_config
 from tvae_experiments.train import cache_key
 
 # small jobs: a capsule TVAE and a VAE on one data set (each worker builds it once), and the graph VAE
@@ -47,6 +48,15 @@ def test_plan_lists_each_model_once_under_its_first_chapter(smoke_plan):
         assert j.key == cache_key(j.model, j.train, j.data_id) and j.steps >= 1
     two = plan.training_plan("smoke", chapters=["05_tables"], extra={"n_seeds": 2})
     assert {j.name.rsplit("-", 1)[1] for j in two} == {"s0", "s1"} and len(two) == 2 * 11
+    # chapter 5's rows="all": every row of the appendix Tables 4-5 (9 MNIST + 12 dSprites), as the paper profile
+    every = plan.training_plan("smoke", chapters=["05_tables"], extra={"n_seeds": 1, "rows": "all"})
+    assert len(every) == 9 + 12 and {j.name for j in two if j.name.endswith("s0")} < {j.name for j in every}
+    assert "caps-mnist-tvae-L6.5-s0" in {j.name for j in every} and "caps-dsprites-bubble-L4-s0" in {j.name for j in every}
+    paper = tables_config("paper")
+    assert (paper.mnist_rows, paper.dsprites_rows) == (TABLE4_MNIST_ROWS, TABLE5_DSPRITES_ROWS)
+    assert len(tables_config("cpu").mnist_rows) == 5 and len(tables_config("cpu").dsprites_rows) == 6  # Tables 1-2
+    with pytest.raises(ValueError, match="rows='every' is not allowed; choose one of: 'profile', 'all'"):
+        tables_config("cpu", rows="every")
 
 
 @pytest.mark.timeout(1800)

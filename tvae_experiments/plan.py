@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tvae_experiments.capsules import variant_name
-from tvae_experiments.profiles import config_for
+from tvae_experiments.profiles import config_for, tables_config
 
 __all__ = ["CHAPTER4_VARIANTS", "CHAPTER8_VARIANTS", "DataSpec", "Job", "training_plan", "run_job", "PLANNED"]
 
@@ -155,8 +155,7 @@ def _raw_jobs(chapter: str, profile: str, seed: int, data_dir: str | None, extra
             yield (chapter, variant_name(cm, "tvae", L, seed), cm.model("tvae", L), cm.train(seed),
                    DataSpec("combined", caps, data_dir, seed), "combined")
     elif chapter == "05_tables":
-        n_seeds = extra.get("n_seeds")
-        cfg = config_for(chapter, profile, **({"seeds": tuple(range(n_seeds))} if n_seeds else {}))
+        cfg = tables_config(profile, extra.get("n_seeds"), extra.get("rows", "profile"))
         spec = DataSpec("capsules", cfg.capsules, data_dir, seed)
         yield from _capsule_jobs(chapter, cfg.capsules, spec, {"mnist": cfg.mnist_rows, "dsprites": cfg.dsprites_rows},
                                  [seed + s for s in cfg.seeds])
@@ -176,7 +175,7 @@ def training_plan(profile: str, seed: int = 0, data_dir: str | None = None, chap
     """Every training the chapters of ``profile`` need, once each (a model shared by chapters is listed
     under the first), grouped by training data.  Builds each data set once to compute the cache keys.
 
-    ``extra``: chapter parameters that change what is trained (``{"n_seeds": 2}`` for chapter 5)."""
+    ``extra``: chapter parameters that change what is trained (chapter 5's ``{"n_seeds": 2}``, ``{"rows": "all"}``)."""
     from tvae_experiments.profiles import check_profile
     from tvae_experiments.train import cache_key
 

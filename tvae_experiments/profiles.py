@@ -27,7 +27,8 @@ from typing import Any
 from tvae_core.checks import check_choice
 
 __all__ = ["PROFILES", "check_profile", "PoTConfig", "TPoTConfig", "TorusTVAEConfig",
-           "CapsuleDataConfig", "ToyCapsulesConfig", "CapsuleExtensionsConfig", "EXTENSION_MODELS", "CapsulesConfig", "TablesConfig", "CapsuleInvariantsConfig", "CAPSULE_VARIANTS",
+           "CapsuleDataConfig", "ToyCapsulesConfig", "TABLE4_MNIST_ROWS", "TABLE5_DSPRITES_ROWS", "TABLE_ROWS",
+           "tables_config", "CapsuleExtensionsConfig", "EXTENSION_MODELS", "CapsulesConfig", "TablesConfig", "CapsuleInvariantsConfig", "CAPSULE_VARIANTS",
            "InvariantRotationConfig", "InvariantGraphsConfig", "EXPERIMENTS", "PROFILE_OVERRIDES", "config_for"]
 
 PROFILES = ("smoke", "cpu", "paper")
@@ -233,6 +234,19 @@ class CapsulesConfig:
     recon_factor: float = 1.5        # TVAE direct BCE within this x the VAE's (not collapsed)
 
 
+TABLE4_MNIST_ROWS: tuple[tuple[str, float], ...] = (
+    ("tvae", 1 / 2), ("tvae", 13 / 36), ("tvae", 1 / 4), ("tvae", 5 / 36), ("tvae_l0", 0.0),
+    ("bubble", 1 / 2), ("bubble", 1 / 4), ("bubble", 5 / 36), ("vae", 0.0))
+"""Every MNIST row of Table 4 (B) but one: its BubbleVAE L = 5/36 S with K = 3 (our BubbleVAE has
+K = 2L as A.5; the K = 3 row is a second window size of the same model, not trained here)."""
+TABLE5_DSPRITES_ROWS: tuple[tuple[str, float], ...] = (
+    ("tvae", 1 / 2), ("tvae", 2 / 5), ("tvae", 1 / 3), ("tvae", 4 / 15), ("tvae", 1 / 6), ("tvae_l0", 0.0),
+    ("bubble", 1 / 2), ("bubble", 2 / 5), ("bubble", 1 / 3), ("bubble", 4 / 15), ("bubble", 1 / 6), ("vae", 0.0))
+"""Every dSprites row of Table 5 (B), the points of Fig 5."""
+TABLE_ROWS = ("profile", "all")
+"""Chapter 5's ``rows`` parameter: the profile's rows, or every row of Tables 4-5 (:func:`tables_config`)."""
+
+
 @dataclass(frozen=True)
 class TablesConfig:
     """Chapter 5 -- Tables 1-2 and Fig 5 at the profile's scale, mean +- std over seeds.
@@ -250,6 +264,18 @@ class TablesConfig:
                                                     ("tvae_l0", 0.0), ("bubble", 1 / 6), ("vae", 0.0))  # Table 2
     is_samples: int = 10                                   # Table 1: IS with 10 samples
     n_is_sequences: int = 100                              # test sequences in the IS estimate
+
+
+def tables_config(profile: str, n_seeds: int | None = None, rows: str = "profile") -> TablesConfig:
+    """Chapter 5's config with its two parameters applied (the chapter and the training plan both call
+    this): ``n_seeds`` seeds ``0..n_seeds-1`` instead of the profile's, and ``rows="all"`` every row of
+    the appendix Tables 4-5 (:data:`TABLE4_MNIST_ROWS`, :data:`TABLE5_DSPRITES_ROWS`; ``paper``'s own
+    rows) instead of the profile's (on ``cpu``: Tables 1-2's 5 + 6 rows; ``all`` adds 10 models)."""
+    check_choice("rows", rows, TABLE_ROWS)
+    over: dict[str, Any] = {"seeds": tuple(range(n_seeds))} if n_seeds else {}
+    if rows == "all":
+        over.update(mnist_rows=TABLE4_MNIST_ROWS, dsprites_rows=TABLE5_DSPRITES_ROWS)
+    return config_for("05_tables", profile, **over)
 
 
 @dataclass(frozen=True)
@@ -347,7 +373,8 @@ PROFILE_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
     "05_tables": {
         # 2 seeds: every table cell is mean +- std (tests/test_notebooks.py); capsules: below, from 04
         "smoke": dict(seeds=(0, 1), n_is_sequences=8),
-        "paper": dict(seeds=(0, 1, 2)),                   # A.1: 3 random initialisations
+        # A.1: 3 random initialisations; every row of the appendix Tables 4-5 (B)
+        "paper": dict(seeds=(0, 1, 2), mnist_rows=TABLE4_MNIST_ROWS, dsprites_rows=TABLE5_DSPRITES_ROWS),
     },
     "04_capsules": {
         "smoke": dict(
