@@ -185,3 +185,23 @@ def test_measured_costs_reads_chapter_metrics_and_skips_stamps(tmp_path):
     (tmp_path / "04_capsules.stamp.json").write_text(json.dumps({"dry_run": 3, "profile": "cpu"}))
     (tmp_path / "broken.json").write_text("{")
     assert measured_costs(tmp_path) == {"abc123def456": rec}
+
+
+def test_job_cost_is_the_flops_of_the_training_measured_on_the_meta_device(smoke_plan):
+    """``Job.cost`` = steps x FLOPs of one step, counted without computing (meta device); it equals the count
+    on real tensors, and ranks the convolutional G-CNN by its FLOPs, not by its few parameters."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    job = next(j for j in smoke_plan if j.name.startswith("caps-dsprites-vae"))
+    tensors, _ = job.data.load()[job.part]
+    model = job.model.build()
+    with FlopCounterMode(display=False) as counter:
+        loss, _ = model.training_loss(tensors[0][: job.train.batch_size].float())
+        loss.backward()
+    assert job.cost == job.steps * counter.get_total_flops() > 0
+    gcnn = next(j for j in smoke_plan if j.name.startswith("gcnn"))
+    with torch.device("meta"):
+        params = sum(p.numel() for p in gcnn.model.build().parameters())
+    assert gcnn.cost > 100 * gcnn.steps * gcnn.train.batch_size * params  # many FLOPs per weight: convolutions
+    no_example = dataclasses.replace(job, example=())
+    assert 0 < no_example.cost != job.cost  # the parameter-count fallback
