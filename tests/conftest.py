@@ -115,6 +115,7 @@ def smoke_book(smoke_run: SmokeRun, tmp_path_factory: pytest.TempPathFactory) ->
     return BuiltBook(index.parent, index, smoke_run.out_dir, tuple(chapters), vendored)
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the xdist_group marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Run the tests that need the built book last, so each chapter is executed (and reported)
     by its own test first and the book build only reuses those runs; under xdist they form one
