@@ -16,7 +16,7 @@ import torch
 
 from tvae_book import jobs as bk_jobs
 from tvae_experiments import plan
-from tvae_experiments.profiles import TABLE4_MNIST_ROWS, TABLE5_DSPRITES_ROWS, tables_config
+from tvae_experiments.profiles import TABLE1_MNIST_ROWS, TABLE4_MNIST_ROWS, TABLE5_DSPRITES_ROWS, tables_config
 from tvae_experiments.train import cache_key
 
 # small jobs: a capsule TVAE and a VAE on one data set (each worker builds it once), and the graph VAE
@@ -55,7 +55,8 @@ def test_plan_lists_each_model_once_under_its_first_chapter(smoke_plan):
     paper = tables_config("paper")
     assert (paper.mnist_rows, paper.dsprites_rows) == (TABLE4_MNIST_ROWS, TABLE5_DSPRITES_ROWS)
     assert len(tables_config("cpu").mnist_rows) == 5 and len(tables_config("cpu").dsprites_rows) == 6  # Tables 1-2
-    with pytest.raises(ValueError, match="rows='every' is not allowed; choose one of: 'profile', 'all'"):
+    assert tables_config("paper", rows="main").mnist_rows == tables_config("cpu").mnist_rows == TABLE1_MNIST_ROWS
+    with pytest.raises(ValueError, match="rows='every' is not allowed; choose one of: 'profile', 'main', 'all'"):
         tables_config("cpu", rows="every")
 
 
