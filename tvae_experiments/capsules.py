@@ -351,14 +351,15 @@ def appendix_d_picks(test, n: int = 12, seed: int = 0, by_label: bool = False) -
 @dataclass(frozen=True)
 class TraversalSheet:
     """Appendix D's three rows for ``n`` sequences: the data ``x_l``, the direct reconstruction
-    ``g(t_l)`` and the traversal ``g(Roll_l(t_0))``, with their BCE per frame (deterministic code,
-    ``model.encode``: what the figure draws)."""
+    ``g(t_l)`` and the traversal ``g(Roll_l(t_0))``.  Images: one posterior sample of the codes
+    (:data:`FAIR_DECODE`; the deterministic code is an atypical input for a VAE's decoder, see the
+    module doc); BCE per frame: the expectation over ``n_samples`` samples, as the chapters' claims."""
 
     index: list[int]       # the test sequences shown
     data: Tensor           # (n, S, P)
-    direct: Tensor         # (n, S, P) sigmoid(decode(t_l))
-    rolled: Tensor         # (n, S, P) sigmoid(decode(Roll_l(t_0)))
-    direct_bce: Tensor     # (n, S) nats per image
+    direct: Tensor         # (n, S, P) sigmoid(decode(t_l)), t one posterior sample
+    rolled: Tensor         # (n, S, P) sigmoid(decode(Roll_l(t_0))), the same sample
+    direct_bce: Tensor     # (n, S) nats per image, mean over the samples
     rolled_bce: Tensor     # (n, S)
     held_out: Tensor       # (S,) bool: frames outside t_0's window (:func:`~tvae_core.metrics.held_out_frames`)
 
@@ -370,13 +371,21 @@ class TraversalSheet:
 
 
 @torch.no_grad()
-def traversal_sheet(model, test, index: list[int]) -> TraversalSheet:
-    """The :class:`TraversalSheet` of ``model`` for the test sequences ``index``."""
+def traversal_sheet(model, test, index: list[int], seed: int = 0, n_samples: int = 4) -> TraversalSheet:
+    """The :class:`TraversalSheet` of ``model`` for the test sequences ``index`` (samples seeded by ``seed``)."""
+    check_int("n_samples", n_samples, minimum=1)
     dev = next(model.parameters()).device
     x = as_float(test.x[index].to(dev))                       # (n, S, P)
-    tr = capsule_traversal(model, x)
-    direct = torch.sigmoid(model.decode(model.encode(x))).cpu()
-    return TraversalSheet(list(index), x.cpu(), direct, tr.decoded, tr.direct_bce, tr.roll_bce, tr.held_out)
+    g = torch.Generator(device=dev).manual_seed(int(seed))
+    runs = []
+    for _ in range(n_samples):
+        t = sample_codes(model, x, g)                         # (n, S, C*D)
+        runs.append((t, capsule_traversal(model, x, t=t)))
+    t, first = runs[0]
+    direct = torch.sigmoid(model.decode(t)).cpu()
+    mean = lambda f: torch.stack([f(tr) for _, tr in runs]).mean(0)  # noqa: E731
+    return TraversalSheet(list(index), x.cpu(), direct, first.decoded, mean(lambda tr: tr.direct_bce),
+                          mean(lambda tr: tr.roll_bce), first.held_out)
 
 
 # The paper's numbers (Tables 1, 2, 4, 5; mean +- std over 3 initialisations), keyed by
