@@ -3,7 +3,7 @@
 every training cut to two optimiser steps (``tvae_experiments.dry_run``).  The paper configs cannot rot:
 a size that no longer fits in memory, a shape error at full width, a chapter that trains a model the
 training plan does not list, or a plan whose step count disagrees with what the training loop runs,
-fails here.  Measured on 2 cores: 16 min 37 s for the three chapters (README)."""
+fails here.  Measured on 2 cores: 28 min 39 s for the three chapters (2026-12-02, README)."""
 from __future__ import annotations
 
 import json
