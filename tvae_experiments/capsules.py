@@ -377,15 +377,16 @@ def traversal_sheet(model, test, index: list[int], seed: int = 0, n_samples: int
     dev = next(model.parameters()).device
     x = as_float(test.x[index].to(dev))                       # (n, S, P)
     g = torch.Generator(device=dev).manual_seed(int(seed))
-    runs = []
-    for _ in range(n_samples):
-        t = sample_codes(model, x, g)                         # (n, S, C*D)
-        runs.append((t, capsule_traversal(model, x, t=t)))
-    t, first = runs[0]
+    t = sample_codes(model, x, g)                             # (n, S, C*D): the sample drawn
+    first = capsule_traversal(model, x, t=t)
+    direct_bce, rolled_bce = first.direct_bce.clone(), first.roll_bce.clone()
+    for _ in range(n_samples - 1):
+        tr = capsule_traversal(model, x, t=sample_codes(model, x, g))
+        direct_bce += tr.direct_bce
+        rolled_bce += tr.roll_bce
     direct = torch.sigmoid(model.decode(t)).cpu()
-    mean = lambda f: torch.stack([f(tr) for _, tr in runs]).mean(0)  # noqa: E731
-    return TraversalSheet(list(index), x.cpu(), direct, first.decoded, mean(lambda tr: tr.direct_bce),
-                          mean(lambda tr: tr.roll_bce), first.held_out)
+    return TraversalSheet(list(index), x.cpu(), direct, first.decoded, direct_bce / n_samples,
+                          rolled_bce / n_samples, first.held_out)
 
 
 # The paper's numbers (Tables 1, 2, 4, 5; mean +- std over 3 initialisations), keyed by
