@@ -219,6 +219,33 @@ def test_capsule_models_trains_variants_and_builds_untrained_controls(tmp_path, 
     assert set(score_models(ms, test)) == set(ms)
 
 
+def test_table3_norm_rows_name_and_build_the_normalisation_and_share_table1s_models(tmp_path, monkeypatch):
+    """Table 3 (A.8): ``norm`` picks WN / PGD / none; ``"paper"`` is A.5's rule, and a row whose norm is
+    the paper's for its variant is Table 1's model (same name, same config: one cache entry)."""
+    from tvae_experiments.capsules import variant_name
+    from tvae_experiments.profiles import TABLE3_MNIST_ROWS
+
+    monkeypatch.setenv("TVAE_CACHE_DIR", str(tmp_path))
+    dcfg = CapsuleDataConfig(n_caps=2, enc_hidden=(16,), dec_hidden=(16,), steps=2, n_train=8, batch_size=4)
+    assert [dcfg.norm_of(v) for v in ("tvae", "bubble", "tvae_l0", "vae")] == ["wn", "wn", "wn", "none"]
+    with pytest.raises(ValueError, match="norm"):
+        dcfg.norm_of("tvae", "batch")
+    L = dcfg.L_of(5 / 36)
+    assert dcfg.model("tvae", L, "wn") == dcfg.model("tvae", L) and dcfg.model("vae", 0, "none") == dcfg.model("vae")
+    assert variant_name(dcfg, "tvae", L, 0, "wn") == variant_name(dcfg, "tvae", L, 0) == "caps-mnist-tvae-L2.5-s0"
+    assert variant_name(dcfg, "vae", 0, 0, "pgd") == "caps-mnist-vae-L0-pgd-s0"
+    assert variant_name(dcfg, "tvae", L, 0, "none") == "caps-mnist-tvae-L2.5-none-s0"
+    built = {(v, n): dcfg.model(v, dcfg.L_of(f), n) for v, f, n in TABLE3_MNIST_ROWS}
+    assert {k: (c.weight_norm, c.pgd) for k, c in built.items()} == {
+        ("tvae", "pgd"): (False, True), ("tvae", "wn"): (True, False), ("tvae", "none"): (False, False),
+        ("vae", "pgd"): (False, True), ("vae", "wn"): (True, False), ("vae", "none"): (False, False)}
+    train = SimpleNamespace(x=torch.rand(8, dcfg.S, dcfg.in_dim))
+    ms = capsule_models(dcfg, {"pgd": ("vae", 0, "pgd"), "vae": ("vae", 0)}, train, "rand", 0, "cpu",
+                        untrained={"u": "pgd"}, progress=False)
+    assert [m.label for m in ms.values()] == ["VAE PGD", "VAE", "untrained VAE PGD"]
+    assert sorted(p.name.split("-s0")[0] for p in tmp_path.glob("*.pt")) == ["caps-mnist-vae-L0", "caps-mnist-vae-L0-pgd"]
+
+
 def test_appendix_d_picks_show_every_transformation_and_shape_evenly():
     # 4 transformations x 3 shapes, 10 sequences each: 12 picks = each (transformation, shape) once
     transform = torch.arange(4).repeat_interleave(30)

@@ -48,6 +48,41 @@ def test_weight_norm_only_where_asked():
     assert not any("parametrizations" in n for n, _ in va.named_parameters())
 
 
+def _row_norms(model):
+    return torch.cat([m.weight.norm(dim=1) for m in model.modules() if isinstance(m, torch.nn.Linear)])
+
+
+def test_pgd_keeps_every_row_on_the_unit_sphere_through_training(digits):
+    """A.8's projected gradient descent: rows ||w_i|| = 1 when built and after every fit() step (the
+    projection is the training loop's job: without it an Adam step moves the norms off 1)."""
+    from tvae_core.models import ProjectedLinear, project_weights_
+
+    cfg = ModelConfig(kind="tvae", weight_norm=False, pgd=True, **SMALL)
+    m = build_model(cfg)
+    assert sum(isinstance(x, ProjectedLinear) for x in m.modules()) == 6  # 2 encoders + decoder, 2 layers each
+    torch.testing.assert_close(_row_norms(m), torch.ones(len(_row_norms(m))))
+    tc = TrainConfig(steps=5, batch_size=32, optimizer="adam", lr=1e-2)
+    trained = fit(cfg, digits.train_x, tc, use_cache=False, progress=False).model
+    torch.testing.assert_close(_row_norms(trained), torch.ones(len(_row_norms(trained))))
+    plain = fit(ModelConfig(kind="tvae", weight_norm=False, **SMALL), digits.train_x, tc, use_cache=False,
+                progress=False).model
+    assert (_row_norms(plain) - 1).abs().max() > 0.1  # the constraint is PGD's, not a property of the data
+    assert project_weights_(plain) == 0
+    # the same step without the projection leaves the sphere: the projection is what holds it there
+    with torch.no_grad():
+        lin = next(x for x in trained.modules() if isinstance(x, ProjectedLinear))
+        lin.weight.mul_(3.0)
+    assert project_weights_(trained) == 6
+    torch.testing.assert_close(_row_norms(trained), torch.ones(len(_row_norms(trained))))
+
+
+def test_pgd_and_weight_norm_exclude_each_other_and_pgd_off_keeps_old_keys():
+    with pytest.raises(ValueError, match="weight_norm=True and pgd=True"):
+        ModelConfig(kind="tvae", weight_norm=True, pgd=True, **SMALL)
+    assert "pgd" not in ModelConfig(kind="tvae", **SMALL).to_dict()  # cached models keep their keys
+    assert ModelConfig(kind="tvae", weight_norm=False, pgd=True, **SMALL).to_dict()["pgd"] is True
+
+
 def test_gradcheck_tpot_and_tvae_code():
     z = torch.randn(3, 8, dtype=torch.float64, requires_grad=True)
     u = torch.randn(3, 8, dtype=torch.float64, requires_grad=True)

@@ -318,6 +318,43 @@ def test_mnist_combined_color_and_rotation(digits):
     assert torch.equal(c.x, same.x)
 
 
+def test_perspective_known_views_and_foreshortening(digits):
+    """Fig 19's path: a = 0 is the identity, a = 180 the upside-down digit (R_y(180) R_z(180) maps
+    (X, Y) to (X, -Y) at the same depth), a = 360 the identity again; between them the view changes
+    and the homography is the plane seen through a pinhole (checked on a known point)."""
+    from tvae_experiments.data.sequences import perspective_frames, perspective_homography
+
+    x = digits[0][:6].reshape(6, 1, 28, 28)
+    torch.testing.assert_close(perspective_frames(x, 0.0), x, atol=1e-5, rtol=0)
+    torch.testing.assert_close(perspective_frames(x, 180.0), x.flip(2), atol=1e-5, rtol=0)
+    torch.testing.assert_close(perspective_frames(x, 360.0), x, atol=1e-5, rtol=0)
+    assert (perspective_frames(x, 180.0) - x.flip(3)).abs().max() > 0.5  # a vertical flip, not a horizontal one
+    for a in (20.0, 60.0, 100.0):
+        assert (perspective_frames(x, a) - x).abs().mean() > 0.05
+    # the point (X, Y) = (10, 0) at a = 40: P = R_y R_z (10, 0, 0) + (0, 0, d), image f P_xy / P_z
+    a, d = math.radians(40.0), math.hypot(28, 28)
+    P = np.array([10 * math.cos(a) * math.cos(a), 10 * math.sin(a), d + 10 * math.sin(a) * math.cos(a)])
+    h = perspective_homography(40.0) @ torch.tensor([10.0, 0.0, 1.0], dtype=torch.float64)
+    np.testing.assert_allclose((h[:2] / h[2]).numpy(), d * P[:2] / P[2], rtol=1e-12)
+
+
+def test_mnist_color_and_perspective_sequences(digits):
+    c = mnist_sequences(*digits, 6, seed=3, transforms=("color+perspective",))
+    assert c.transforms == ("color+perspective",) and c.x.shape == (6, S, 2352)
+    lat = c.latents
+    assert torch.allclose((lat[:, 1:, :2] - lat[:, :-1, :2]) % 360, torch.full_like(lat[:, 1:, :2], 20.0))
+    assert torch.equal(c.factor, lat[..., 0]) and c.canonical.sum(1).eq(1).all()
+    from tvae_experiments.data.sequences import perspective_frames
+
+    # a frame rebuilt by hand: the canonical frame (angle 0) is the plain digit times a pure hue (max
+    # channel 1), and frame l is that digit seen at frame l's angle, times frame l's hue
+    i = 2
+    digit = c.x[i, int(c.step[i].argmin())].reshape(3, 28, 28).amax(0)
+    for l in range(S):
+        seen = perspective_frames(digit.reshape(1, 1, 28, 28), float(lat[i, l, 0]))[0, 0]
+        torch.testing.assert_close(c.x[i, l].reshape(3, 28, 28).amax(0), seen, atol=1e-4, rtol=0)
+
+
 def test_mnist_other_sequence_lengths(digits):
     s = mnist_sequences(*digits, 9, S=12, seed=0)
     assert s.x.shape == (9, 12, 2352) and s.canonical.sum(1).eq(1).all()

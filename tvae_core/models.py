@@ -26,7 +26,7 @@ from .studentt import sample_tpot, tpot
 from .topography import (BANDS, CAPSULE_BOUNDARIES, CAPSULE_ROLLS, TIME_BOUNDARIES, CapsuleTopography,
                          TemporalTopography, TemporalTopography2D, TorusTopography)
 
-__all__ = ["ModelConfig", "AppendixModelConfig", "MLP", "GaussianEncoder", "BernoulliDecoder", "ELBOParts", "TVAE",
+__all__ = ["ModelConfig", "AppendixModelConfig", "MLP", "ProjectedLinear", "project_weights_", "GaussianEncoder", "BernoulliDecoder", "ELBOParts", "TVAE",
            "VAE", "build_model", "sample_prior", "log_likelihood_is", "MODEL_KINDS", "TOPOGRAPHIES",
            "APPENDIX_TOPOGRAPHIES", "MODEL_ROLLS"]
 
@@ -55,6 +55,9 @@ class ModelConfig:
     window: str = "forward"                 # temporal window: "forward" (t_l from frames l..l+2L-1) | "centered" | "code"
     mu_init: float = 5.0                    # initial mu of Eq 6 (A.2: 5 for the torus, 30 for capsules)
     weight_norm: bool = True                # layer-wise weight normalisation, Eq 15 (A.8)
+    pgd: bool = False                       # A.8's other method (Table 3): projected gradient descent, every
+                                            # layer's rows w_i put back on ||w_i|| = 1 after each step
+                                            # (ProjectedLinear); not with weight_norm; not in the key when False
     decoder_norm: bool = False              # standardise t over its units before the decoder (not in
                                             # the paper; commutes with Roll, see BernoulliDecoder)
     band: str = "full"                      # shifting kernel: "full" (the text) | "code" (the authors' cut
@@ -65,6 +68,7 @@ class ModelConfig:
         check_choice("topography", self.topography, TOPOGRAPHIES)
         check_choice("band", self.band, BANDS)
         check_int("in_dim", self.in_dim, minimum=1)
+        _check_norm(self)
 
     @property
     def n_latent(self) -> int:
@@ -93,7 +97,13 @@ class ModelConfig:
         return build_model(self)
 
 
-_LATE_MODEL_FIELDS = {"band": "full"}
+_LATE_MODEL_FIELDS = {"band": "full", "pgd": False}
+
+
+def _check_norm(cfg: ModelConfig) -> None:
+    if cfg.weight_norm and cfg.pgd:
+        raise ValueError("weight_norm=True and pgd=True are two ways to constrain the same rows w_i (A.8); "
+                         "choose one: weight_norm (Eq 15), pgd (projected gradient descent) or neither")
 
 
 @dataclass(frozen=True)
@@ -119,6 +129,7 @@ class AppendixModelConfig(ModelConfig):
         check_choice("topography", self.topography, APPENDIX_TOPOGRAPHIES)
         check_choice("band", self.band, BANDS)
         check_int("in_dim", self.in_dim, minimum=1)
+        _check_norm(self)
         check_choice("time_boundary", self.time_boundary, TIME_BOUNDARIES)
         check_choice("capsule_boundary", self.capsule_boundary, CAPSULE_BOUNDARIES)
         check_choice("roll", self.roll, MODEL_ROLLS)
@@ -158,17 +169,49 @@ _APPENDIX_MODEL_FIELDS = {"time_boundary": "circular", "capsule_boundary": "circ
                           "roll": "integer", "alpha": 1.0}
 
 
+class ProjectedLinear(nn.Linear):
+    r"""A linear layer whose rows are kept on the unit sphere by projection (A.8, Table 3's "PGD").
+
+    The constraint is the one weight normalisation (Eq 15) builds in, ``w_i = g_i v_i / ||v_i||``
+    with the scale ``g_i`` fixed at 1: here it is enforced the way the ICA literature does
+    ([35] in the paper), by an ordinary gradient step on ``W`` followed by the projection
+    :math:`w_i \leftarrow w_i / \|w_i\|_2` (:meth:`project_`).  ``weight: (out, in)``: row ``i``
+    holds the weights into output unit ``i`` (the rows ``weight_norm(dim=0)`` normalises).  The
+    layer is projected when built; :func:`~tvae_experiments.train.fit` calls :func:`project_weights_`
+    after every optimiser step.  The bias is not constrained.
+    """
+
+    def __init__(self, in_features: int, out_features: int) -> None:
+        super().__init__(in_features, out_features)
+        self.project_()
+
+    @torch.no_grad()
+    def project_(self) -> None:
+        """``w_i <- w_i / ||w_i||`` for every row (in place)."""
+        self.weight.div_(self.weight.norm(dim=1, keepdim=True).clamp_min(1e-12))
+
+
+def project_weights_(model: nn.Module) -> int:
+    """Project every :class:`ProjectedLinear` of ``model`` back onto unit-norm rows (the "P" of PGD);
+    returns how many layers were projected (0 for a model without ``pgd``)."""
+    layers = [m for m in model.modules() if isinstance(m, ProjectedLinear)]
+    for m in layers:
+        m.project_()
+    return len(layers)
+
+
 class MLP(nn.Sequential):
     """Fully connected layers with ReLU in between (none after the last), A.3.
 
     PyTorch's default init is ``U(-1/sqrt(m), 1/sqrt(m))`` for ``m`` inputs, as A.2 asks.
-    With ``weight_norm`` every layer is reparameterised as ``w_i = g_i v_i / ||v_i||`` (Eq 15).
+    With ``weight_norm`` every layer is reparameterised as ``w_i = g_i v_i / ||v_i||`` (Eq 15);
+    with ``pgd`` every layer is a :class:`ProjectedLinear` (rows of unit norm, A.8).
     """
 
-    def __init__(self, sizes: tuple[int, ...], weight_norm: bool = False) -> None:
+    def __init__(self, sizes: tuple[int, ...], weight_norm: bool = False, pgd: bool = False) -> None:
         layers: list[nn.Module] = []
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-            lin = nn.Linear(a, b)
+            lin = ProjectedLinear(a, b) if pgd else nn.Linear(a, b)
             layers.append(_weight_norm(lin) if weight_norm else lin)
             if i < len(sizes) - 2:
                 layers.append(nn.ReLU())
@@ -178,9 +221,10 @@ class MLP(nn.Sequential):
 class GaussianEncoder(nn.Module):
     """``x: (..., P) -> (mean, log_std)``, each ``(..., n)`` (Eq 10-11)."""
 
-    def __init__(self, in_dim: int, hidden: tuple[int, ...], n: int, weight_norm: bool = False) -> None:
+    def __init__(self, in_dim: int, hidden: tuple[int, ...], n: int, weight_norm: bool = False,
+                 pgd: bool = False) -> None:
         super().__init__()
-        self.net = MLP((in_dim, *hidden, 2 * n), weight_norm)
+        self.net = MLP((in_dim, *hidden, 2 * n), weight_norm, pgd)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         mean, log_std = self.net(x).chunk(2, dim=-1)
@@ -200,10 +244,10 @@ class BernoulliDecoder(nn.Module):
     """
 
     def __init__(self, n: int, hidden: tuple[int, ...], out_dim: int, weight_norm: bool = False,
-                 standardize: bool = False) -> None:
+                 standardize: bool = False, pgd: bool = False) -> None:
         super().__init__()
         self.standardize = standardize
-        self.net = MLP((n, *hidden, out_dim), weight_norm)
+        self.net = MLP((n, *hidden, out_dim), weight_norm, pgd)
 
     def prepare(self, t: Tensor) -> Tensor:
         """The decoder's input: ``t``, standardised over its units when ``standardize``."""
@@ -251,9 +295,9 @@ class TVAE(nn.Module):
         self.cfg = cfg
         n = cfg.n_latent
         self.topo = cfg.build_topography()
-        self.enc_z = GaussianEncoder(cfg.in_dim, cfg.enc_hidden, n, cfg.weight_norm)
-        self.enc_u = GaussianEncoder(cfg.in_dim, cfg.enc_hidden, cfg.n_u, cfg.weight_norm)
-        self.dec = BernoulliDecoder(n, cfg.dec_hidden, cfg.in_dim, cfg.weight_norm, cfg.decoder_norm)
+        self.enc_z = GaussianEncoder(cfg.in_dim, cfg.enc_hidden, n, cfg.weight_norm, cfg.pgd)
+        self.enc_u = GaussianEncoder(cfg.in_dim, cfg.enc_hidden, cfg.n_u, cfg.weight_norm, cfg.pgd)
+        self.dec = BernoulliDecoder(n, cfg.dec_hidden, cfg.in_dim, cfg.weight_norm, cfg.decoder_norm, cfg.pgd)
         self.mu = nn.Parameter(torch.full((n,), float(cfg.mu_init)))  # (n,)
 
     def to_t(self, z: Tensor, u: Tensor) -> Tensor:
@@ -322,8 +366,8 @@ class VAE(nn.Module):
         super().__init__()
         self.cfg = cfg
         n = cfg.n_latent
-        self.enc_z = GaussianEncoder(cfg.in_dim, cfg.enc_hidden, n, cfg.weight_norm)
-        self.dec = BernoulliDecoder(n, cfg.dec_hidden, cfg.in_dim, cfg.weight_norm, cfg.decoder_norm)
+        self.enc_z = GaussianEncoder(cfg.in_dim, cfg.enc_hidden, n, cfg.weight_norm, cfg.pgd)
+        self.dec = BernoulliDecoder(n, cfg.dec_hidden, cfg.in_dim, cfg.weight_norm, cfg.decoder_norm, cfg.pgd)
 
     @property
     def capsule_dim(self) -> int:

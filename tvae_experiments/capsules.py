@@ -34,8 +34,9 @@ from tvae_experiments.profiles import CapsuleDataConfig, ToyCapsulesConfig
 from tvae_experiments.train import FitResult, as_float, evaluate, fit
 
 __all__ = ["variant_name", "train_variant", "untrained_variant", "CapsuleModel", "capsule_models", "score_models", "CapsuleScores",
-           "evaluate_capsules", "variant_label", "PAPER_TABLE1", "PAPER_TABLE2", "PAPER_FIG5", "frac_key",
-           "CapsuleData", "capsule_data", "combined_data", "capcorr_per_transform", "TraversalScores", "DECODE_RULES", "FAIR_DECODE",
+           "evaluate_capsules", "variant_label", "PAPER_TABLE1", "PAPER_TABLE2", "PAPER_TABLE3",
+           "NORM_LABELS", "PAPER_FIG5", "frac_key",
+           "CapsuleData", "capsule_data", "combined_data", "COMBINED_TRANSFORMS", "capcorr_per_transform", "TraversalScores", "DECODE_RULES", "FAIR_DECODE",
            "centre_capsules", "sample_codes", "traversal_scores", "ToyCapsules", "learn_toy", "toy_data", "fit_toy",
            "untrained_toy", "appendix_d_picks", "TraversalSheet", "traversal_sheet"]
 
@@ -45,32 +46,44 @@ FAIR_DECODE = "sample"
 """The rule the claims use: the expected BCE over posterior samples, fair to every model."""
 
 
-def variant_label(variant: str, L: float, S: int) -> str:
-    """Readable name, e.g. ``TVAE L=6 (1/3 S)``."""
+NORM_LABELS = {"wn": "WN", "pgd": "PGD", "none": "no norm"}
+"""How Table 3 names a normalisation."""
+
+
+def variant_label(variant: str, L: float, S: int, norm: str | None = None) -> str:
+    """Readable name, e.g. ``TVAE L=6 (1/3 S)``; with ``norm`` (a resolved method, Table 3)
+    ``TVAE L=2.5 (5/36 S) PGD``."""
     from fractions import Fraction
 
     frac = Fraction(int(2 * L), 2 * S) if L else 0
     base = {"tvae": "TVAE", "bubble": "BubbleVAE", "tvae_l0": "TVAE", "vae": "VAE"}[variant]
-    return base if variant == "vae" else f"{base} L={L:g}" + (f" ({frac.numerator}/{frac.denominator} S)" if L else "")
+    label = base if variant == "vae" else f"{base} L={L:g}" + (f" ({frac.numerator}/{frac.denominator} S)" if L else "")
+    return f"{label} {NORM_LABELS[norm]}" if norm else label
 
 
-def variant_name(dcfg: CapsuleDataConfig, variant: str, L: float, seed: int) -> str:
-    """Cache-file prefix of a capsule model, e.g. ``caps-mnist-tvae-L6-s0``."""
-    return f"caps-{dcfg.dataset}-{variant}-L{L:g}-s{seed}"
+def variant_name(dcfg: CapsuleDataConfig, variant: str, L: float, seed: int, norm: str = "paper",
+                 data: str = "") -> str:
+    """Cache-file prefix of a capsule model, e.g. ``caps-mnist-tvae-L6-s0``; a normalisation other
+    than the paper's for that variant (Table 3) is named, e.g. ``caps-mnist-vae-L0-pgd-s0``, and so
+    is a training set other than the data set's sequences (``data``, e.g. ``caps-mnist-color-perspective-...``)."""
+    resolved = dcfg.norm_of(variant, norm)
+    suffix = "" if resolved == dcfg.norm_of(variant) else f"-{resolved}"
+    return f"caps-{dcfg.dataset}{'-' + data if data else ''}-{variant}-L{L:g}{suffix}-s{seed}"
 
 
 def train_variant(dcfg: CapsuleDataConfig, variant: str, L: float, train_x: torch.Tensor, data_id: str, seed: int,
-                  device: str = "auto", progress: bool = True) -> FitResult:
-    """Train (or load) one capsule model; ``train_x: (N, S, P)``."""
-    name = variant_name(dcfg, variant, L, seed)
-    return fit(dcfg.model(variant, L), train_x, dcfg.train(seed), data_id=data_id, device=device, name=name,
+                  device: str = "auto", progress: bool = True, norm: str = "paper", data: str = "") -> FitResult:
+    """Train (or load) one capsule model; ``train_x: (N, S, P)``; ``norm``, ``data``: :func:`variant_name`."""
+    name = variant_name(dcfg, variant, L, seed, norm, data)
+    return fit(dcfg.model(variant, L, norm), train_x, dcfg.train(seed), data_id=data_id, device=device, name=name,
                progress=progress)
 
 
-def untrained_variant(dcfg: CapsuleDataConfig, variant: str, L: float, seed: int, device: torch.device | str = "auto"):
+def untrained_variant(dcfg: CapsuleDataConfig, variant: str, L: float, seed: int, device: torch.device | str = "auto",
+                      norm: str = "paper"):
     """The same architecture at its initialisation: the control every capsule claim needs."""
     torch.manual_seed(seed)
-    return build_model(dcfg.model(variant, L)).to(resolve_device(device, verbose=False)).eval()
+    return build_model(dcfg.model(variant, L, norm)).to(resolve_device(device, verbose=False)).eval()
 
 
 @dataclass
@@ -86,36 +99,50 @@ class CapsuleModel:
     from_cache: bool = False
 
 
-def capsule_models(dcfg: CapsuleDataConfig, variants: Mapping[str, tuple[str, float]], train, data_id: str,
+def _row(key, row) -> tuple[str, float, str]:
+    """``(variant, L/S)`` or ``(variant, L/S, norm)`` -> ``(variant, L/S, norm)``."""
+    if isinstance(row, tuple) and len(row) in (2, 3):
+        return (row[0], row[1], row[2] if len(row) == 3 else "paper")
+    raise ValueError(f"variants[{key!r}]={row!r}: expected (variant, L/S) or (variant, L/S, norm)")
+
+
+def capsule_models(dcfg: CapsuleDataConfig, variants: Mapping[str, tuple], train, data_id: str,
                    seed: int, device: str = "auto", *, untrained: Mapping[str, str] | None = None,
                    progress: bool = True) -> dict[str, CapsuleModel]:
     """Train/load every variant and build the untrained controls.
 
     Args:
-        variants: key -> ``(variant, L/S)``, e.g. ``{"tvae_S/3": ("tvae", 1/3), "vae": ("vae", 0)}``.
+        variants: key -> ``(variant, L/S)``, e.g. ``{"tvae_S/3": ("tvae", 1/3), "vae": ("vae", 0)}``, or
+            ``(variant, L/S, norm)`` with a normalisation of :data:`~tvae_experiments.profiles.NORM_METHODS`
+            (Table 3; the label then names it).
         train: the training :class:`~tvae_experiments.data.sequences.SequenceData`.
         untrained: control key -> key of ``variants``, e.g. ``{"untrained_S/2": "tvae_S/2"}``, or a
-            ``(variant, L/S)`` pair that need not be trained, e.g. ``{"untrained_L0": ("tvae_l0", 0)}``:
+            ``(variant, L/S[, norm])`` tuple that need not be trained, e.g. ``{"untrained_L0": ("tvae_l0", 0)}``:
             the same architecture at its initialisation, the control every capsule claim needs
             (an untrained model costs evaluation only).
     """
+    def label(variant, L, norm, named):
+        return variant_label(variant, L, dcfg.S, dcfg.norm_of(variant, norm) if named else None)
+
     out: dict[str, CapsuleModel] = {}
-    for key, (variant, frac) in variants.items():
+    for key, row in variants.items():
+        variant, frac, norm = _row(key, row)
         L = dcfg.L_of(frac)
-        r = train_variant(dcfg, variant, L, train.x, data_id, seed, device, progress)
-        out[key] = CapsuleModel(variant, frac, True, variant_label(variant, L, dcfg.S), r.model, r.seconds,
+        r = train_variant(dcfg, variant, L, train.x, data_id, seed, device, progress, norm)
+        out[key] = CapsuleModel(variant, frac, True, label(variant, L, norm, len(row) == 3), r.model, r.seconds,
                                 r.from_cache)
     for key, of in (untrained or {}).items():
         if of in variants:
-            variant, frac = variants[of]
-        elif isinstance(of, tuple) and len(of) == 2:
-            variant, frac = of
+            row = variants[of]
+        elif isinstance(of, tuple) and len(of) in (2, 3):
+            row = of
         else:
             raise ValueError(f"untrained[{key!r}]={of!r} is not one of the variants {sorted(variants)} "
-                             f"nor a (variant, L/S) pair")
+                             f"nor a (variant, L/S[, norm]) tuple")
+        variant, frac, norm = _row(key, row)
         L = dcfg.L_of(frac)
-        out[key] = CapsuleModel(variant, frac, False, "untrained " + variant_label(variant, L, dcfg.S),
-                                               untrained_variant(dcfg, variant, L, seed, device))
+        out[key] = CapsuleModel(variant, frac, False, "untrained " + label(variant, L, norm, len(row) == 3),
+                                untrained_variant(dcfg, variant, L, seed, device, norm))
     return out
 
 
@@ -403,6 +430,13 @@ PAPER_TABLE1 = {  # MNIST: log p(x) per image (IS, 10 samples) and E_eq; Table 1
     ("bubble", "1/2"): {"log_p": "-196.3 ± 1.1", "e_eq": "2066.5 ± 596.7"},
     ("bubble", "1/4"): {"log_p": "-203.2 ± 2.1", "e_eq": "1005.3 ± 12.7"},
 }
+PAPER_TABLE3 = {  # MNIST, A.8: (variant, normalisation) -> log p(x) per image and E_eq, mean +- std over 3 seeds
+    ("tvae", "pgd"): {"log_p": "-189.0 ± 0.1", "e_eq": "3196.7 ± 5.0"},
+    ("tvae", "wn"): {"log_p": "-184.9 ± 0.8", "e_eq": "3137.9 ± 6.4"},
+    ("vae", "pgd"): {"log_p": "-209.1 ± 1.1", "e_eq": "13262.0 ± 0.5"},
+    ("vae", "wn"): {"log_p": "-192.5 ± 0.5", "e_eq": "13273.2 ± 1.4"},
+    ("vae", "none"): {"log_p": "-189.0 ± 0.8", "e_eq": "13273.9 ± 0.5"},
+}
 PAPER_TABLE2 = {  # dSprites: CapCorr per factor and E_eq (Table 5 has every L)
     ("tvae", "1/2"): {"x": "1.0 ± 0", "y": "1.0 ± 0", "orientation": "1.0 ± 0", "scale": "1.0 ± 0", "e_eq": "131 ± 0"},
     ("tvae", "2/5"): {"x": "1.0 ± 0", "y": "1.0 ± 0", "orientation": "1.0 ± 0", "scale": "1.0 ± 0", "e_eq": "679 ± 4"},
@@ -478,17 +512,25 @@ def capsule_data(cm: CapsuleDataConfig, cd: CapsuleDataConfig, data_dir=None, se
     return CapsuleData(mtrain, mtest, dtrain, dtest.head(test_size(cd.n_test)).as_float(), seed)
 
 
-def combined_data(cm: CapsuleDataConfig, data_dir=None, seed: int = 0):
-    """Fig 1's MNIST sequences that change colour and rotation together: ``(train, test)``, seeded as
-    :func:`capsule_data` (train ``uint8`` when large, test cut in a dry run)."""
+COMBINED_TRANSFORMS = ("color+rotation", "color+perspective")
+"""The combined MNIST sequences of Fig 1 / Fig 18 (colour + rotation) and Fig 19 (colour + perspective)."""
+
+
+def combined_data(cm: CapsuleDataConfig, data_dir=None, seed: int = 0, transform: str = "color+rotation"):
+    """MNIST sequences that change colour and a second factor together, ``(train, test)``, seeded as
+    :func:`capsule_data` (train ``uint8`` when large, test cut in a dry run): ``transform``
+    ``"color+rotation"`` (Fig 1, Fig 18) or ``"color+perspective"`` (Fig 19,
+    :func:`~tvae_experiments.data.sequences.perspective_frames`)."""
     from tvae_experiments.data.mnist import mnist
     from tvae_experiments.data.sequences import mnist_sequences
     from tvae_experiments.dry_run import test_size
 
+    check_choice("transform", transform, COMBINED_TRANSFORMS)
     digits = mnist(data_dir, seed=seed, verbose=False)
-    ctrain = mnist_sequences(digits.train_x, digits.train_y, cm.n_train, S=cm.S, seed=seed, combined=True,
+    ctrain = mnist_sequences(digits.train_x, digits.train_y, cm.n_train, S=cm.S, seed=seed, transforms=(transform,),
                              uint8=cm.n_train > UINT8_ABOVE)
-    ctest = mnist_sequences(digits.test_x, digits.test_y, test_size(cm.n_test), S=cm.S, seed=seed + 1, combined=True)
+    ctest = mnist_sequences(digits.test_x, digits.test_y, test_size(cm.n_test), S=cm.S, seed=seed + 1,
+                            transforms=(transform,))
     return ctrain, ctest
 
 

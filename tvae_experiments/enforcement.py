@@ -89,7 +89,8 @@ NOT_ENFORCED: dict[str, dict[str, dict[str, str]]] = {
         "smoke": _each("smoke trains each model for seconds (chapter 4's smoke recipe): the orderings need learned "
                        "capsules; enforced on cpu (four-factor CapCorr and likelihood: paper)",
                        "*_eeq_tvae_half_lowest", "*_eeq_vae_highest", "capcorr_*", "loglik_shifting_tvae_highest",
-                       "*_eeq_centred_trained_below_untrained", "fig5_*", "*_appendix_d_*")
+                       "*_eeq_centred_trained_below_untrained", "fig5_*", "*_appendix_d_*", "table3_*",
+                       "fig18_*", "fig19_*")
                  | {"*_eeq_trained_below_untrained": _RAW_EEQ},
         "paper": {"*_eeq_trained_below_untrained": _RAW_EEQ},
         "cpu": {
@@ -101,6 +102,10 @@ NOT_ENFORCED: dict[str, dict[str, dict[str, str]]] = {
                                             "100-sequence importance-sampling estimate: which model is highest "
                                             "changes between runs (TVAE L=S/2 -268.6 vs VAE -268.9 nats in one run, "
                                             "the VAE highest at -265.9 in another); enforced on paper",
+            **_each("Table 3's likelihood orderings follow Table 1's rule (loglik_shifting_tvae_highest): at cpu "
+                    "scale a 100-sequence importance-sampling estimate is noisier than some of the paper's gaps "
+                    "(4.1 nats TVAE WN vs PGD, 3.5 VAE none vs WN); enforced on paper",
+                    "table3_wn_loglik_above_pgd", "table3_vae_loglik_best_without_norm"),
         },
     },
     "06_invariant_graphs": {

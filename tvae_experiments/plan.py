@@ -42,7 +42,8 @@ PLANNED = ("03_tvae_torus", "04_capsules", "05_tables", "06_invariant_graphs", "
 class DataSpec:
     """How to build a job's training data: ``kind`` and what sizes it (hashable, picklable)."""
 
-    kind: str            # "mnist" (ch 3, 7) | "capsules" (ch 4, 5, 8) | "combined" (Fig 1) | "molecules" (ch 6)
+    kind: str            # "mnist" (ch 3, 7) | "capsules" (ch 4, 5, 8) | "combined" (Fig 1, 18) | "perspective"
+                         # (Fig 19) | "molecules" (ch 6)
     cfg: Any             # the chapter config whose fields size the data
     data_dir: str | None
     seed: int            # the data seed (the chapter's base seed)
@@ -66,12 +67,12 @@ def _load(spec: DataSpec) -> dict[str, tuple[tuple, str]]:
         d = capsule_data(cm, cd, spec.data_dir, spec.seed)
         return {"mnist": ((d.mnist_train.x,), d.data_id(d.mnist_train)),
                 "dsprites": ((d.dsprites_train.x,), d.data_id(d.dsprites_train))}
-    if spec.kind == "combined":
+    if spec.kind in COMBINED_KINDS:
         from tvae_experiments.capsules import CapsuleData, combined_data
 
-        ctrain, _ = combined_data(spec.cfg.mnist, spec.data_dir, spec.seed)
+        ctrain, _ = combined_data(spec.cfg.mnist, spec.data_dir, spec.seed, COMBINED_KINDS[spec.kind])
         ident = CapsuleData(None, None, None, None, spec.seed).data_id(ctrain)
-        return {"combined": ((ctrain.x,), ident)}
+        return {spec.kind: ((ctrain.x,), ident)}
     if spec.kind == "molecules":
         from tvae_experiments.data.molecules import load_molecules
         from tvae_experiments.graphvae import graph_data_id
@@ -80,7 +81,12 @@ def _load(spec: DataSpec) -> dict[str, tuple[tuple, str]]:
         train, _ = load_molecules(cfg.source, cfg.n_max, spec.data_dir, limit=cfg.n_molecules).split(cfg.test_frac,
                                                                                                     spec.seed)
         return {"graphs": ((train.X, train.E), graph_data_id(train.fingerprint()))}
-    raise ValueError(f"DataSpec.kind={spec.kind!r} is not one of 'mnist', 'capsules', 'combined', 'molecules'")
+    raise ValueError(f"DataSpec.kind={spec.kind!r} is not one of 'mnist', 'capsules', 'combined', 'perspective', "
+                     f"'molecules'")
+
+
+COMBINED_KINDS = {"combined": "color+rotation", "perspective": "color+perspective"}
+"""DataSpec kinds of the combined MNIST sequences (Fig 1, 18 / Fig 19) -> their transform."""
 
 
 @dataclass(frozen=True)
@@ -150,16 +156,15 @@ def _step_flops(model_cfg, example: tuple, batch_size: int) -> float:
     return float(counter.get_total_flops())
 
 
-def _capsule_jobs(chapter: str, caps, data: DataSpec, rows: dict[str, Sequence[tuple[str, float]]],
-                  seeds: Sequence[int]):
+def _capsule_jobs(chapter: str, caps, data: DataSpec, rows: dict[str, Sequence[tuple]], seeds: Sequence[int]):
     """``(chapter, name, model, train, spec, part)`` of the capsule rows of each data set
-    (``rows``: part -> (variant, L/S) pairs) for every seed."""
+    (``rows``: part -> ``(variant, L/S)`` or ``(variant, L/S, norm)`` tuples) for every seed."""
     for s in seeds:
         for part, dcfg in (("mnist", caps.mnist), ("dsprites", caps.dsprites)):
-            for variant, frac in rows[part]:
+            for variant, frac, *norm in rows[part]:
                 L = dcfg.L_of(frac)
-                yield (chapter, variant_name(dcfg, variant, L, s), dcfg.model(variant, L), dcfg.train(s),
-                       data, part)
+                yield (chapter, variant_name(dcfg, variant, L, s, *norm), dcfg.model(variant, L, *norm),
+                       dcfg.train(s), data, part)
 
 
 def _raw_jobs(chapter: str, profile: str, seed: int, data_dir: str | None, extra: dict):
@@ -183,8 +188,14 @@ def _raw_jobs(chapter: str, profile: str, seed: int, data_dir: str | None, extra
     elif chapter == "05_tables":
         cfg = tables_config(profile, extra.get("n_seeds"), extra.get("rows", "profile"))
         spec = DataSpec("capsules", cfg.capsules, data_dir, seed)
-        yield from _capsule_jobs(chapter, cfg.capsules, spec, {"mnist": cfg.mnist_rows, "dsprites": cfg.dsprites_rows},
+        yield from _capsule_jobs(chapter, cfg.capsules, spec,
+                                 {"mnist": cfg.mnist_rows + cfg.norm_rows, "dsprites": cfg.dsprites_rows},
                                  [seed + s for s in cfg.seeds])
+        cm, s0 = cfg.capsules.mnist, seed + cfg.seeds[0]  # Figs 18-19: the first seed's model for each figure
+        L = cm.L_of(cfg.combined_frac)
+        for kind, transform in COMBINED_KINDS.items():
+            yield (chapter, variant_name(cm, "tvae", L, s0, data=transform.replace("+", "-")), cm.model("tvae", L),
+                   cm.train(s0), DataSpec(kind, cfg.capsules, data_dir, seed), kind)
     elif chapter == "06_invariant_graphs":
         cfg = config_for(chapter, profile)
         yield (chapter, f"graphvae-{cfg.source}-s{seed}", cfg.model(), cfg.train(seed),

@@ -109,6 +109,9 @@ class TorusTVAEConfig:
 
 
 CAPSULE_VARIANTS = ("tvae", "bubble", "tvae_l0", "vae")
+NORM_METHODS = ("paper", "wn", "pgd", "none")
+"""A capsule model's layer normalisation (A.8, Table 3): ``"paper"`` (A.5: WN on topographic models, none on
+the VAE), ``"wn"`` (weight normalisation, Eq 15), ``"pgd"`` (projected gradient descent) or ``"none"``."""
 
 
 @dataclass(frozen=True)
@@ -155,23 +158,32 @@ class CapsuleDataConfig:
         two_l = round(2 * frac * self.S)
         return two_l // 2 if two_l % 2 == 0 else two_l / 2
 
-    def model(self, variant: str, L: float = 0):
+    def norm_of(self, variant: str, norm: str = "paper") -> str:
+        """The normalisation a model gets: ``norm`` itself, or for ``"paper"`` A.5's rule -- weight
+        normalisation (``"wn"``, Eq 15) on the topographic models, ``"none"`` on the VAE."""
+        check_choice("norm", norm, NORM_METHODS)
+        if norm != "paper":
+            return norm
+        return "none" if variant == "vae" or not self.weight_norm else "wn"
+
+    def model(self, variant: str, L: float = 0, norm: str = "paper"):
         """ModelConfig of a variant: ``"tvae"`` (shifting, Eq 9), ``"bubble"`` (stationary, Eq 8,
-        ``K = 2L`` as A.5), ``"tvae_l0"`` (no temporal coherence, ``K = K_l0``), ``"vae"``."""
+        ``K = 2L`` as A.5), ``"tvae_l0"`` (no temporal coherence, ``K = K_l0``), ``"vae"``; ``norm``
+        (:data:`NORM_METHODS`, Table 3): ``"paper"`` (:meth:`norm_of`), ``"wn"``, ``"pgd"`` or ``"none"``."""
         from tvae_core.models import ModelConfig
 
         check_choice("variant", variant, CAPSULE_VARIANTS)
+        resolved = self.norm_of(variant, norm)
         common = dict(in_dim=self.in_dim, enc_hidden=self.enc_hidden, dec_hidden=self.dec_hidden,
                       topography="temporal", n_caps=self.n_caps, capsule_dim=self.S, mu_init=self.mu_init,
-                      decoder_norm=self.decoder_norm)
+                      decoder_norm=self.decoder_norm, weight_norm=resolved == "wn", pgd=resolved == "pgd")
         if variant == "vae":
-            return ModelConfig(kind="vae", weight_norm=False, **{**common, "topography": "capsules"})
+            return ModelConfig(kind="vae", **{**common, "topography": "capsules"})
         if variant == "tvae_l0":
-            return ModelConfig(kind="tvae", weight_norm=self.weight_norm, K=self.K_l0, L=0, **common)
+            return ModelConfig(kind="tvae", K=self.K_l0, L=0, **common)
         if variant == "bubble":
-            return ModelConfig(kind="tvae", weight_norm=self.weight_norm, K=max(1, min(int(2 * L), self.S)), L=L,
-                               mode="stationary", **common)
-        return ModelConfig(kind="tvae", weight_norm=self.weight_norm, K=self.K, L=L, mode="shifting", **common)
+            return ModelConfig(kind="tvae", K=max(1, min(int(2 * L), self.S)), L=L, mode="stationary", **common)
+        return ModelConfig(kind="tvae", K=self.K, L=L, mode="shifting", **common)
 
     def train(self, seed: int):
         from tvae_experiments.train import TrainConfig
@@ -250,6 +262,12 @@ TABLE5_DSPRITES_ROWS: tuple[tuple[str, float], ...] = (
     ("tvae", 1 / 2), ("tvae", 2 / 5), ("tvae", 1 / 3), ("tvae", 4 / 15), ("tvae", 1 / 6), ("tvae_l0", 0.0),
     ("bubble", 1 / 2), ("bubble", 2 / 5), ("bubble", 1 / 3), ("bubble", 4 / 15), ("bubble", 1 / 6), ("vae", 0.0))
 """Every dSprites row of Table 5 (B), the points of Fig 5."""
+TABLE3_MNIST_ROWS: tuple[tuple[str, float, str], ...] = (
+    ("tvae", 5 / 36, "pgd"), ("tvae", 5 / 36, "wn"), ("tvae", 5 / 36, "none"),
+    ("vae", 0.0, "pgd"), ("vae", 0.0, "wn"), ("vae", 0.0, "none"))
+"""Table 3 (A.8): the TVAE L = 5/36 S and the VAE with projected gradient descent, weight normalisation
+(Eq 15) and -- the VAE's column in the paper, the TVAE's added here to test A.8's "necessary" -- none.
+``(variant, L/S, norm)``; the ``"wn"`` TVAE and the ``"none"`` VAE are Table 1's models (one cache entry)."""
 TABLE_ROWS = ("profile", "main", "all")
 """Chapter 5's ``rows`` parameter: the profile's rows, Tables 1-2's, or every row of Tables 4-5 (:func:`tables_config`)."""
 
@@ -267,6 +285,10 @@ class TablesConfig:
     seeds: tuple[int, ...] = (0,)                          # cpu: one seed fits the time budget (see note)
     mnist_rows: tuple[tuple[str, float], ...] = TABLE1_MNIST_ROWS           # paper: TABLE4_MNIST_ROWS
     dsprites_rows: tuple[tuple[str, float], ...] = TABLE2_DSPRITES_ROWS     # paper: TABLE5_DSPRITES_ROWS
+    norm_rows: tuple[tuple[str, float, str], ...] = TABLE3_MNIST_ROWS   # Table 3 (A.8), MNIST; every profile
+    norm_tol: float = 0.1                                  # A.8 "works equally well": centred E_eq of WN and PGD
+    combined_frac: float = 13 / 36                         # Figs 18-19 (A.12): TVAE L = 13/36 S, K = 3
+                                                           # within 10% (the paper's pair: 1.9% apart)
     is_samples: int = 10                                   # Table 1: IS with 10 samples
     n_is_sequences: int = 100                              # test sequences in the IS estimate
 

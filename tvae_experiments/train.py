@@ -38,7 +38,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from tvae_core.checks import check_choice, check_int, config_dict
-from tvae_core.models import TVAE, VAE
+from tvae_core.models import TVAE, VAE, project_weights_
 from tvae_experiments import dry_run
 from tvae_experiments.data.rotation import random_rotation
 from tvae_experiments.device import resolve_device
@@ -286,6 +286,7 @@ def fit(model_cfg: Buildable, data: Tensor | Sequence[Tensor], train_cfg: TrainC
             if train_cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
             opt.step()
+            project_weights_(model)  # pgd=True (A.8): rows back onto the unit sphere; a no-op otherwise
             if dry_steps:
                 if dev.type == "cuda":
                     torch.cuda.synchronize(dev)

@@ -38,6 +38,10 @@ hue rotation of ``(g, 0, 0)`` only depends on ``g`` through its value channel). 
 * ``"color+rotation"`` (Fig 1, ``combined=True``): hue and angle advance together, each from its
   own random start, at scale exactly 1 (the official ``AddDualTransformationDims``);
   ``factor``/``step``/``canonical`` describe the rotation.
+* ``"color+perspective"`` (Fig 19): hue and a *perspective angle* ``a`` advance together; frame
+  ``a`` is the digit's plane turned in-plane by ``a`` and then about its vertical axis by ``a``,
+  seen by a pinhole camera (:func:`perspective_frames`): a cyclic path (period 360 degrees) through
+  tilted, foreshortened and, at ``a = 180``, upside-down views.  ``latents[..., 0]`` holds ``a``.
 
 dSprites (A.10)
 ---------------
@@ -69,10 +73,10 @@ from tvae_experiments.data.dsprites import (N_SUBSET, SUBSET_SIZES, _subset_pack
                        subset_grid_values, unpack_images)
 
 __all__ = ["SequenceData", "mnist_sequences", "dsprites_sequences", "bump_sequences", "dsprites_subset",
-           "render_dsprites", "MNIST_TRANSFORMS", "DSPRITES_TRANSFORMS", "BUMP_TRANSFORMS", "mnist_grids", "hue_colors",
+           "render_dsprites", "perspective_frames", "MNIST_TRANSFORMS", "DSPRITES_TRANSFORMS", "BUMP_TRANSFORMS", "mnist_grids", "hue_colors",
            "overlap_by_offset"]
 
-MNIST_TRANSFORMS = ("rotation", "color", "scale", "color+rotation")
+MNIST_TRANSFORMS = ("rotation", "color", "scale", "color+rotation", "color+perspective")
 DSPRITES_TRANSFORMS = ("x", "y", "orientation", "scale")
 BUMP_TRANSFORMS = ("x", "y")
 MNIST_LATENTS = ("rotation", "color", "scale")                       # degrees, hue degrees, fraction
@@ -197,6 +201,54 @@ def hue_colors(hues_deg: Tensor) -> Tensor:
     return torch.stack(out).clamp(0, 1)
 
 
+def perspective_homography(angle_deg: float, size: int = 28, distance: float | None = None) -> Tensor:
+    r"""The ``3x3`` homography ``H`` of :func:`perspective_frames`, mapping a point ``(X, Y, 1)`` of the
+    digit's plane (pixel units, origin at the image centre, ``Y`` down) to the camera image.
+
+    The plane is turned by ``R = R_y(a) R_z(a)`` (first in-plane by ``a``, then about the vertical
+    axis by ``a``), moved to depth ``d`` and projected with focal length ``f = d``:
+    :math:`H = \operatorname{diag}(f, f, 1)\,[\mathbf r_1\; \mathbf r_2\; (0, 0, d)^\top]`, so
+    ``H(X, Y, 1) = (f P_x, f P_y, P_z)`` with ``P = R (X, Y, 0) + (0, 0, d)``.  At ``a = 0`` it is the
+    identity; at ``a = 180`` the plane is back at depth ``d`` upside down (a vertical flip, no
+    foreshortening).  ``distance`` ``d`` defaults to the image diagonal (the authors' focal length at 30 degrees).
+    """
+    a = math.radians(angle_deg)
+    d = math.hypot(size, size) if distance is None else float(distance)
+    rz = torch.tensor([[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0], [0.0, 0.0, 1.0]],
+                      dtype=torch.float64)
+    ry = torch.tensor([[math.cos(a), 0.0, -math.sin(a)], [0.0, 1.0, 0.0], [math.sin(a), 0.0, math.cos(a)]],
+                      dtype=torch.float64)
+    r = ry @ rz
+    plane = torch.stack([r[:, 0], r[:, 1], torch.tensor([0.0, 0.0, d], dtype=torch.float64)], 1)  # [r1 r2 t]
+    return torch.diag(torch.tensor([d, d, 1.0], dtype=torch.float64)) @ plane
+
+
+def perspective_frames(images: Tensor, angle_deg: float, distance: float | None = None) -> Tensor:
+    """``images: (N, C, H, H)`` seen at perspective angle ``angle_deg`` (:func:`perspective_homography`),
+    bilinear, zero outside the digit's plane: ``(N, C, H, H)``.
+
+    Each output pixel's ray is intersected with the turned plane (``H^{-1}``); rays that meet it
+    behind the camera, or outside the image, read 0.  Edge-on views (``a`` = 90 or 270 degrees, not
+    on the grid for ``S = 18``) image the plane as a line."""
+    from torch.nn import functional as F
+
+    n, c, h, w = images.shape
+    if h != w:
+        raise ValueError(f"images must be square (N, C, H, H), got shape {tuple(images.shape)}")
+    H = perspective_homography(angle_deg, h, distance)
+    centre = (h - 1) / 2
+    v, u = torch.meshgrid(torch.arange(h, dtype=torch.float64) - centre, torch.arange(w, dtype=torch.float64) - centre,
+                          indexing="ij")
+    q = torch.linalg.solve(H, torch.stack([u.reshape(-1), v.reshape(-1), torch.ones(h * w, dtype=torch.float64)]))
+    front = q[2] > 1e-12                                  # q = (X, Y, 1) / P_z: P_z > 0 in front of the camera
+    xy = q[:2] / torch.where(front, q[2], torch.ones_like(q[2]))
+    grid = (xy / (h / 2)).T.reshape(1, h, w, 2)           # align_corners=False: pixel centre X -> X / (H/2)
+    grid = torch.where(front.reshape(1, h, w, 1), grid, torch.full_like(grid, 2.0))  # 2: outside -> zero
+    out = F.grid_sample(images.float(), grid.float().expand(n, h, w, 2), mode="bilinear", padding_mode="zeros",
+                        align_corners=False)
+    return out
+
+
 def mnist_sequences(images: Tensor, labels: Tensor, n: int, S: int = 18,
                     transforms=("rotation", "color", "scale"), seed: int = 0, combined: bool = False,
                     uint8: bool = False) -> SequenceData:
@@ -208,7 +260,8 @@ def mnist_sequences(images: Tensor, labels: Tensor, n: int, S: int = 18,
         n: number of sequences.  Base digits are drawn without replacement while ``n <= M``
             (with ``n > M`` every digit is used ``n // M`` or ``n // M + 1`` times).
         S: frames per sequence = grid size (18 in the paper: 20-degree steps).
-        transforms: any of ``"rotation"``, ``"color"``, ``"scale"``, ``"color+rotation"``.
+        transforms: any of ``"rotation"``, ``"color"``, ``"scale"``, ``"color+rotation"``,
+            ``"color+perspective"`` (Fig 19).
         seed: seeds everything.
         combined: shortcut for ``transforms=("color+rotation",)`` (Fig 1's data).
         uint8: store ``x`` as ``uint8`` (equal to :meth:`SequenceData.as_uint8` of the float result),
@@ -246,24 +299,28 @@ def mnist_sequences(images: Tensor, labels: Tensor, n: int, S: int = 18,
     kind = _balanced(n, len(transforms), g)                                      # (n,)
     start = torch.randint(0, S, (n, 3), generator=g)                             # angle, hue, scale grid index
     names = [transforms[k] for k in kind.tolist()]
-    adv = torch.tensor([[t in ("rotation", "color+rotation"), t in ("color", "color+rotation"), t == "scale"]
+    adv = torch.tensor([[t in ("rotation", "color+rotation", "color+perspective"), t.startswith("color"), t == "scale"]
                         for t in names], dtype=torch.long).reshape(n, 3)         # which factor advances
     l = torch.arange(S)
     idx = (start[:, None, :] + adv[:, None, :] * l[None, :, None]) % S          # (n, S, 3) grid indices
     grids = mnist_grids(S)
-    is_comb = torch.tensor([t == "color+rotation" for t in names])
+    is_comb = torch.tensor([t in ("color+rotation", "color+perspective") for t in names])
+    persp = torch.tensor([t == "color+perspective" for t in names], dtype=torch.long)  # angle = perspective angle
     s_code = torch.where(is_comb[:, None], torch.full_like(idx[..., 2], S), idx[..., 2])  # S: exactly 1.0
     scale_values = torch.cat([grids["scale"], torch.ones(1, dtype=torch.float64)])
 
-    # geometric part: one affine call per (angle, scale) pair present, batched over frames
+    # geometric part: one affine (or perspective) call per (angle, scale) pair present, batched over frames
     base = images.float().reshape(M, 1, 28, 28)
     seq_of = torch.arange(n)[:, None].expand(n, S).reshape(-1)
-    key = (idx[..., 0] * (S + 1) + s_code).reshape(-1)
+    key = ((persp[:, None] * S + idx[..., 0]) * (S + 1) + s_code).reshape(-1)
     order = torch.argsort(key, stable=True)
     uniq, counts = torch.unique_consecutive(key[order], return_counts=True)
     gray = torch.empty(n * S, 1, 28, 28)
     for k, pos in zip(uniq.tolist(), torch.split(order, counts.tolist())):
-        angle, sc = float(grids["rotation"][k // (S + 1)]), float(scale_values[k % (S + 1)])
+        angle, sc = float(grids["rotation"][(k // (S + 1)) % S]), float(scale_values[k % (S + 1)])
+        if k // (S + 1) >= S:  # a perspective frame (scale exactly 1)
+            gray[pos] = perspective_frames(base[pick[seq_of[pos]]], angle)
+            continue
         # v2 ``affine`` turns clockwise for positive angles (``rotate``: counter-clockwise): negate
         gray[pos] = F.affine(base[pick[seq_of[pos]]], angle=-angle, translate=[0.0, 0.0], scale=sc,
                              shear=[0.0, 0.0], interpolation=InterpolationMode.BILINEAR)
@@ -283,7 +340,8 @@ def mnist_sequences(images: Tensor, labels: Tensor, n: int, S: int = 18,
     hue = grids["color"][idx[..., 1]]
     scale = scale_values[s_code]
     latents = torch.stack([angle, hue, scale], -1).float()                       # (n, S, 3)
-    which = torch.tensor([{"rotation": 0, "color": 1, "scale": 2, "color+rotation": 0}[t] for t in names])
+    which = torch.tensor([{"rotation": 0, "color": 1, "scale": 2, "color+rotation": 0, "color+perspective": 0}[t]
+                          for t in names])
     ar = torch.arange(n)
     factor = latents[ar, :, which]                                               # (n, S)
     step = idx[ar, :, which]
