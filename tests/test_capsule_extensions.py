@@ -127,8 +127,29 @@ def test_the_chapter_models_are_the_toy_model_with_one_appendix_option():
     assert nc.capsule_pad >= nc.build_topography().unit_reach[1]  # C.2: no window leaves its padded capsule
     with pytest.raises(ValueError, match="section"):
         CFG.model("sideways")
-    # toy scale, the same on every profile (700 smoke steps were too few: causal CapCorr_x 0.70)
-    assert all(config_for("10_capsule_extensions", p) == CFG for p in ("smoke", "cpu", "paper"))
+    # toy scale, the same on every profile (700 smoke steps were too few: causal CapCorr_x 0.70); only C.1's
+    # MNIST section follows chapter 4's per-profile MNIST data and recipe
+    for p in ("smoke", "cpu", "paper"):
+        ch10 = config_for("10_capsule_extensions", p)
+        assert ch10.toy == CFG.toy and ch10.model("partial") == CFG.model("partial")
+        assert ch10.capsules.mnist == config_for("04_capsules", p).mnist
+
+
+@pytest.mark.parametrize("profile", ["smoke", "cpu", "paper"])
+def test_the_mnist_partial_roll_model_is_chapter_4s_tvae_with_half_size_capsules(profile):
+    """C.1 at MNIST scale: D = S/2 units rolled alpha = D/S per frame (one turn per period), twice the
+    capsules (same C*D units), everything else chapter 4's TVAE L = S/3; the control rolls whole units."""
+    cfg = config_for("10_capsule_extensions", profile)
+    cm = cfg.capsules.mnist
+    ch4 = cm.model("tvae", cm.L_of(1 / 3)).to_dict()
+    lin, whole = cfg.mnist_model(), cfg.mnist_model("integer")
+    assert (lin.capsule_dim, lin.n_caps * lin.capsule_dim, lin.roll, lin.alpha) == (cm.S // 2, cm.n_caps * cm.S,
+                                                                                   "linear", 0.5)
+    assert lin.alpha * cm.S == lin.capsule_dim
+    assert {k for k, v in lin.to_dict().items() if ch4.get(k) != v} == {"capsule_dim", "n_caps", "roll", "alpha"}
+    assert {k for k, v in whole.to_dict().items() if ch4.get(k) != v} == {"capsule_dim", "n_caps"}
+    with pytest.raises(ValueError, match="roll"):
+        cfg.mnist_model("fourier")
 
 
 def test_bump_sequences_defaults_are_unchanged_and_non_cyclic_motion_stays_off_the_edge():

@@ -43,7 +43,7 @@ def test_plan_lists_each_model_once_under_its_first_chapter(smoke_plan):
     keys = [(j.name, j.key) for j in smoke_plan]
     assert len(keys) == len(set(keys))
     assert {j.chapter for j in smoke_plan} == {"03_tvae_torus", "04_capsules", "05_tables", "06_invariant_graphs",
-                                               "07_invariant_rotation"}  # chapter 8 reuses chapter 4's models
+                                               "07_invariant_rotation", "10_capsule_extensions"}  # 8 reuses 4's
     for j in smoke_plan:
         assert j.key == cache_key(j.model, j.train, j.data_id) and j.steps >= 1
     two = plan.training_plan("smoke", chapters=["05_tables"], extra={"n_seeds": 2})

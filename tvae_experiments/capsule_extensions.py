@@ -36,6 +36,7 @@ from tvae_experiments.profiles import CapsuleExtensionsConfig
 __all__ = ["online_codes", "online_error", "with_config", "lattice_lines", "lattice_capcorr", "axis_of",
            "PoseScores", "rolled_traversal", "omega_shift", "partial_rolls", "circular_match", "roll_slope", "pearson", "offset_rolls",
            "CausalSection", "causal_section", "LatticeSection", "lattice_section", "PartialSection", "partial_section",
+           "PartialMnistSection", "partial_mnist_section", "partial_mnist_name",
            "NoncyclicSection", "noncyclic_section", "noncyclic_data"]
 
 
@@ -350,6 +351,73 @@ def partial_section(cfg: CapsuleExtensionsConfig, seed: int = 0) -> PartialSecti
                           {"capcorr": icc, "slope": islope, "observed": iobs, "match": match(iobs)},
                           {"capcorr": lcc, "slope": lslope}, match(obs),
                           {k: sum(u[k] for u in umatch) / cfg.n_inits for k in cc})
+
+
+@dataclass
+class PartialMnistSection:
+    """C.1 at MNIST scale: chapter 4's MNIST TVAE with capsules of ``D = S/2`` units rolled ``alpha`` per
+    frame (Eq 19), read by Eq 20 (Fourier phase shift) per transformation, beside the untrained model
+    and the same capsules trained with Eq 9's whole-unit roll."""
+
+    test: object
+    seconds: dict                 # "linear" | "integer" -> training seconds of the cached weights
+    alpha: float
+    capsule_dim: int
+    observed: Tensor              # (N,) ObservedRoll(t_Omega, t_0), units, of the Eq 19 model
+    shift: Tensor                 # (N,) frames from 0 to Omega
+    match: dict                   # model ("trained" | "untrained" | "integer") -> transformation -> circular_match
+    slope: dict                   # model -> transformation -> units rolled per frame (roll_slope)
+    capcorr: dict                 # model -> transformation -> Pearson(observed, shift)
+    direct_bce: dict              # "trained" | "integer" -> BCE of every frame from its own code, nats per image
+
+
+def partial_mnist_section(cfg: CapsuleExtensionsConfig, train, test, data_id: str, seed: int = 0,
+                          device: str = "auto") -> PartialMnistSection:
+    """Train (or load: cached like chapter 4's models) the MNIST TVAE of :meth:`CapsuleExtensionsConfig.mnist_model`
+    with Eq 19's partial roll and with Eq 9's whole-unit roll on ``train``; score both and ``cfg.n_inits``
+    untrained initialisations on ``test`` (chapter 4's MNIST sequences)."""
+    from tvae_core.models import build_model
+    from tvae_experiments.device import resolve_device
+    from tvae_experiments.train import fit
+
+    cm, a = cfg.capsules.mnist, cfg.partial_alpha
+    dev = resolve_device(device, verbose=False)
+    D = cfg.mnist_model().capsule_dim
+    models, seconds = {}, {}
+    for roll, key in (("linear", "trained"), ("integer", "integer")):
+        r = fit(cfg.mnist_model(roll), train.x, cm.train(seed), data_id=data_id, device=device,
+                name=partial_mnist_name(roll, seed))
+        models[key], seconds[roll] = r.model, r.seconds
+    for i in range(cfg.n_inits):
+        torch.manual_seed(seed + i)
+        models[f"untrained{i}"] = build_model(cfg.mnist_model()).to(dev).eval()
+    x = test.x.float().to(dev)
+    match, slope, capcorr, direct, obs0, shift0 = {}, {}, {}, {}, None, None
+    for key, model in models.items():
+        with torch.no_grad():
+            t = model.encode(x)
+            if not key.startswith("untrained"):
+                logits = model.decode(t)
+                direct[key] = float(torch.nn.functional.binary_cross_entropy_with_logits(
+                    logits, x, reduction="none").sum(-1).mean())
+        obs, shift = partial_rolls(t.cpu(), test, D, a, "fourier")
+        if key == "trained":
+            obs0, shift0 = obs, shift
+        per = {name: test.transform == k for k, name in enumerate(test.transforms)}
+        match[key] = {n: circular_match(obs[m], shift[m], a, D) for n, m in per.items()}
+        slope[key] = {n: roll_slope(obs[m], shift[m]) for n, m in per.items()}
+        capcorr[key] = {n: pearson(obs[m], shift[m]) for n, m in per.items()}
+    inits = [k for k in models if k.startswith("untrained")]
+    for table in (match, slope, capcorr):
+        table["untrained"] = {n: sum(table[k][n] for k in inits) / len(inits) for n in table["trained"]}
+        for k in inits:
+            del table[k]
+    return PartialMnistSection(test, seconds, a, D, obs0, shift0, match, slope, capcorr, direct)
+
+
+def partial_mnist_name(roll: str, seed: int) -> str:
+    """Cache-file prefix of C.1's MNIST models, e.g. ``caps-mnist-partial-linear-s0``."""
+    return f"caps-mnist-partial-{roll}-s{seed}"
 
 
 @dataclass

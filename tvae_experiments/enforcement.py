@@ -106,6 +106,12 @@ NOT_ENFORCED: dict[str, dict[str, dict[str, str]]] = {
                     "scale a 100-sequence importance-sampling estimate is noisier than some of the paper's gaps "
                     "(4.1 nats TVAE WN vs PGD, 3.5 VAE none vs WN); enforced on paper",
                     "table3_wn_loglik_above_pgd", "table3_vae_loglik_best_without_norm"),
+            "table3_tvae_needs_normalisation": (
+                "not reproduced on the cpu recipe, by either measure: the TVAE L=5/36 S without normalisation "
+                "organises as well as with WN or PGD (seed 0: centred E_eq 11,973 vs 11,946 WN / 12,045 PGD; held-out "
+                "traversal BCE 464.8 vs 449.5 / 462.3, untrained 1,632). The cpu recipe differs from the paper's "
+                "where it matters: Adam instead of SGD, and the decoder's input standardised (decoder_norm, itself "
+                "a normalisation); enforced on paper, whose recipe is the paper's"),
         },
     },
     "06_invariant_graphs": {

@@ -34,7 +34,7 @@ CHAPTER8_VARIANTS = {"TVAE": ("tvae", 1 / 3), "VAE": ("vae", 0)}
 """Chapter 8 reuses two of chapter 4's models (same cache entries)."""
 
 PLANNED = ("03_tvae_torus", "04_capsules", "05_tables", "06_invariant_graphs", "07_invariant_rotation",
-           "08_capsule_invariants")
+           "08_capsule_invariants", "10_capsule_extensions")
 """Chapters that train (or load) cached models; the others train nothing."""
 
 
@@ -196,6 +196,14 @@ def _raw_jobs(chapter: str, profile: str, seed: int, data_dir: str | None, extra
         for kind, transform in COMBINED_KINDS.items():
             yield (chapter, variant_name(cm, "tvae", L, s0, data=transform.replace("+", "-")), cm.model("tvae", L),
                    cm.train(s0), DataSpec(kind, cfg.capsules, data_dir, seed), kind)
+    elif chapter == "10_capsule_extensions":  # C.1 at MNIST scale (the toy models always train, in seconds)
+        from tvae_experiments.capsule_extensions import partial_mnist_name
+
+        cfg = config_for(chapter, profile)
+        spec = DataSpec("capsules", cfg.capsules, data_dir, seed)
+        for roll in ("linear", "integer"):
+            yield (chapter, partial_mnist_name(roll, seed), cfg.mnist_model(roll), cfg.capsules.mnist.train(seed), spec,
+                   "mnist")
     elif chapter == "06_invariant_graphs":
         cfg = config_for(chapter, profile)
         yield (chapter, f"graphvae-{cfg.source}-s{seed}", cfg.model(), cfg.train(seed),

@@ -349,6 +349,9 @@ class CapsuleExtensionsConfig:
     capcorr_min: float = 0.9           # CapCorr of a learned capsule (Table 2: 1.0 for the TVAE L=S/3)
     online_tol: float = 1e-5           # C.4 known answer: |t_l(frames 0..l) - t_l(all frames)| / max|t|
     n_inits: int = 3                   # untrained initialisations a control's CapCorr is averaged over
+    capsules: CapsulesConfig = CapsulesConfig()  # C.1 at MNIST scale: chapter 4's MNIST data and recipe (per profile)
+    mnist_partial_frac: float = 1 / 3  # ... its TVAE L = S/3 (chapter 4's), capsules of D = S/2 units rolled alpha
+                                       # = partial_alpha per frame (partial_alpha * S = D: one period per capsule)
 
     def model(self, section: str):
         """The :class:`~tvae_core.models.AppendixModelConfig` of one section: ``"forward"`` (chapter 4's
@@ -375,6 +378,21 @@ class CapsuleExtensionsConfig:
                            L=self.noncyclic_L),
         }[section]
         return AppendixModelConfig(**{**base, **changes})
+
+    def mnist_model(self, roll: str = "linear"):
+        """C.1 at MNIST scale: chapter 4's MNIST TVAE (:meth:`CapsuleDataConfig.model`, ``L = S/3``) with
+        capsules of ``D = S/2`` units, twice as many (the same ``C * D`` units), and Eq 19's linear partial
+        roll by ``alpha`` (``roll="linear"``), or Eq 9's whole-unit roll on the same capsules
+        (``roll="integer"``: the control that asks one unit per frame of ``D = S/2`` units)."""
+        from tvae_core.models import AppendixModelConfig
+
+        check_choice("roll", roll, ("linear", "integer"))
+        cm = self.capsules.mnist
+        D = round(self.partial_alpha * cm.S)
+        base = dataclasses.asdict(cm.model("tvae", cm.L_of(self.mnist_partial_frac)))
+        alpha = self.partial_alpha if roll == "linear" else 1.0
+        return AppendixModelConfig(**{**base, "capsule_dim": D, "n_caps": cm.n_caps * cm.S // D, "roll": roll,
+                                      "alpha": alpha})
 
 
 EXTENSION_MODELS = ("forward", "causal", "lattice", "partial", "partial_integer", "noncyclic", "cyclic")
@@ -436,6 +454,9 @@ PROFILE_OVERRIDES["08_capsule_invariants"] = {p: dict(capsules=CapsulesConfig(**
 # Chapter 10: toy scale, the same on every profile (each model trains in seconds on a CPU).  Smoke with 700 steps
 # per model was tried (2026-12-02, seed 0): causal CapCorr_x 0.70 < 0.9, so smoke keeps chapter 4's 1,500 steps.
 EXPERIMENTS["10_capsule_extensions"] = CapsuleExtensionsConfig
+# ... except C.1 at MNIST scale, which uses chapter 4's per-profile MNIST data and recipe.
+PROFILE_OVERRIDES["10_capsule_extensions"] = {p: dict(capsules=CapsulesConfig(**PROFILE_OVERRIDES["04_capsules"][p]))
+                                              for p in ("smoke", "paper")}
 
 
 @dataclass(frozen=True)
