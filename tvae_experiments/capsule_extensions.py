@@ -365,17 +365,20 @@ class PartialMnistSection:
     capsule_dim: int
     observed: Tensor              # (N,) ObservedRoll(t_Omega, t_0), units, of the Eq 19 model
     shift: Tensor                 # (N,) frames from 0 to Omega
-    match: dict                   # model ("trained" | "untrained" | "integer") -> transformation -> circular_match
+    match: dict                   # model ("trained" | "untrained" | "integer" | "reference") -> transformation ->
+                                  # circular_match ("reference": chapter 4's TVAE, D = S, read at alpha = 1)
     slope: dict                   # model -> transformation -> units rolled per frame (roll_slope)
     capcorr: dict                 # model -> transformation -> Pearson(observed, shift)
     direct_bce: dict              # "trained" | "integer" -> BCE of every frame from its own code, nats per image
 
 
 def partial_mnist_section(cfg: CapsuleExtensionsConfig, train, test, data_id: str, seed: int = 0,
-                          device: str = "auto") -> PartialMnistSection:
+                          device: str = "auto", reference=None) -> PartialMnistSection:
     """Train (or load: cached like chapter 4's models) the MNIST TVAE of :meth:`CapsuleExtensionsConfig.mnist_model`
     with Eq 19's partial roll and with Eq 9's whole-unit roll on ``train``; score both and ``cfg.n_inits``
-    untrained initialisations on ``test`` (chapter 4's MNIST sequences)."""
+    untrained initialisations on ``test`` (chapter 4's MNIST sequences).  ``reference``: a model with
+    capsules of ``D = S`` units (chapter 4's TVAE), scored the same way at ``alpha = 1`` -- what the
+    measure gives at this scale without C.1."""
     from tvae_core.models import build_model
     from tvae_experiments.device import resolve_device
     from tvae_experiments.train import fit
@@ -412,6 +415,13 @@ def partial_mnist_section(cfg: CapsuleExtensionsConfig, train, test, data_id: st
         table["untrained"] = {n: sum(table[k][n] for k in inits) / len(inits) for n in table["trained"]}
         for k in inits:
             del table[k]
+    if reference is not None:
+        with torch.no_grad():
+            obs, shift = partial_rolls(reference.encode(x).cpu(), test, reference.capsule_dim, 1.0, "fourier")
+        per = {name: test.transform == k for k, name in enumerate(test.transforms)}
+        match["reference"] = {n: circular_match(obs[m], shift[m], 1.0, reference.capsule_dim) for n, m in per.items()}
+        slope["reference"] = {n: roll_slope(obs[m], shift[m]) for n, m in per.items()}
+        capcorr["reference"] = {n: pearson(obs[m], shift[m]) for n, m in per.items()}
     return PartialMnistSection(test, seconds, a, D, obs0, shift0, match, slope, capcorr, direct)
 
 
