@@ -48,12 +48,15 @@ def test_plan_lists_each_model_once_under_its_first_chapter(smoke_plan):
         assert j.key == cache_key(j.model, j.train, j.data_id) and j.steps >= 1
     two = plan.training_plan("smoke", chapters=["05_tables"], extra={"n_seeds": 2})
     # Tables 1-2's 5 + 6 rows and Table 3's 4 models that are not Table 1's (PGD TVAE and VAE, WN VAE, plain TVAE)
-    assert {j.name.rsplit("-", 1)[1] for j in two} == {"s0", "s1"} and len(two) == 2 * (11 + 4)
+    # and Figs 18-19's two models (first seed only)
+    assert {j.name.rsplit("-", 1)[1] for j in two} == {"s0", "s1"} and len(two) == 2 * (11 + 4) + 2
+    assert {j.name for j in two if "color" in j.name} == {"caps-mnist-color-rotation-tvae-L6.5-s0",
+                                                          "caps-mnist-color-perspective-tvae-L6.5-s0"}
     assert {j.name for j in two if "-pgd-" in j.name or "-wn-" in j.name or "-none-" in j.name} == {
         f"caps-mnist-{m}-s{s}" for m in ("tvae-L2.5-pgd", "tvae-L2.5-none", "vae-L0-pgd", "vae-L0-wn") for s in (0, 1)}
     # chapter 5's rows="all": every row of the appendix Tables 4-5 (9 MNIST + 12 dSprites), as the paper profile
     every = plan.training_plan("smoke", chapters=["05_tables"], extra={"n_seeds": 1, "rows": "all"})
-    assert len(every) == 9 + 12 + 4 and {j.name for j in two if j.name.endswith("s0")} < {j.name for j in every}
+    assert len(every) == 9 + 12 + 4 + 2 and {j.name for j in two if j.name.endswith("s0")} < {j.name for j in every}
     assert "caps-mnist-tvae-L6.5-s0" in {j.name for j in every} and "caps-dsprites-bubble-L4-s0" in {j.name for j in every}
     paper = tables_config("paper")
     assert (paper.mnist_rows, paper.dsprites_rows) == (TABLE4_MNIST_ROWS, TABLE5_DSPRITES_ROWS)
