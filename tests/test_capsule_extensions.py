@@ -150,6 +150,25 @@ def test_the_mnist_partial_roll_model_is_chapter_4s_tvae_with_half_size_capsules
     assert {k for k, v in whole.to_dict().items() if ch4.get(k) != v} == {"capsule_dim", "n_caps"}
     with pytest.raises(ValueError, match="roll"):
         cfg.mnist_model("fourier")
+    # C.3 at MNIST scale: one S x S lattice per capsule (a period is one turn along either axis)
+    lat = cfg.mnist_lattice_model()
+    assert (lat.topography, lat.capsule_dim) == ("temporal2d", cm.S ** 2)
+    assert lat.n_caps == max(1, cm.n_caps * cm.S // cm.S ** 2)
+    assert {k for k, v in lat.to_dict().items() if ch4.get(k) != v} <= {"topography", "capsule_dim", "n_caps"}
+    assert lat.build_topography().side == cm.S
+
+
+def test_chapter_10_plans_its_three_mnist_models_on_their_data():
+    from tvae_experiments import plan
+
+    jobs = plan.training_plan("smoke", chapters=["10_capsule_extensions"])
+    assert sorted(j.name for j in jobs) == ["caps-mnist-lattice-s0", "caps-mnist-partial-integer-s0",
+                                            "caps-mnist-partial-linear-s0"]
+    kinds = {j.name: (j.data.kind, j.part) for j in jobs}
+    assert kinds["caps-mnist-lattice-s0"] == ("rotation+color", "rotation+color")
+    assert kinds["caps-mnist-partial-linear-s0"] == ("capsules", "mnist")
+    lattice = next(j for j in jobs if "lattice" in j.name)
+    assert "rotation/color" in lattice.data_id  # its own rotation-and-colour sequences
 
 
 def test_bump_sequences_defaults_are_unchanged_and_non_cyclic_motion_stays_off_the_edge():

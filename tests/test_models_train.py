@@ -52,10 +52,11 @@ def _row_norms(model):
     return torch.cat([m.weight.norm(dim=1) for m in model.modules() if isinstance(m, torch.nn.Linear)])
 
 
-def test_pgd_keeps_every_row_on_the_unit_sphere_through_training(digits):
-    """A.8's projected gradient descent: rows ||w_i|| = 1 when built and after every fit() step (the
-    projection is the training loop's job: without it an Adam step moves the norms off 1)."""
+def test_pgd_keeps_every_row_on_the_unit_sphere_through_training(digits, monkeypatch):
+    """A.8's projected gradient descent: rows ||w_i|| = 1 when built and after every fit() step; the
+    projection is the training loop's job: with it switched off the same steps move the norms off 1."""
     from tvae_core.models import ProjectedLinear, project_weights_
+    from tvae_experiments import train as train_module
 
     cfg = ModelConfig(kind="tvae", weight_norm=False, pgd=True, **SMALL)
     m = build_model(cfg)
@@ -64,16 +65,12 @@ def test_pgd_keeps_every_row_on_the_unit_sphere_through_training(digits):
     tc = TrainConfig(steps=5, batch_size=32, optimizer="adam", lr=1e-2)
     trained = fit(cfg, digits.train_x, tc, use_cache=False, progress=False).model
     torch.testing.assert_close(_row_norms(trained), torch.ones(len(_row_norms(trained))))
-    plain = fit(ModelConfig(kind="tvae", weight_norm=False, **SMALL), digits.train_x, tc, use_cache=False,
-                progress=False).model
-    assert (_row_norms(plain) - 1).abs().max() > 0.1  # the constraint is PGD's, not a property of the data
-    assert project_weights_(plain) == 0
-    # the same step without the projection leaves the sphere: the projection is what holds it there
-    with torch.no_grad():
-        lin = next(x for x in trained.modules() if isinstance(x, ProjectedLinear))
-        lin.weight.mul_(3.0)
-    assert project_weights_(trained) == 6
-    torch.testing.assert_close(_row_norms(trained), torch.ones(len(_row_norms(trained))))
+    monkeypatch.setattr(train_module, "project_weights_", lambda model: 0)  # the loop without its projection
+    drifted = fit(cfg, digits.train_x, tc, use_cache=False, progress=False).model
+    assert (_row_norms(drifted) - 1).abs().max() > 1e-3
+    assert project_weights_(drifted) == 6
+    torch.testing.assert_close(_row_norms(drifted), torch.ones(len(_row_norms(drifted))))
+    assert project_weights_(build_model(ModelConfig(kind="tvae", weight_norm=False, **SMALL))) == 0
 
 
 def test_pgd_and_weight_norm_exclude_each_other_and_pgd_off_keeps_old_keys():

@@ -338,6 +338,22 @@ def test_perspective_known_views_and_foreshortening(digits):
     np.testing.assert_allclose((h[:2] / h[2]).numpy(), d * P[:2] / P[2], rtol=1e-12)
 
 
+def test_perspective_refuses_edge_on_views_and_bad_distances(digits):
+    from tvae_experiments.data.sequences import perspective_frames, perspective_homography
+
+    with pytest.raises(ValueError, match="edge-on"):
+        perspective_homography(90.0)
+    with pytest.raises(ValueError, match="distance"):
+        perspective_homography(30.0, distance=-5.0)
+    with pytest.raises(ValueError, match="S=12"):
+        mnist_sequences(*digits, 2, S=12, transforms=("color+perspective",))
+    # a camera close to the plane: rays meeting the plane behind it are masked (read 0), never garbage
+    x = torch.ones(1, 1, 28, 28)
+    near = perspective_frames(x, 60.0, distance=10.0)
+    assert torch.isfinite(near).all() and near.min() >= 0 and near.max() <= 1 + 1e-6
+    assert (near == 0).any() and (near > 0.5).any()
+
+
 def test_mnist_color_and_perspective_sequences(digits):
     c = mnist_sequences(*digits, 6, seed=3, transforms=("color+perspective",))
     assert c.transforms == ("color+perspective",) and c.x.shape == (6, S, 2352)

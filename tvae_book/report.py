@@ -70,6 +70,8 @@ PAPER_ITEMS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
                      ("*_traversal_*", "*_controls_fail_traversal", "*_not_collapsed",
                       "untrained_S/2_looks_equivariant"))),
     "05_tables": (("Fig 5: CapCorr against L", ("fig5_*",)),
+                  ("Table 3: weight normalisation vs projected gradient descent (A.8)", ("table3_*",)),
+                  ("Figs 18-19: colour with rotation, colour with perspective", ("fig18_*", "fig19_*")),
                   ("Table 1: MNIST (E_eq, log-likelihood)", ("mnist_*", "loglik_*")),
                   ("Table 2: dSprites (E_eq, CapCorr)", ("dsprites_*", "capcorr_*"))),
     "06_invariant_graphs": (("Prop 1-2: sorting is an isometric cross-section", ("sort_*", "sorted_*")),
@@ -81,7 +83,9 @@ PAPER_ITEMS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
                               ("Fig 8: a CNN trained with rotation augmentation", ("cnn_*",))),
     "08_capsule_invariants": (("invariant views of TVAE capsules (no figure of either paper)", ("*",)),),
     "10_capsule_extensions": (("Eq 22: causal temporal coherence (C.4, toy scale)", ("causal_*",)),
+                              ("Eq 21: two-dimensional capsules (C.3, MNIST)", ("lattice_mnist_*",)),
                               ("Eq 21: two-dimensional capsules (C.3, toy scale)", ("lattice_*",)),
+                              ("Eq 19-20: partial roll (C.1, MNIST)", ("partial_mnist_*",)),
                               ("Eq 19-20: partial roll (C.1, toy scale)", ("partial_*",))),
 }
 """Per chapter, the paper items (figure, table, equation) its claims support: ``(label, globs)``

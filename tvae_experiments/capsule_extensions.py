@@ -30,12 +30,14 @@ from torch import Tensor
 from tvae_core.checks import check_capsules, check_choice, check_int
 from tvae_core.metrics import capsule_roll, held_out_frames, partial_capsule_roll
 from tvae_core.roll import LATTICE_AXES, pad_sequence_ends, roll2d
+from tvae_experiments.capsule_views import encode_sequences
 from tvae_experiments.capsules import ToyCapsules, fit_toy, learn_toy, sample_codes, toy_data, untrained_toy
+from tvae_experiments.train import as_float
 from tvae_experiments.profiles import CapsuleExtensionsConfig
 
 __all__ = ["online_codes", "online_error", "with_config", "lattice_lines", "lattice_capcorr", "axis_of",
            "PoseScores", "rolled_traversal", "omega_shift", "partial_rolls", "circular_match", "roll_slope", "pearson", "offset_rolls",
-           "CausalSection", "causal_section", "LatticeSection", "lattice_section", "PartialSection", "partial_section",
+           "CausalSection", "causal_section", "LatticeSection", "lattice_section", "score_lattice", "lattice_mnist_section", "PartialSection", "partial_section",
            "PartialMnistSection", "partial_mnist_section", "partial_mnist_name",
            "NoncyclicSection", "noncyclic_section", "noncyclic_data"]
 
@@ -124,9 +126,10 @@ def rolled_traversal(model, test, roll_fn: Callable[[Tensor, Tensor, Tensor], Te
     ``(N, S, n)``, the shifts ``(S,)`` and the transformation index per sequence ``(N,)``; e.g. a 2-D
     capsule's roll along the axis of each sequence's transformation.  -> ``{name: PoseScores}``."""
     check_int("n_samples", n_samples, minimum=1)
-    x = test.x.float()
+    dev = next(model.parameters()).device
+    x = test.x.float().to(dev)
     N, S, _ = x.shape
-    g = torch.Generator().manual_seed(int(seed))
+    g = torch.Generator(device=dev).manual_seed(int(seed))
     shifts = torch.arange(S)
     opposite = (shifts + S // 2) % S
     acc = torch.zeros(N, 2, S, dtype=torch.float64)
@@ -134,7 +137,7 @@ def rolled_traversal(model, test, roll_fn: Callable[[Tensor, Tensor, Tensor], Te
         t = sample_codes(model, x, g)  # (N, S, n)
         logits = model.decode(roll_fn(t[:, :1].expand_as(t), shifts, test.transform))
         bce = lambda y: torch.nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none").sum(-1)
-        acc += torch.stack([bce(x), bce(x[:, opposite])], 1).double()
+        acc += torch.stack([bce(x), bce(x[:, opposite.to(dev)])], 1).double().cpu()
     per = (acc / n_samples)[:, :, held_out].mean(-1)  # (N, 2)
     out = {}
     for k, name in enumerate(test.transforms):
@@ -269,26 +272,48 @@ class LatticeSection:
 def lattice_section(cfg: CapsuleExtensionsConfig, seed: int = 0) -> LatticeSection:
     """Train the toy TVAE with 2-D capsules (Eq 21, one lattice cell per pixel of the torus)."""
     mcfg = cfg.model("lattice")
-    side = cfg.toy.S
     train, test = toy_data(cfg.toy, seed)
     r = fit_toy(cfg.toy, seed, model=mcfg, train=train, name="toy-lattice")
-    x = test.x.float()
-    with torch.no_grad():
-        t = r.model.encode(x)
-        cc = lattice_capcorr(t, test, side)
-        controls = [lattice_capcorr(untrained_toy(mcfg, i).encode(x), test, side)
-                    for i in range(seed, seed + cfg.n_inits)]
-    ucc = {k: tuple(sum(c[k][a] for c in controls) / cfg.n_inits for a in LATTICE_AXES) for k in cc}
+    controls = [untrained_toy(mcfg, i) for i in range(seed, seed + cfg.n_inits)]
+    return score_lattice(r.model, r.seconds, controls, test, cfg.toy.S, seed)
+
+
+def score_lattice(model, seconds: float, controls, test, side: int, seed: int = 0) -> LatticeSection:
+    """CapCorr along each lattice axis of ``model`` and of its untrained ``controls`` (averaged), the
+    axis each transformation takes, and the traversal rolled along it (``controls[0]``'s too) on ``test``."""
+    t = encode_sequences(model, test.x)  # (N, S, C*side^2), batched on the model's device
+    cc = lattice_capcorr(t, test, side)
+    ccs = [lattice_capcorr(encode_sequences(c, test.x), test, side) for c in controls]
+    ucc = {k: tuple(sum(c[k][a] for c in ccs) / len(ccs) for a in LATTICE_AXES) for k in cc}
     axis = axis_of(cc)
     axes = torch.tensor([axis[name] for name in test.transforms])
 
     def along(t0: Tensor, shifts: Tensor, transform: Tensor) -> Tensor:
-        return roll2d(t0, shifts[None, :], side, axes[transform][:, None])
+        return roll2d(t0, shifts[None, :].to(t0.device), side, axes[transform][:, None].to(t0.device))
 
-    held = held_out_frames(cfg.toy.S, mcfg.L)
-    return LatticeSection(r.model, test, r.seconds, side, cc, ucc, axis,
-                          rolled_traversal(r.model, test, along, held, seed=seed),
-                          rolled_traversal(untrained_toy(mcfg, seed), test, along, held, seed=seed), t)
+    held = held_out_frames(test.x.shape[1], model.L)
+    return LatticeSection(model, test, seconds, side, cc, ucc, axis,
+                          rolled_traversal(model, test, along, held, seed=seed),
+                          rolled_traversal(controls[0], test, along, held, seed=seed), t)
+
+
+def lattice_mnist_section(cfg: CapsuleExtensionsConfig, train, test, data_id: str, seed: int = 0,
+                          device: str = "auto") -> LatticeSection:
+    """C.3 at MNIST scale: train (or load, cached) :meth:`CapsuleExtensionsConfig.mnist_lattice_model` on
+    ``train`` (rotation and colour sequences) and score it as the toy (:func:`score_lattice`) on ``test``."""
+    from tvae_core.models import build_model
+    from tvae_experiments.device import resolve_device
+    from tvae_experiments.train import fit
+
+    mcfg = cfg.mnist_lattice_model()
+    r = fit(mcfg, train.x, cfg.capsules.mnist.train(seed), data_id=data_id, device=device,
+            name=f"caps-mnist-lattice-s{seed}")
+    dev = resolve_device(device, verbose=False)
+    controls = []
+    for i in range(seed, seed + cfg.n_inits):
+        torch.manual_seed(i)
+        controls.append(build_model(mcfg).to(dev).eval())
+    return score_lattice(r.model, r.seconds, controls, test, cfg.capsules.mnist.S, seed)
 
 
 @dataclass
@@ -394,20 +419,19 @@ def partial_mnist_section(cfg: CapsuleExtensionsConfig, train, test, data_id: st
     for i in range(cfg.n_inits):
         torch.manual_seed(seed + i)
         models[f"untrained{i}"] = build_model(cfg.mnist_model()).to(dev).eval()
-    x = test.x.float().to(dev)
+    if reference is not None:
+        models["reference"] = reference
+    per = {name: test.transform == k for k, name in enumerate(test.transforms)}
     match, slope, capcorr, direct, obs0, shift0 = {}, {}, {}, {}, None, None
     for key, model in models.items():
-        with torch.no_grad():
-            t = model.encode(x)
-            if not key.startswith("untrained"):
-                logits = model.decode(t)
-                direct[key] = float(torch.nn.functional.binary_cross_entropy_with_logits(
-                    logits, x, reduction="none").sum(-1).mean())
-        obs, shift = partial_rolls(t.cpu(), test, D, a, "fourier")
+        t = encode_sequences(model, test.x)  # (N, S, n), batched on the model's device
+        if key in ("trained", "integer"):
+            direct[key] = _direct_bce(model, t, test.x)
+        cap, alpha = (reference.capsule_dim, 1.0) if key == "reference" else (D, a)
+        obs, shift = partial_rolls(t, test, cap, alpha, "fourier")
         if key == "trained":
             obs0, shift0 = obs, shift
-        per = {name: test.transform == k for k, name in enumerate(test.transforms)}
-        match[key] = {n: circular_match(obs[m], shift[m], a, D) for n, m in per.items()}
+        match[key] = {n: circular_match(obs[m], shift[m], alpha, cap) for n, m in per.items()}
         slope[key] = {n: roll_slope(obs[m], shift[m]) for n, m in per.items()}
         capcorr[key] = {n: pearson(obs[m], shift[m]) for n, m in per.items()}
     inits = [k for k in models if k.startswith("untrained")]
@@ -415,14 +439,19 @@ def partial_mnist_section(cfg: CapsuleExtensionsConfig, train, test, data_id: st
         table["untrained"] = {n: sum(table[k][n] for k in inits) / len(inits) for n in table["trained"]}
         for k in inits:
             del table[k]
-    if reference is not None:
-        with torch.no_grad():
-            obs, shift = partial_rolls(reference.encode(x).cpu(), test, reference.capsule_dim, 1.0, "fourier")
-        per = {name: test.transform == k for k, name in enumerate(test.transforms)}
-        match["reference"] = {n: circular_match(obs[m], shift[m], 1.0, reference.capsule_dim) for n, m in per.items()}
-        slope["reference"] = {n: roll_slope(obs[m], shift[m]) for n, m in per.items()}
-        capcorr["reference"] = {n: pearson(obs[m], shift[m]) for n, m in per.items()}
     return PartialMnistSection(test, seconds, a, D, obs0, shift0, match, slope, capcorr, direct)
+
+
+@torch.no_grad()
+def _direct_bce(model, t: Tensor, x: Tensor, batch_size: int = 64) -> float:
+    """Mean BCE of every frame of ``x: (N, S, P)`` decoded from its own code ``t: (N, S, n)``, nats per image."""
+    dev = next(model.parameters()).device
+    total = 0.0
+    for i in range(0, len(x), batch_size):
+        logits = model.decode(t[i:i + batch_size].to(dev))
+        total += float(torch.nn.functional.binary_cross_entropy_with_logits(
+            logits, as_float(x[i:i + batch_size].to(dev)), reduction="none").sum())
+    return total / (x.shape[0] * x.shape[1])
 
 
 def partial_mnist_name(roll: str, seed: int) -> str:

@@ -36,7 +36,7 @@ from tvae_experiments.train import FitResult, as_float, evaluate, fit
 __all__ = ["variant_name", "train_variant", "untrained_variant", "CapsuleModel", "capsule_models", "score_models", "CapsuleScores",
            "evaluate_capsules", "variant_label", "PAPER_TABLE1", "PAPER_TABLE2", "PAPER_TABLE3",
            "NORM_LABELS", "PAPER_FIG5", "frac_key",
-           "CapsuleData", "capsule_data", "combined_data", "COMBINED_TRANSFORMS", "capcorr_per_transform", "TraversalScores", "DECODE_RULES", "FAIR_DECODE",
+           "CapsuleData", "capsule_data", "combined_data", "COMBINED_TRANSFORMS", "mnist_transform_data", "sequence_data_id", "capcorr_per_transform", "TraversalScores", "DECODE_RULES", "FAIR_DECODE",
            "centre_capsules", "sample_codes", "traversal_scores", "ToyCapsules", "learn_toy", "toy_data", "fit_toy",
            "untrained_toy", "appendix_d_picks", "TraversalSheet", "traversal_sheet"]
 
@@ -487,10 +487,15 @@ class CapsuleData:
     seed: int = 0
 
     def data_id(self, train) -> str:
-        """Cache-key identity of a training set: source, size, data seed, and the combined
-        transformation when there is one (Fig 1)."""
-        combined = "|color+rotation" if tuple(train.transforms) == ("color+rotation",) else ""
-        return f"{train.source}|n={len(train.x)}|seed={self.seed}{combined}"
+        """:func:`sequence_data_id` of a training set built with this data's seed."""
+        return sequence_data_id(train, self.seed)
+
+
+def sequence_data_id(train, seed: int) -> str:
+    """Cache-key identity of a training set of sequences: source, size, data seed, and the combined
+    transformation when there is one (Fig 1)."""
+    combined = "|color+rotation" if tuple(train.transforms) == ("color+rotation",) else ""
+    return f"{train.source}|n={len(train.x)}|seed={seed}{combined}"
 
 
 def capsule_data(cm: CapsuleDataConfig, cd: CapsuleDataConfig, data_dir=None, seed: int = 0) -> CapsuleData:
@@ -517,20 +522,26 @@ COMBINED_TRANSFORMS = ("color+rotation", "color+perspective")
 
 
 def combined_data(cm: CapsuleDataConfig, data_dir=None, seed: int = 0, transform: str = "color+rotation"):
-    """MNIST sequences that change colour and a second factor together, ``(train, test)``, seeded as
-    :func:`capsule_data` (train ``uint8`` when large, test cut in a dry run): ``transform``
+    """MNIST sequences that change colour and a second factor together, ``(train, test)``: ``transform``
     ``"color+rotation"`` (Fig 1, Fig 18) or ``"color+perspective"`` (Fig 19,
-    :func:`~tvae_experiments.data.sequences.perspective_frames`)."""
+    :func:`~tvae_experiments.data.sequences.perspective_frames`); :func:`mnist_transform_data`."""
+    check_choice("transform", transform, COMBINED_TRANSFORMS)
+    return mnist_transform_data(cm, (transform,), data_dir, seed)
+
+
+def mnist_transform_data(cm: CapsuleDataConfig, transforms: tuple[str, ...], data_dir=None, seed: int = 0):
+    """MNIST sequences of the given transformations (e.g. ``("rotation", "color")`` for chapter 10's 2-D
+    capsules), ``(train, test)``, seeded as :func:`capsule_data` (train ``uint8`` when large, test cut in
+    a dry run)."""
     from tvae_experiments.data.mnist import mnist
     from tvae_experiments.data.sequences import mnist_sequences
     from tvae_experiments.dry_run import test_size
 
-    check_choice("transform", transform, COMBINED_TRANSFORMS)
     digits = mnist(data_dir, seed=seed, verbose=False)
-    ctrain = mnist_sequences(digits.train_x, digits.train_y, cm.n_train, S=cm.S, seed=seed, transforms=(transform,),
+    ctrain = mnist_sequences(digits.train_x, digits.train_y, cm.n_train, S=cm.S, seed=seed, transforms=transforms,
                              uint8=cm.n_train > UINT8_ABOVE)
     ctest = mnist_sequences(digits.test_x, digits.test_y, test_size(cm.n_test), S=cm.S, seed=seed + 1,
-                            transforms=(transform,))
+                            transforms=transforms)
     return ctrain, ctest
 
 

@@ -43,7 +43,7 @@ class DataSpec:
     """How to build a job's training data: ``kind`` and what sizes it (hashable, picklable)."""
 
     kind: str            # "mnist" (ch 3, 7) | "capsules" (ch 4, 5, 8) | "combined" (Fig 1, 18) | "perspective"
-                         # (Fig 19) | "molecules" (ch 6)
+                         # (Fig 19) | "rotation+color" (ch 10's 2-D capsules) | "molecules" (ch 6)
     cfg: Any             # the chapter config whose fields size the data
     data_dir: str | None
     seed: int            # the data seed (the chapter's base seed)
@@ -67,12 +67,11 @@ def _load(spec: DataSpec) -> dict[str, tuple[tuple, str]]:
         d = capsule_data(cm, cd, spec.data_dir, spec.seed)
         return {"mnist": ((d.mnist_train.x,), d.data_id(d.mnist_train)),
                 "dsprites": ((d.dsprites_train.x,), d.data_id(d.dsprites_train))}
-    if spec.kind in COMBINED_KINDS:
-        from tvae_experiments.capsules import CapsuleData, combined_data
+    if spec.kind in MNIST_KINDS:
+        from tvae_experiments.capsules import mnist_transform_data, sequence_data_id
 
-        ctrain, _ = combined_data(spec.cfg.mnist, spec.data_dir, spec.seed, COMBINED_KINDS[spec.kind])
-        ident = CapsuleData(None, None, None, None, spec.seed).data_id(ctrain)
-        return {spec.kind: ((ctrain.x,), ident)}
+        ctrain, _ = mnist_transform_data(spec.cfg.mnist, MNIST_KINDS[spec.kind], spec.data_dir, spec.seed)
+        return {spec.kind: ((ctrain.x,), sequence_data_id(ctrain, spec.seed))}
     if spec.kind == "molecules":
         from tvae_experiments.data.molecules import load_molecules
         from tvae_experiments.graphvae import graph_data_id
@@ -81,12 +80,15 @@ def _load(spec: DataSpec) -> dict[str, tuple[tuple, str]]:
         train, _ = load_molecules(cfg.source, cfg.n_max, spec.data_dir, limit=cfg.n_molecules).split(cfg.test_frac,
                                                                                                     spec.seed)
         return {"graphs": ((train.X, train.E), graph_data_id(train.fingerprint()))}
-    raise ValueError(f"DataSpec.kind={spec.kind!r} is not one of 'mnist', 'capsules', 'combined', 'perspective', "
-                     f"'molecules'")
+    raise ValueError(f"DataSpec.kind={spec.kind!r} is not one of 'mnist', 'capsules', "
+                     f"{', '.join(map(repr, MNIST_KINDS))}, 'molecules'")
 
 
 COMBINED_KINDS = {"combined": "color+rotation", "perspective": "color+perspective"}
 """DataSpec kinds of the combined MNIST sequences (Fig 1, 18 / Fig 19) -> their transform."""
+MNIST_KINDS = {**{k: (t,) for k, t in COMBINED_KINDS.items()}, "rotation+color": ("rotation", "color")}
+"""DataSpec kinds of MNIST sequences other than chapter 4's -> their transformations (chapter 10's 2-D
+capsules: rotation and colour sequences)."""
 
 
 @dataclass(frozen=True)
@@ -204,6 +206,8 @@ def _raw_jobs(chapter: str, profile: str, seed: int, data_dir: str | None, extra
         for roll in ("linear", "integer"):
             yield (chapter, partial_mnist_name(roll, seed), cfg.mnist_model(roll), cfg.capsules.mnist.train(seed), spec,
                    "mnist")
+        yield (chapter, f"caps-mnist-lattice-s{seed}", cfg.mnist_lattice_model(), cfg.capsules.mnist.train(seed),
+               DataSpec("rotation+color", cfg.capsules, data_dir, seed), "rotation+color")
     elif chapter == "06_invariant_graphs":
         cfg = config_for(chapter, profile)
         yield (chapter, f"graphvae-{cfg.source}-s{seed}", cfg.model(), cfg.train(seed),

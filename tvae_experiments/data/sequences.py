@@ -205,15 +205,23 @@ def perspective_homography(angle_deg: float, size: int = 28, distance: float | N
     r"""The ``3x3`` homography ``H`` of :func:`perspective_frames`, mapping a point ``(X, Y, 1)`` of the
     digit's plane (pixel units, origin at the image centre, ``Y`` down) to the camera image.
 
-    The plane is turned by ``R = R_y(a) R_z(a)`` (first in-plane by ``a``, then about the vertical
-    axis by ``a``), moved to depth ``d`` and projected with focal length ``f = d``:
+    The plane is turned by ``R = R_y(a) R_z(a)`` (first in-plane by ``a``, clockwise on screen since
+    ``Y`` points down, then about the vertical axis by ``a``, ``R_y`` with the sign of the authors'
+    ``ImageTransformer``), moved to depth ``d`` and projected with focal length ``f = d``:
     :math:`H = \operatorname{diag}(f, f, 1)\,[\mathbf r_1\; \mathbf r_2\; (0, 0, d)^\top]`, so
     ``H(X, Y, 1) = (f P_x, f P_y, P_z)`` with ``P = R (X, Y, 0) + (0, 0, d)``.  At ``a = 0`` it is the
-    identity; at ``a = 180`` the plane is back at depth ``d`` upside down (a vertical flip, no
-    foreshortening).  ``distance`` ``d`` defaults to the image diagonal (the authors' focal length at 30 degrees).
+    identity; at ``a = 180`` the plane is back at depth ``d`` seen from behind: mirrored top to bottom,
+    ``(X, Y) -> (X, -Y)``, no foreshortening.  ``distance`` ``d > 0`` defaults to the image diagonal (the
+    authors' code uses ``f = d / (2 sin a)``, which changes with ``a``; this is its value at 30 degrees).
+    At ``a = 90`` or ``270`` degrees the plane is edge-on and ``H`` is singular: refused.
     """
     a = math.radians(angle_deg)
     d = math.hypot(size, size) if distance is None else float(distance)
+    if not d > 0:
+        raise ValueError(f"distance={distance!r} must be > 0 (the camera's distance from the digit's plane)")
+    if abs(math.cos(a)) < 1e-6:
+        raise ValueError(f"angle_deg={angle_deg!r}: the plane is edge-on at 90 and 270 degrees (H is singular); "
+                         f"use a grid that avoids them (S not a multiple of 4)")
     rz = torch.tensor([[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0], [0.0, 0.0, 1.0]],
                       dtype=torch.float64)
     ry = torch.tensor([[math.cos(a), 0.0, -math.sin(a)], [0.0, 1.0, 0.0], [math.sin(a), 0.0, math.cos(a)]],
@@ -228,8 +236,9 @@ def perspective_frames(images: Tensor, angle_deg: float, distance: float | None 
     bilinear, zero outside the digit's plane: ``(N, C, H, H)``.
 
     Each output pixel's ray is intersected with the turned plane (``H^{-1}``); rays that meet it
-    behind the camera, or outside the image, read 0.  Edge-on views (``a`` = 90 or 270 degrees, not
-    on the grid for ``S = 18``) image the plane as a line."""
+    behind the camera, or outside the image, read 0 (at the default distance no ray meets the
+    digit behind the camera; the mask matters for short distances).  Views near edge-on (80 and 100
+    degrees for ``S = 18``) image the digit as a thin line; exactly edge-on ones are refused."""
     from torch.nn import functional as F
 
     n, c, h, w = images.shape
@@ -285,6 +294,10 @@ def mnist_sequences(images: Tensor, labels: Tensor, n: int, S: int = 18,
                              f"default or pass transforms=('color+rotation',), got transforms={transforms!r}")
         transforms = ("color+rotation",)
     transforms = _check_transforms(transforms, MNIST_TRANSFORMS)
+    if "color+perspective" in transforms and S % 4 == 0:
+        raise ValueError(f"S={S} with 'color+perspective': a multiple of 4 puts a frame at 90 degrees, where the "
+                         f"digit's plane is edge-on (perspective_frames refuses it); use S = 18 (the paper's) or "
+                         f"another S not divisible by 4")
     images = torch.as_tensor(images)
     if images.ndim != 2 or images.shape[1] != 784:
         raise ValueError(f"images must be (M, 784) MNIST digits in [0, 1], got shape {tuple(images.shape)}")
