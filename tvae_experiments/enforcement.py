@@ -172,7 +172,14 @@ NOT_ENFORCED: dict[str, dict[str, dict[str, str]]] = {
                      "D = S = 18 units rolls correctly on 0.40 of the rotation and 0.30 of the scale test sequences "
                      "(colour 0.69), also below the majority; C.1's 9-unit capsules: rotation 0.13, scale 0.08, colour "
                      "0.76 (enforced). Seed 0, 3,000 steps; enforced on paper",
-                     "partial_mnist_rotation_*", "partial_mnist_scale_*"),
+                     "partial_mnist_rotation_*", "partial_mnist_scale_*")
+               | _each("not reached on the cpu recipe at MNIST scale, and not by C.3 alone: chapter 4's own TVAE with "
+                       "1-D capsules has CapCorr 0.33 (rotation) and 0.74 (colour) on these rotation and colour test "
+                       "sequences, below the 0.9 bar too; the 2-D capsule: rotation -0.03 / -0.12 along its axes "
+                       "(traversal 599.3 nats = 599.1 against the opposite pose: no roll), colour 0.50 / 0.40 (both "
+                       "axes, so both transformations take axis 0). Seed 0, 3,000 steps; the colour traversal claim "
+                       "is enforced (340.8 vs 848.6 opposite pose); enforced on paper",
+                       "lattice_mnist_axes_disentangle", "lattice_mnist_rotation_*", "lattice_mnist_color_capcorr_*"),
     },
 }
 """Claims only reported, per chapter and profile, with the reason (see the module docstring)."""
