@@ -3,8 +3,7 @@
 every training cut to two optimiser steps (``tvae_experiments.dry_run``).  The paper configs cannot rot:
 a size that no longer fits in memory, a shape error at full width, a chapter that trains a model the
 training plan does not list, or a plan whose step count disagrees with what the training loop runs,
-fails here.  Measured on 2 cores: 28 min 39 s for chapters 4, 5 and 8 (2026-12-02, README; since then
-chapter 5's Table 3 and Figs 18-19 and chapter 10's MNIST section were added)."""
+fails here.  Measured on 2 cores: 23 min 59 s for chapters 4, 5 (one seed), 8 and 10 (2026-12-02, README)."""
 from __future__ import annotations
 
 import json
