@@ -38,7 +38,7 @@ from tvae_experiments.profiles import CapsuleExtensionsConfig
 __all__ = ["online_codes", "online_error", "with_config", "lattice_lines", "lattice_capcorr", "axis_of",
            "PoseScores", "rolled_traversal", "omega_shift", "partial_rolls", "circular_match", "roll_slope", "pearson", "offset_rolls",
            "CausalSection", "causal_section", "LatticeSection", "lattice_section", "score_lattice", "lattice_mnist_section", "PartialSection", "partial_section",
-           "PartialMnistSection", "partial_mnist_section", "partial_mnist_name",
+           "PartialMnistSection", "partial_mnist_section", "MNIST_EXTENSIONS", "mnist_extension_name",
            "NoncyclicSection", "noncyclic_section", "noncyclic_data"]
 
 
@@ -301,18 +301,12 @@ def lattice_mnist_section(cfg: CapsuleExtensionsConfig, train, test, data_id: st
                           device: str = "auto") -> LatticeSection:
     """C.3 at MNIST scale: train (or load, cached) :meth:`CapsuleExtensionsConfig.mnist_lattice_model` on
     ``train`` (rotation and colour sequences) and score it as the toy (:func:`score_lattice`) on ``test``."""
-    from tvae_core.models import build_model
-    from tvae_experiments.device import resolve_device
     from tvae_experiments.train import fit
 
     mcfg = cfg.mnist_lattice_model()
     r = fit(mcfg, train.x, cfg.capsules.mnist.train(seed), data_id=data_id, device=device,
-            name=f"caps-mnist-lattice-s{seed}")
-    dev = resolve_device(device, verbose=False)
-    controls = []
-    for i in range(seed, seed + cfg.n_inits):
-        torch.manual_seed(i)
-        controls.append(build_model(mcfg).to(dev).eval())
+            name=mnist_extension_name("lattice", seed))
+    controls = [untrained_toy(mcfg, i, device) for i in range(seed, seed + cfg.n_inits)]
     return score_lattice(r.model, r.seconds, controls, test, cfg.capsules.mnist.S, seed)
 
 
@@ -404,21 +398,17 @@ def partial_mnist_section(cfg: CapsuleExtensionsConfig, train, test, data_id: st
     untrained initialisations on ``test`` (chapter 4's MNIST sequences).  ``reference``: a model with
     capsules of ``D = S`` units (chapter 4's TVAE), scored the same way at ``alpha = 1`` -- what the
     measure gives at this scale without C.1."""
-    from tvae_core.models import build_model
-    from tvae_experiments.device import resolve_device
     from tvae_experiments.train import fit
 
     cm, a = cfg.capsules.mnist, cfg.partial_alpha
-    dev = resolve_device(device, verbose=False)
     D = cfg.mnist_model().capsule_dim
     models, seconds = {}, {}
     for roll, key in (("linear", "trained"), ("integer", "integer")):
         r = fit(cfg.mnist_model(roll), train.x, cm.train(seed), data_id=data_id, device=device,
-                name=partial_mnist_name(roll, seed))
+                name=mnist_extension_name(f"partial-{roll}", seed))
         models[key], seconds[roll] = r.model, r.seconds
     for i in range(cfg.n_inits):
-        torch.manual_seed(seed + i)
-        models[f"untrained{i}"] = build_model(cfg.mnist_model()).to(dev).eval()
+        models[f"untrained{i}"] = untrained_toy(cfg.mnist_model(), seed + i, device)
     if reference is not None:
         models["reference"] = reference
     per = {name: test.transform == k for k, name in enumerate(test.transforms)}
@@ -454,9 +444,14 @@ def _direct_bce(model, t: Tensor, x: Tensor, batch_size: int = 64) -> float:
     return total / (x.shape[0] * x.shape[1])
 
 
-def partial_mnist_name(roll: str, seed: int) -> str:
-    """Cache-file prefix of C.1's MNIST models, e.g. ``caps-mnist-partial-linear-s0``."""
-    return f"caps-mnist-partial-{roll}-s{seed}"
+MNIST_EXTENSIONS = ("partial-linear", "partial-integer", "lattice")
+"""Chapter 10's MNIST models: C.1 with Eq 19's roll, its whole-unit control, C.3's 2-D capsule."""
+
+
+def mnist_extension_name(kind: str, seed: int) -> str:
+    """Cache-file prefix of chapter 10's MNIST models (:data:`MNIST_EXTENSIONS`), e.g. ``caps-mnist-lattice-s0``."""
+    check_choice("kind", kind, MNIST_EXTENSIONS)
+    return f"caps-mnist-{kind}-s{seed}"
 
 
 @dataclass

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from tvae_core.checks import check_capsules, check_choice, check_int
 from tvae_core.metrics import capcorr_sequences, capsule_traversal, equivariance_error, held_out_frames
-from tvae_core.models import TVAE, VAE, build_model
+from tvae_core.models import TVAE, VAE
 from tvae_experiments.device import resolve_device
 from tvae_experiments.profiles import CapsuleDataConfig, ToyCapsulesConfig
 from tvae_experiments.train import FitResult, as_float, evaluate, fit
@@ -82,8 +82,7 @@ def train_variant(dcfg: CapsuleDataConfig, variant: str, L: float, train_x: torc
 def untrained_variant(dcfg: CapsuleDataConfig, variant: str, L: float, seed: int, device: torch.device | str = "auto",
                       norm: str = "paper"):
     """The same architecture at its initialisation: the control every capsule claim needs."""
-    torch.manual_seed(seed)
-    return build_model(dcfg.model(variant, L, norm)).to(resolve_device(device, verbose=False)).eval()
+    return untrained_toy(dcfg.model(variant, L, norm), seed, device)
 
 
 @dataclass
@@ -329,11 +328,12 @@ def fit_toy(cfg: ToyCapsulesConfig, seed: int = 0, *, model=None, train=None, na
                cache_dir=cache_dir, name=f"{name}-s{seed}", use_cache=False, progress=progress)
 
 
-def untrained_toy(model_cfg, init: int):
-    """The architecture ``model_cfg`` at initialisation ``init`` (``torch.manual_seed(init)`` then build):
-    with ``init == seed`` the trained model's own starting point."""
+def untrained_toy(model_cfg, init: int, device: torch.device | str = "cpu"):
+    """The architecture ``model_cfg`` at initialisation ``init`` (``torch.manual_seed(init)`` then build),
+    on ``device``: with ``init == seed`` the trained model's own starting point (any model config, not only
+    the toy's: chapter 10's MNIST controls too)."""
     torch.manual_seed(init)
-    return model_cfg.build().eval()
+    return model_cfg.build().to(resolve_device(device, verbose=False)).eval()
 
 
 def learn_toy(cfg: ToyCapsulesConfig, seed: int = 0, cache_dir=None, progress: bool = False, *, model=None,

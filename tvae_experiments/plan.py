@@ -199,14 +199,14 @@ def _raw_jobs(chapter: str, profile: str, seed: int, data_dir: str | None, extra
             yield (chapter, variant_name(cm, "tvae", L, s0, data=transform.replace("+", "-")), cm.model("tvae", L),
                    cm.train(s0), DataSpec(kind, cfg.capsules, data_dir, seed), kind)
     elif chapter == "10_capsule_extensions":  # C.1 at MNIST scale (the toy models always train, in seconds)
-        from tvae_experiments.capsule_extensions import partial_mnist_name
+        from tvae_experiments.capsule_extensions import mnist_extension_name
 
         cfg = config_for(chapter, profile)
         spec = DataSpec("capsules", cfg.capsules, data_dir, seed)
         for roll in ("linear", "integer"):
-            yield (chapter, partial_mnist_name(roll, seed), cfg.mnist_model(roll), cfg.capsules.mnist.train(seed), spec,
-                   "mnist")
-        yield (chapter, f"caps-mnist-lattice-s{seed}", cfg.mnist_lattice_model(), cfg.capsules.mnist.train(seed),
+            yield (chapter, mnist_extension_name(f"partial-{roll}", seed), cfg.mnist_model(roll),
+                   cfg.capsules.mnist.train(seed), spec, "mnist")
+        yield (chapter, mnist_extension_name("lattice", seed), cfg.mnist_lattice_model(), cfg.capsules.mnist.train(seed),
                DataSpec("rotation+color", cfg.capsules, data_dir, seed), "rotation+color")
     elif chapter == "06_invariant_graphs":
         cfg = config_for(chapter, profile)

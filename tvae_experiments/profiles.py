@@ -379,6 +379,11 @@ class CapsuleExtensionsConfig:
         }[section]
         return AppendixModelConfig(**{**base, **changes})
 
+    def _mnist_tvae(self) -> dict:
+        """Chapter 4's MNIST TVAE (``L = S/3``) as a dict of fields, the base of the MNIST models below."""
+        cm = self.capsules.mnist
+        return dataclasses.asdict(cm.model("tvae", cm.L_of(self.mnist_partial_frac)))
+
     def mnist_model(self, roll: str = "linear"):
         """C.1 at MNIST scale: chapter 4's MNIST TVAE (:meth:`CapsuleDataConfig.model`, ``L = S/3``) with
         capsules of ``D = S/2`` units, twice as many (the same ``C * D`` units), and Eq 19's linear partial
@@ -387,9 +392,8 @@ class CapsuleExtensionsConfig:
         from tvae_core.models import AppendixModelConfig
 
         check_choice("roll", roll, ("linear", "integer"))
-        cm = self.capsules.mnist
+        cm, base = self.capsules.mnist, self._mnist_tvae()
         D = round(self.partial_alpha * cm.S)
-        base = dataclasses.asdict(cm.model("tvae", cm.L_of(self.mnist_partial_frac)))
         alpha = self.partial_alpha if roll == "linear" else 1.0
         return AppendixModelConfig(**{**base, "capsule_dim": D, "n_caps": cm.n_caps * cm.S // D, "roll": roll,
                                       "alpha": alpha})
@@ -401,8 +405,7 @@ class CapsuleExtensionsConfig:
         as keep chapter 4's ``C * D`` units (at least one: ``cpu`` and ``paper`` one 18 x 18 lattice)."""
         from tvae_core.models import AppendixModelConfig
 
-        cm = self.capsules.mnist
-        base = dataclasses.asdict(cm.model("tvae", cm.L_of(self.mnist_partial_frac)))
+        cm, base = self.capsules.mnist, self._mnist_tvae()
         return AppendixModelConfig(**{**base, "topography": "temporal2d", "capsule_dim": cm.S ** 2,
                                       "n_caps": max(1, cm.n_caps * cm.S // cm.S ** 2)})
 
