@@ -103,6 +103,27 @@ def test_online_codes_of_the_causal_window_are_the_full_sequence_codes():
     assert float(ferr[0]) > 1e-2 and float(ferr[-1]) <= CFG.online_tol  # the last frame has no future to lose
 
 
+def test_mnist_causal_model_encodes_online_and_its_scores_do_not_depend_on_the_batch():
+    """C.4 at MNIST scale: chapter 10's MNIST causal model (smoke size, untrained) on uint8 colour sequences
+    of chapter 4's shape: online codes equal the full codes (the forward window's weights do not), and the
+    online pose scores are the same whatever the batch of sequences they are computed in."""
+    from tvae_experiments.capsule_extensions import _online_errors, _online_pose
+
+    cfg = config_for("10_capsule_extensions", "smoke")
+    cm = cfg.capsules.mnist
+    model = untrained_toy(cfg.mnist_causal_model(), 0)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (5, cm.S, model.cfg.in_dim), generator=g, dtype=torch.uint8)
+    err, ferr = _online_errors(model, with_config(model, window="forward"), x)
+    assert err.shape == (cm.S,) and float(err.max()) <= cfg.online_tol
+    assert float(ferr.max()) > 1e-2
+    test = SimpleNamespace(x=x, transform=torch.tensor([0, 1, 0, 1, 1]), transforms=("a", "b"))
+    one, many = _online_pose(model, test, batch_size=2), _online_pose(model, test, batch_size=64)
+    for k in ("a", "b"):
+        assert one[k].traversal_bce == pytest.approx(many[k].traversal_bce, rel=1e-5)
+        assert one[k].wrong_pose_bce == pytest.approx(many[k].wrong_pose_bce, rel=1e-5)
+
+
 def test_with_config_keeps_the_weights_and_changes_only_the_construction():
     causal = untrained_toy(CFG.model("causal"), 0)
     fwd = with_config(causal, window="forward", time_boundary="circular")
@@ -156,17 +177,21 @@ def test_the_mnist_partial_roll_model_is_chapter_4s_tvae_with_half_size_capsules
     assert lat.n_caps == max(1, cm.n_caps * cm.S // cm.S ** 2)
     assert {k for k, v in lat.to_dict().items() if ch4.get(k) != v} <= {"topography", "capsule_dim", "n_caps"}
     assert lat.build_topography().side == cm.S
+    # C.4 at MNIST scale: chapter 4's TVAE with Eq 22's window (t_l reads frames l-L .. l, nothing wraps)
+    causal = cfg.mnist_causal_model()
+    assert {k: v for k, v in causal.to_dict().items() if ch4.get(k) != v} == {"window": "causal", "time_boundary": "zero"}
+    assert causal.L == cm.L_of(1 / 3)
 
 
-def test_chapter_10_plans_its_three_mnist_models_on_their_data():
+def test_chapter_10_plans_its_four_mnist_models_on_their_data():
     from tvae_experiments import plan
 
     jobs = plan.training_plan("smoke", chapters=["10_capsule_extensions"])
-    assert sorted(j.name for j in jobs) == ["caps-mnist-lattice-s0", "caps-mnist-partial-integer-s0",
-                                            "caps-mnist-partial-linear-s0"]
+    assert sorted(j.name for j in jobs) == ["caps-mnist-causal-s0", "caps-mnist-lattice-s0",
+                                            "caps-mnist-partial-integer-s0", "caps-mnist-partial-linear-s0"]
     kinds = {j.name: (j.data.kind, j.part) for j in jobs}
     assert kinds["caps-mnist-lattice-s0"] == ("rotation+color", "rotation+color")
-    assert kinds["caps-mnist-partial-linear-s0"] == ("capsules", "mnist")
+    assert kinds["caps-mnist-partial-linear-s0"] == kinds["caps-mnist-causal-s0"] == ("capsules", "mnist")
     lattice = next(j for j in jobs if "lattice" in j.name)
     assert "rotation/color" in lattice.data_id  # its own rotation-and-colour sequences
 

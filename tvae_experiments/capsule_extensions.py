@@ -1,4 +1,4 @@
-"""Appendix C's proposed extensions of the TVAE, trained and measured at toy scale (chapter 10).
+"""Appendix C's proposed extensions of the TVAE, trained and measured at toy and MNIST scale (chapter 10).
 
 The paper proposes four extensions (appendix C) and trains none of them.  Each is already a
 building block of ``tvae_core`` (:class:`~tvae_core.models.AppendixModelConfig`, tested in
@@ -7,7 +7,8 @@ on a torus moving one column or one row per frame, :func:`~tvae_experiments.caps
 and measures whether they do what the appendix says, each beside the same architecture at its
 initialisation:
 
-* C.4 causal coherence (Eq 22): :func:`online_codes` -- ``t_l`` from frames ``0 .. l`` only;
+* C.4 causal coherence (Eq 22): :func:`online_codes` -- ``t_l`` from frames ``0 .. l`` only
+  (toy: :func:`causal_section`; chapter 4's MNIST sequences: :func:`causal_mnist_section`);
 * C.3 two-dimensional capsules (Eq 21): :func:`lattice_lines`, :func:`lattice_capcorr` -- CapCorr
   along each axis of the ``side x side`` lattice;
 * C.1 partial roll (Eq 19-20): :func:`partial_rolls` -- Eq 20's ObservedRoll on the grid of
@@ -31,14 +32,15 @@ from tvae_core.checks import check_capsules, check_choice, check_int
 from tvae_core.metrics import capsule_roll, held_out_frames, partial_capsule_roll
 from tvae_core.roll import LATTICE_AXES, pad_sequence_ends, roll2d
 from tvae_experiments.capsule_views import encode_sequences
-from tvae_experiments.capsules import ToyCapsules, fit_toy, learn_toy, sample_codes, toy_data, untrained_toy
+from tvae_experiments.capsules import (ToyCapsules, capcorr_per_transform, evaluate_capsules, fit_toy, learn_toy,
+                                       sample_codes, toy_data, untrained_toy)
 from tvae_experiments.train import as_float
 from tvae_experiments.profiles import CapsuleExtensionsConfig
 
 __all__ = ["online_codes", "online_error", "with_config", "lattice_lines", "lattice_capcorr", "axis_of",
            "PoseScores", "rolled_traversal", "omega_shift", "partial_rolls", "circular_match", "roll_slope", "pearson", "offset_rolls",
            "CausalSection", "causal_section", "LatticeSection", "lattice_section", "score_lattice", "lattice_mnist_section", "PartialSection", "partial_section",
-           "PartialMnistSection", "partial_mnist_section", "MNIST_EXTENSIONS", "mnist_extension_name",
+           "PartialMnistSection", "partial_mnist_section", "CausalMnistSection", "causal_mnist_section", "MNIST_EXTENSIONS", "mnist_extension_name",
            "NoncyclicSection", "noncyclic_section", "noncyclic_data"]
 
 
@@ -228,26 +230,41 @@ class CausalSection:
     untrained_online_bce: dict     # the same for the untrained causal model
 
 
-def _online_pose(model, test) -> dict[str, PoseScores]:
-    x = test.x.float()
-    S = x.shape[1]
-    with torch.no_grad():
-        logits = model.decode(online_codes(model, x))
+@torch.no_grad()
+def _online_pose(model, test, batch_size: int = 64) -> dict[str, PoseScores]:
+    """Per transformation, decode(online ``t_l``) scored against ``x_l`` and against the frame half a cycle
+    away, nats per image averaged over every frame; batches of ``batch_size`` sequences on the model's device."""
+    dev = next(model.parameters()).device
+    S = test.x.shape[1]
     opposite = (torch.arange(S) + S // 2) % S
-    bce = lambda y: torch.nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none").sum(-1).mean(-1)
-    right, wrong = bce(x), bce(x[:, opposite])
+    right, wrong = [], []
+    for i in range(0, len(test.x), batch_size):
+        x = as_float(test.x[i:i + batch_size].to(dev))  # (B, S, P)
+        logits = model.decode(online_codes(model, x))
+        bce = lambda y: torch.nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none").sum(-1).mean(-1)
+        right.append(bce(x).cpu())
+        wrong.append(bce(x[:, opposite]).cpu())
+    right, wrong = torch.cat(right), torch.cat(wrong)
     return {name: PoseScores(right[test.transform == k].mean().item(), wrong[test.transform == k].mean().item())
             for k, name in enumerate(test.transforms)}
+
+
+@torch.no_grad()
+def _online_errors(causal, forward, x: Tensor) -> tuple[Tensor, Tensor]:
+    """:func:`online_error` per frame of the ``causal`` model and of ``forward``'s weights read with a zero time
+    boundary (cut off from the future, nothing wraps) on ``x: (N, S, P)`` (moved to each model's device)."""
+    out = []
+    for m in (causal, with_config(forward, time_boundary="zero")):
+        xd = as_float(x.to(next(m.parameters()).device))
+        out.append(online_error(online_codes(m, xd), m.encode(xd)).cpu())
+    return out[0], out[1]
 
 
 def causal_section(cfg: CapsuleExtensionsConfig, seed: int = 0) -> CausalSection:
     """Train the causal toy TVAE (Eq 22) and chapter 4's forward one; measure the online codes."""
     causal = learn_toy(cfg.toy, seed, model=cfg.model("causal"), name="toy-causal")
     forward = learn_toy(cfg.toy, seed)  # chapter 4's toy model, the same run
-    x = causal.test.x.float()
-    with torch.no_grad():
-        err = online_error(online_codes(causal.model, x), causal.model.encode(x))
-        ferr = online_error(online_codes(with_config(forward.model, time_boundary="zero"), x), forward.model.encode(x))
+    err, ferr = _online_errors(causal.model, forward.model, causal.test.x)
     untrained = untrained_toy(cfg.model("causal"), seed)
     return CausalSection(causal, forward, err, ferr, _online_pose(causal.model, causal.test),
                          _online_pose(untrained, causal.test))
@@ -432,6 +449,44 @@ def partial_mnist_section(cfg: CapsuleExtensionsConfig, train, test, data_id: st
     return PartialMnistSection(test, seconds, a, D, obs0, shift0, match, slope, capcorr, direct)
 
 
+@dataclass
+class CausalMnistSection:
+    """C.4 at MNIST scale: chapter 4's MNIST TVAE with Eq 22's causal window, its untrained controls, and
+    chapter 4's forward-window TVAE on the same test sequences (the price of causality)."""
+
+    model: object
+    test: object
+    seconds: float
+    scores: object                # CapsuleScores (chapter 4's evaluate_capsules): held-out frames l >= 2L, trained
+    untrained: object             # the same for its initialisation (init = seed)
+    untrained_capcorr: dict       # name -> CapCorr, mean over cfg.n_inits initialisations
+    reference: object             # CapsuleScores of chapter 4's TVAE L = S/3 (forward window); None without one
+    online_error: Tensor          # (S,) online_error of the causal model on the first n_online test sequences
+    forward_online_error: Tensor  # (S,) the same for the reference's weights with a zero time boundary
+    online: dict                  # name -> PoseScores of decode(online t_l) over every frame, trained
+    untrained_online: dict        # the same, the untrained model (init = seed)
+
+
+def causal_mnist_section(cfg: CapsuleExtensionsConfig, train, test, data_id: str, seed: int = 0,
+                         device: str = "auto", reference=None, n_online: int = 64) -> CausalMnistSection:
+    """Train (or load, cached like chapter 4's models) :meth:`CapsuleExtensionsConfig.mnist_causal_model` on
+    ``train`` (chapter 4's MNIST sequences) and score it with chapter 4's :func:`evaluate_capsules` on
+    ``test``, beside its untrained initialisations and ``reference`` (chapter 4's TVAE, forward window).
+    The online known answer is read on the first ``n_online`` test sequences (every frame's prefix)."""
+    from tvae_experiments.train import fit
+
+    cm, mcfg = cfg.capsules.mnist, cfg.mnist_causal_model()
+    r = fit(mcfg, train.x, cm.train(seed), data_id=data_id, device=device, name=mnist_extension_name("causal", seed))
+    controls = [untrained_toy(mcfg, i, device) for i in range(seed, seed + cfg.n_inits)]
+    ccs = [capcorr_per_transform(encode_sequences(c, test.x), test, mcfg.capsule_dim) for c in controls]
+    ucc = {k: sum(c[k] for c in ccs) / len(ccs) for k in ccs[0]}
+    ref = None if reference is None else evaluate_capsules(reference, test, seed)
+    err, ferr = _online_errors(r.model, r.model if reference is None else reference, test.x[:n_online])
+    return CausalMnistSection(r.model, test, r.seconds, evaluate_capsules(r.model, test, seed),
+                              evaluate_capsules(controls[0], test, seed), ucc, ref, err, ferr,
+                              _online_pose(r.model, test), _online_pose(controls[0], test))
+
+
 @torch.no_grad()
 def _direct_bce(model, t: Tensor, x: Tensor, batch_size: int = 64) -> float:
     """Mean BCE of every frame of ``x: (N, S, P)`` decoded from its own code ``t: (N, S, n)``, nats per image."""
@@ -444,8 +499,8 @@ def _direct_bce(model, t: Tensor, x: Tensor, batch_size: int = 64) -> float:
     return total / (x.shape[0] * x.shape[1])
 
 
-MNIST_EXTENSIONS = ("partial-linear", "partial-integer", "lattice")
-"""Chapter 10's MNIST models: C.1 with Eq 19's roll, its whole-unit control, C.3's 2-D capsule."""
+MNIST_EXTENSIONS = ("partial-linear", "partial-integer", "lattice", "causal")
+"""Chapter 10's MNIST models: C.1 with Eq 19's roll, its whole-unit control, C.3's 2-D capsule, C.4's causal window."""
 
 
 def mnist_extension_name(kind: str, seed: int) -> str:

@@ -399,6 +399,14 @@ class CapsuleExtensionsConfig:
                                       "alpha": alpha})
 
 
+    def mnist_causal_model(self):
+        """C.4 at MNIST scale: chapter 4's MNIST TVAE (``L = S/3``) with Eq 22's causal window and a zero
+        time boundary, as the toy's ``"causal"`` model: ``t_l`` reads frames ``l - L .. l`` (``L + 1`` frames;
+        chapter 4's forward window reads ``l .. l + 2L - 1``), and frame 0 has no past."""
+        from tvae_core.models import AppendixModelConfig
+
+        return AppendixModelConfig(**{**self._mnist_tvae(), "window": "causal", "time_boundary": "zero"})
+
     def mnist_lattice_model(self):
         """C.3 at MNIST scale: chapter 4's MNIST TVAE (``L = S/3``) with Eq 21's two-dimensional capsules of
         ``S x S`` units (``topography="temporal2d"``: a full period rolls one turn along either axis), as many
