@@ -124,6 +124,32 @@ def test_mnist_causal_model_encodes_online_and_its_scores_do_not_depend_on_the_b
         assert one[k].wrong_pose_bce == pytest.approx(many[k].wrong_pose_bce, rel=1e-5)
 
 
+def test_scale_ramps_climb_one_level_per_frame_and_never_cross_the_wrap():
+    """C.2's MNIST ramps, cut from A.9's cyclic scale sequences: consecutive levels (60% .. 126% in S levels),
+    every frame one of the source sequence's own frames, levels starting anywhere in 0 .. S - frames."""
+    from tvae_experiments.capsule_extensions import scale_ramps
+    from tvae_experiments.data.sequences import mnist_grids, mnist_sequences
+
+    S, frames = 8, 5
+    g = torch.Generator().manual_seed(0)
+    src = mnist_sequences(torch.rand(12, 784, generator=g), torch.arange(12) % 10, 40, S=S, seed=1, transforms=("scale",))
+    r = scale_ramps(src, frames, seed=2)
+    assert r.x.shape == (40, frames, src.x.shape[-1]) and r.step.shape == (40, frames)
+    assert torch.equal(r.step - r.step[:, :1], torch.arange(frames).expand(40, frames))  # one level per frame
+    assert int(r.step.min()) >= 0 and int(r.step.max()) <= S - 1 and set(r.step[:, 0].tolist()) == set(range(S - frames + 1))
+    torch.testing.assert_close(r.factor, mnist_grids(S)["scale"].float()[r.step])  # the level's scale, no wrap
+    assert (r.factor[:, 1:] > r.factor[:, :-1]).all()
+    for i in range(40):  # each ramp frame is a frame of its source sequence with that scale
+        j = int((src.factor[i] - r.factor[i, 0]).abs().argmin())
+        assert torch.equal(r.x[i, 0], src.x[i, j])
+    assert torch.equal(r.canonical, r.step == 0)
+    with pytest.raises(ValueError, match="frames"):
+        scale_ramps(src, S, seed=0)
+    with pytest.raises(ValueError, match="scale"):
+        scale_ramps(mnist_sequences(torch.rand(12, 784, generator=g), torch.arange(12) % 10, 4, S=S, seed=1,
+                                    transforms=("rotation",)), frames)
+
+
 def test_with_config_keeps_the_weights_and_changes_only_the_construction():
     causal = untrained_toy(CFG.model("causal"), 0)
     fwd = with_config(causal, window="forward", time_boundary="circular")
@@ -181,17 +207,30 @@ def test_the_mnist_partial_roll_model_is_chapter_4s_tvae_with_half_size_capsules
     causal = cfg.mnist_causal_model()
     assert {k: v for k, v in causal.to_dict().items() if ch4.get(k) != v} == {"window": "causal", "time_boundary": "zero"}
     assert causal.L == cm.L_of(1 / 3)
+    # C.2 at MNIST scale: Eq 7's centred window on padded ramps; non-cyclic = zero boundaries + padded capsules
+    for kind, extra in (("cyclic", set()), ("noncyclic", {"time_boundary", "capsule_boundary", "capsule_pad"})):
+        ramp = cfg.mnist_ramp_model(kind)
+        assert {k for k, v in ramp.to_dict().items() if ch4.get(k) != v} == {"window", "L"} | extra
+        assert (ramp.window, ramp.L, ramp.capsule_dim) == ("centered", cfg.ramp_L, cm.S)
+    nc = cfg.mnist_ramp_model("noncyclic")
+    assert nc.capsule_pad >= nc.build_topography().unit_reach[1]  # no window leaves its padded capsule
+    with pytest.raises(ValueError, match="kind"):
+        cfg.mnist_ramp_model("helical")
 
 
-def test_chapter_10_plans_its_four_mnist_models_on_their_data():
+def test_chapter_10_plans_its_six_mnist_models_on_their_data():
     from tvae_experiments import plan
 
     jobs = plan.training_plan("smoke", chapters=["10_capsule_extensions"])
     assert sorted(j.name for j in jobs) == ["caps-mnist-causal-s0", "caps-mnist-lattice-s0",
-                                            "caps-mnist-partial-integer-s0", "caps-mnist-partial-linear-s0"]
+                                            "caps-mnist-partial-integer-s0", "caps-mnist-partial-linear-s0",
+                                            "caps-mnist-ramps-cyclic-s0", "caps-mnist-ramps-noncyclic-s0"]
     kinds = {j.name: (j.data.kind, j.part) for j in jobs}
     assert kinds["caps-mnist-lattice-s0"] == ("rotation+color", "rotation+color")
     assert kinds["caps-mnist-partial-linear-s0"] == kinds["caps-mnist-causal-s0"] == ("capsules", "mnist")
+    assert kinds["caps-mnist-ramps-noncyclic-s0"] == ("scale-ramps", "scale-ramps")
+    ramps = next(j for j in jobs if "ramps-cyclic" in j.name)
+    assert "C.2 ramps of 9 frames" in ramps.data_id and ramps.data_id.endswith("|pad=3")
     lattice = next(j for j in jobs if "lattice" in j.name)
     assert "rotation/color" in lattice.data_id  # its own rotation-and-colour sequences
 

@@ -87,7 +87,8 @@ PAPER_ITEMS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
                               ("Eq 21: two-dimensional capsules (C.3, MNIST)", ("lattice_mnist_*",)),
                               ("Eq 21: two-dimensional capsules (C.3, toy scale)", ("lattice_*",)),
                               ("Eq 19-20: partial roll (C.1, MNIST)", ("partial_mnist_*",)),
-                              ("Eq 19-20: partial roll (C.1, toy scale)", ("partial_*",))),
+                              ("Eq 19-20: partial roll (C.1, toy scale)", ("partial_*",)),
+                              ("C.2: non-cyclic capsules (MNIST scale ramps)", ("ramps_*",))),
 }
 """Per chapter, the paper items (figure, table, equation) its claims support: ``(label, globs)``
 in order, the first label whose :func:`fnmatch.fnmatchcase` glob matches a claim name wins.

@@ -14,7 +14,9 @@ initialisation:
 * C.1 partial roll (Eq 19-20): :func:`partial_rolls` -- Eq 20's ObservedRoll on the grid of
   ``alpha`` steps, and :func:`roll_slope`, the units rolled per frame;
 * C.2 non-cyclic capsules: :func:`offset_rolls` -- the roll of every frame's code against the
-  first original frame's, on sequences padded at both ends (:func:`~tvae_core.roll.pad_sequence_ends`).
+  first original frame's, on sequences padded at both ends (:func:`~tvae_core.roll.pad_sequence_ends`);
+  toy: :func:`noncyclic_section`; MNIST scale sequences cut so they never wrap: :func:`scale_ramps`,
+  :func:`ramp_section`.
 
 Every model trains with the toy recipe (:func:`~tvae_experiments.capsules.fit_toy`: Adam, always
 trained, seconds on a CPU); the ``*_section`` functions train and score one section each.
@@ -41,7 +43,8 @@ __all__ = ["online_codes", "online_error", "with_config", "lattice_lines", "latt
            "PoseScores", "rolled_traversal", "omega_shift", "partial_rolls", "circular_match", "roll_slope", "pearson", "offset_rolls",
            "CausalSection", "causal_section", "LatticeSection", "lattice_section", "score_lattice", "lattice_mnist_section", "PartialSection", "partial_section",
            "PartialMnistSection", "partial_mnist_section", "CausalMnistSection", "causal_mnist_section", "MNIST_EXTENSIONS", "mnist_extension_name",
-           "NoncyclicSection", "noncyclic_section", "noncyclic_data"]
+           "NoncyclicSection", "noncyclic_section", "noncyclic_data", "scale_ramps", "ramp_data", "RampSection",
+           "ramp_section"]
 
 
 # ------------------------------------------------------------------------------ C.4: causal
@@ -499,8 +502,9 @@ def _direct_bce(model, t: Tensor, x: Tensor, batch_size: int = 64) -> float:
     return total / (x.shape[0] * x.shape[1])
 
 
-MNIST_EXTENSIONS = ("partial-linear", "partial-integer", "lattice", "causal")
-"""Chapter 10's MNIST models: C.1 with Eq 19's roll, its whole-unit control, C.3's 2-D capsule, C.4's causal window."""
+MNIST_EXTENSIONS = ("partial-linear", "partial-integer", "lattice", "causal", "ramps-noncyclic", "ramps-cyclic")
+"""Chapter 10's MNIST models: C.1 with Eq 19's roll, its whole-unit control, C.3's 2-D capsule, C.4's causal
+window, C.2's non-cyclic capsules and the cyclic model on the same scale ramps."""
 
 
 def mnist_extension_name(kind: str, seed: int) -> str:
@@ -534,17 +538,17 @@ def noncyclic_data(cfg: CapsuleExtensionsConfig, seed: int = 0):
 
 
 def _roll_scores(model, x_padded: Tensor, test, D: int, pad: int, S: int) -> tuple[dict, dict, float]:
-    with torch.no_grad():
-        t = model.encode(x_padded)
-        logits = model.decode(t[:, pad:pad + S])
+    """Per transformation of ``test``: Pearson(ObservedRoll, offset) and the share of frames (after the first) with
+    ObservedRoll == offset over the original frames of ``x_padded``, and the direct BCE of those frames (nats per
+    image); batched on the model's device."""
+    t = encode_sequences(model, x_padded)  # (N, S + 2 pad, n) on the CPU
     obs, off = offset_rolls(t, D, pad, S)
     corr, exact = {}, {}
     for k, name in enumerate(test.transforms):
         sel = test.transform == k
         corr[name] = pearson(obs[sel], off[sel])
         exact[name] = float((obs[sel] == off[sel]).double()[:, 1:].mean())
-    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, test.x.float(), reduction="none").sum(-1)
-    return corr, exact, bce.mean().item()
+    return corr, exact, _direct_bce(model, t[:, pad:pad + S], test.x)
 
 
 def noncyclic_section(cfg: CapsuleExtensionsConfig, seed: int = 0) -> NoncyclicSection:
@@ -563,3 +567,78 @@ def noncyclic_section(cfg: CapsuleExtensionsConfig, seed: int = 0) -> NoncyclicS
         controls = [_roll_scores(untrained_toy(mcfg, i), xt, test, D, pad, S)[0] for i in range(seed, seed + cfg.n_inits)]
         ucorr[kind] = {k: sum(c[k] for c in controls) / cfg.n_inits for k in corr[kind]}
     return NoncyclicSection(test, pad, models, seconds, corr, exact, ucorr, direct)
+
+
+# ------------------------------------------------------------------------- C.2 at MNIST scale
+
+
+def scale_ramps(data, frames: int, seed: int = 0):
+    """C.2's non-cyclic MNIST sequences, cut from A.9's cyclic scale sequences.
+
+    ``data``: :func:`~tvae_experiments.data.sequences.mnist_sequences` with ``transforms=("scale",)``, whose ``S``
+    frames visit the ``S`` scale levels ``60% .. 126%`` once and jump from 126% back to 60% somewhere.  Each
+    sequence keeps ``frames`` consecutive frames climbing one level per frame from a random first level in
+    ``0 .. S - frames`` (seeded by ``seed``), so no sequence crosses the jump.  ``step``: each frame's level
+    (0 = 60%), ``canonical``: level 0.  Returns a :class:`~tvae_experiments.data.sequences.SequenceData`."""
+    S = data.x.shape[1]
+    frames = check_int("frames", frames, minimum=2, maximum=S - 1)
+    if tuple(data.transforms) != ("scale",):
+        raise ValueError(f"scale_ramps cuts scale sequences (transforms=('scale',)), got transforms={data.transforms!r}")
+    g = torch.Generator().manual_seed(seed)
+    level0 = torch.randint(0, S - frames + 1, (len(data.x),), generator=g)    # (N,) first level of each ramp
+    idx = (data.factor.argmin(1)[:, None] + level0[:, None] + torch.arange(frames)) % S  # (N, frames) frame numbers
+    ar = torch.arange(len(data.x))[:, None]
+    step = level0[:, None] + torch.arange(frames)                               # (N, frames) scale levels
+    return dataclasses.replace(data, x=data.x[ar, idx], factor=data.factor[ar, idx], step=step, canonical=step == 0,
+                               latents=data.latents[ar, idx],
+                               source=f"{data.source}; C.2 ramps of {frames} frames (seed {seed})")
+
+
+def ramp_data(cfg: CapsuleExtensionsConfig, data_dir=None, seed: int = 0):
+    """``(train, test)`` C.2 ramps (:func:`scale_ramps`, ``cfg.ramp_frames`` frames) from chapter 4's MNIST data
+    and recipe sizes (:func:`~tvae_experiments.capsules.mnist_transform_data` with ``("scale",)``), not padded,
+    and the training set's data id (the padding ``cfg.ramp_L`` included)."""
+    from tvae_experiments.capsules import mnist_transform_data, sequence_data_id
+
+    train, test = mnist_transform_data(cfg.capsules.mnist, ("scale",), data_dir, seed)
+    train, test = scale_ramps(train, cfg.ramp_frames, seed), scale_ramps(test, cfg.ramp_frames, 1000 + seed)
+    return train, test, f"{sequence_data_id(train, seed)}|pad={cfg.ramp_L}"
+
+
+@dataclass
+class RampSection:
+    """C.2 at MNIST scale: non-cyclic capsules and the cyclic model on the same padded scale ramps."""
+
+    test: object                  # the unpadded test ramps
+    pad: int
+    models: dict                  # "noncyclic" | "cyclic" -> trained model
+    seconds: dict
+    roll_corr: dict               # model -> {"scale": Pearson(ObservedRoll, level offset)} over the original frames
+    exact: dict                   # model -> {"scale": share of frames with ObservedRoll == offset}
+    untrained_roll_corr: dict     # model -> the same for its untrained initialisations, mean over cfg.n_inits
+    untrained_exact: dict
+    direct_bce: dict              # model -> BCE of each original frame from its own code, nats per image
+
+
+def ramp_section(cfg: CapsuleExtensionsConfig, train, test, data_id: str, seed: int = 0,
+                 device: str = "auto") -> RampSection:
+    """Train (or load, cached like chapter 4's) :meth:`CapsuleExtensionsConfig.mnist_ramp_model` non-cyclic and
+    cyclic on ``train`` ramps padded by ``cfg.ramp_L`` replicated frames at each end (C.2); score both and their
+    untrained initialisations with :func:`offset_rolls` on the padded ``test`` ramps."""
+    from tvae_experiments.train import fit
+
+    pad, D, frames = cfg.ramp_L, cfg.capsules.mnist.S, cfg.ramp_frames
+    ptrain, xt = pad_sequence_ends(train.x, pad), pad_sequence_ends(test.x, pad)
+    out = {k: {} for k in ("models", "seconds", "corr", "exact", "ucorr", "uexact", "direct")}
+    for kind in ("noncyclic", "cyclic"):
+        mcfg = cfg.mnist_ramp_model(kind)
+        r = fit(mcfg, ptrain, cfg.capsules.mnist.train(seed), data_id=data_id, device=device,
+                name=mnist_extension_name(f"ramps-{kind}", seed))
+        out["models"][kind], out["seconds"][kind] = r.model, r.seconds
+        out["corr"][kind], out["exact"][kind], out["direct"][kind] = _roll_scores(r.model, xt, test, D, pad, frames)
+        controls = [_roll_scores(untrained_toy(mcfg, i, device), xt, test, D, pad, frames)
+                    for i in range(seed, seed + cfg.n_inits)]
+        out["ucorr"][kind] = {k: sum(c[0][k] for c in controls) / cfg.n_inits for k in out["corr"][kind]}
+        out["uexact"][kind] = {k: sum(c[1][k] for c in controls) / cfg.n_inits for k in out["corr"][kind]}
+    return RampSection(test, pad, out["models"], out["seconds"], out["corr"], out["exact"], out["ucorr"],
+                       out["uexact"], out["direct"])

@@ -163,11 +163,11 @@ NOT_ENFORCED: dict[str, dict[str, dict[str, str]]] = {
         },
     },
     "10_capsule_extensions": {
-        "smoke": _each("smoke trains chapter 10's MNIST models (C.1, C.3, C.4) for 60 steps (chapter 4's smoke "
+        "smoke": _each("smoke trains chapter 10's MNIST models (C.1-C.4) for 60 steps (chapter 4's smoke "
                        "recipe): too few to learn a roll; enforced on cpu (where chapter 4's own capsules meet the "
                        "bar) and paper; the toy sections' claims and C.4's online known answer are enforced on every "
                        "profile", "partial_mnist_*", "lattice_mnist_*", "causal_mnist_*_traversal_predicts_pose",
-                       "causal_mnist_*_online_decodes_pose"),
+                       "causal_mnist_*_online_decodes_pose", "ramps_*"),
         "cpu": _each("not reached on the cpu recipe at MNIST scale, and not by C.1 alone: by the same measure (Eq 20's "
                      "ObservedRoll to the canonical frame, read on the capsule's circle) chapter 4's own TVAE with "
                      "D = S = 18 units rolls correctly on 0.40 of the rotation and 0.30 of the scale test sequences "
@@ -192,7 +192,13 @@ NOT_ENFORCED: dict[str, dict[str, dict[str, str]]] = {
                        "sequences: 1.08, 1.13); scale is also no closer than the opposite pose (486.0 vs 472.3). "
                        "The untrained control fails by far (1,632 nats) and the online codes decode colour and scale "
                        "in their pose (enforced). Seed 0, 3,000 steps; enforced on paper",
-                       "causal_mnist_color_traversal_predicts_pose", "causal_mnist_scale_traversal_predicts_pose"),
+                       "causal_mnist_color_traversal_predicts_pose", "causal_mnist_scale_traversal_predicts_pose")
+               | _each("C.2 does not learn at cpu scale, on MNIST as on the toy: on the padded scale ramps the "
+                       "non-cyclic capsules' ObservedRoll follows the level with correlation 0.31 (exact in 0% of "
+                       "the frames; untrained 0.00), the cyclic model on the same ramps 0.67 (2.8%), so the "
+                       "non-cyclic construction is also the worse one here; scale is the factor the cpu recipe "
+                       "learns least (chapter 4's own cyclic TVAE: CapCorr_scale 0.55 on these digits). Seed 0, "
+                       "3,000 steps; enforced on paper", "ramps_*"),
     },
 }
 """Claims only reported, per chapter and profile, with the reason (see the module docstring)."""

@@ -43,7 +43,8 @@ class DataSpec:
     """How to build a job's training data: ``kind`` and what sizes it (hashable, picklable)."""
 
     kind: str            # "mnist" (ch 3, 7) | "capsules" (ch 4, 5, 8) | "combined" (Fig 1, 18) | "perspective"
-                         # (Fig 19) | "rotation+color" (ch 10's 2-D capsules) | "molecules" (ch 6)
+                         # (Fig 19) | "rotation+color" (ch 10's 2-D capsules) | "scale-ramps" (ch 10's C.2)
+                         # | "molecules" (ch 6)
     cfg: Any             # the chapter config whose fields size the data
     data_dir: str | None
     seed: int            # the data seed (the chapter's base seed)
@@ -72,6 +73,12 @@ def _load(spec: DataSpec) -> dict[str, tuple[tuple, str]]:
 
         ctrain, _ = mnist_transform_data(spec.cfg.mnist, MNIST_KINDS[spec.kind], spec.data_dir, spec.seed)
         return {spec.kind: ((ctrain.x,), sequence_data_id(ctrain, spec.seed))}
+    if spec.kind == "scale-ramps":  # chapter 10's C.2 at MNIST scale: spec.cfg is its CapsuleExtensionsConfig
+        from tvae_core.roll import pad_sequence_ends
+        from tvae_experiments.capsule_extensions import ramp_data
+
+        train, _, data_id = ramp_data(spec.cfg, spec.data_dir, spec.seed)
+        return {"scale-ramps": ((pad_sequence_ends(train.x, spec.cfg.ramp_L),), data_id)}
     if spec.kind == "molecules":
         from tvae_experiments.data.molecules import load_molecules
         from tvae_experiments.graphvae import graph_data_id
@@ -81,7 +88,7 @@ def _load(spec: DataSpec) -> dict[str, tuple[tuple, str]]:
                                                                                                     spec.seed)
         return {"graphs": ((train.X, train.E), graph_data_id(train.fingerprint()))}
     raise ValueError(f"DataSpec.kind={spec.kind!r} is not one of 'mnist', 'capsules', "
-                     f"{', '.join(map(repr, MNIST_KINDS))}, 'molecules'")
+                     f"{', '.join(map(repr, MNIST_KINDS))}, 'scale-ramps', 'molecules'")
 
 
 COMBINED_KINDS = {"combined": "color+rotation", "perspective": "color+perspective"}
@@ -208,6 +215,9 @@ def _raw_jobs(chapter: str, profile: str, seed: int, data_dir: str | None, extra
                    cfg.capsules.mnist.train(seed), spec, "mnist")
         yield (chapter, mnist_extension_name("causal", seed), cfg.mnist_causal_model(), cfg.capsules.mnist.train(seed),
                spec, "mnist")
+        for kind in ("noncyclic", "cyclic"):  # C.2 on padded scale ramps
+            yield (chapter, mnist_extension_name(f"ramps-{kind}", seed), cfg.mnist_ramp_model(kind),
+                   cfg.capsules.mnist.train(seed), DataSpec("scale-ramps", cfg, data_dir, seed), "scale-ramps")
         yield (chapter, mnist_extension_name("lattice", seed), cfg.mnist_lattice_model(), cfg.capsules.mnist.train(seed),
                DataSpec("rotation+color", cfg.capsules, data_dir, seed), "rotation+color")
     elif chapter == "06_invariant_graphs":

@@ -352,6 +352,8 @@ class CapsuleExtensionsConfig:
     capsules: CapsulesConfig = CapsulesConfig()  # C.1 at MNIST scale: chapter 4's MNIST data and recipe (per profile)
     mnist_partial_frac: float = 1 / 3  # ... its TVAE L = S/3 (chapter 4's), capsules of D = S/2 units rolled alpha
                                        # = partial_alpha per frame (partial_alpha * S = D: one period per capsule)
+    ramp_frames: int = 9               # C.2 at MNIST scale: 9 consecutive of A.9's 18 scale levels, never wrapping
+    ramp_L: int = 3                    # ... Eq 7's centred window, L = ramp_frames / 3; sequences padded by L frames
 
     def model(self, section: str):
         """The :class:`~tvae_core.models.AppendixModelConfig` of one section: ``"forward"`` (chapter 4's
@@ -406,6 +408,20 @@ class CapsuleExtensionsConfig:
         from tvae_core.models import AppendixModelConfig
 
         return AppendixModelConfig(**{**self._mnist_tvae(), "window": "causal", "time_boundary": "zero"})
+
+    def mnist_ramp_model(self, kind: str = "noncyclic"):
+        """C.2 at MNIST scale: chapter 4's MNIST TVAE (capsules of ``D = S`` units, one per scale level) with Eq 7's
+        centred window of ``L = ramp_L`` on sequences padded by ``ramp_L`` frames at each end; ``"noncyclic"``:
+        zero time and capsule boundaries and ``capsule_pad`` units at both ends of each capsule (as the toy's
+        ``"noncyclic"``), ``"cyclic"``: the same window on circular capsules and circular time."""
+        from tvae_core.models import AppendixModelConfig
+
+        check_choice("kind", kind, ("noncyclic", "cyclic"))
+        base = self._mnist_tvae()
+        changes = {"window": "centered", "L": self.ramp_L}
+        if kind == "noncyclic":
+            changes |= {"time_boundary": "zero", "capsule_boundary": "zero", "capsule_pad": self.ramp_L + base["K"] // 2}
+        return AppendixModelConfig(**{**base, **changes})
 
     def mnist_lattice_model(self):
         """C.3 at MNIST scale: chapter 4's MNIST TVAE (``L = S/3``) with Eq 21's two-dimensional capsules of
