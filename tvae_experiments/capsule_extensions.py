@@ -18,8 +18,10 @@ initialisation:
   toy: :func:`noncyclic_section`; MNIST scale sequences cut so they never wrap: :func:`scale_ramps`,
   :func:`ramp_section`.
 
-Every model trains with the toy recipe (:func:`~tvae_experiments.capsules.fit_toy`: Adam, always
-trained, seconds on a CPU); the ``*_section`` functions train and score one section each.
+Every toy model trains with the toy recipe (:func:`~tvae_experiments.capsules.fit_toy`: Adam, always
+trained, seconds on a CPU); the ``*_mnist_section`` and :func:`ramp_section` models are chapter 4's MNIST
+TVAE with one building block changed, trained with the profile's MNIST recipe and cached like chapter 4's
+(:data:`MNIST_EXTENSIONS`).  The ``*_section`` functions train and score one section each.
 """
 from __future__ import annotations
 
@@ -463,19 +465,20 @@ class CausalMnistSection:
     scores: object                # CapsuleScores (chapter 4's evaluate_capsules): held-out frames l >= 2L, trained
     untrained: object             # the same for its initialisation (init = seed)
     untrained_capcorr: dict       # name -> CapCorr, mean over cfg.n_inits initialisations
-    reference: object             # CapsuleScores of chapter 4's TVAE L = S/3 (forward window); None without one
+    reference: object             # CapsuleScores of chapter 4's TVAE L = S/3 (forward window)
     online_error: Tensor          # (S,) online_error of the causal model on the first n_online test sequences
     forward_online_error: Tensor  # (S,) the same for the reference's weights with a zero time boundary
     online: dict                  # name -> PoseScores of decode(online t_l) over every frame, trained
     untrained_online: dict        # the same, the untrained model (init = seed)
 
 
-def causal_mnist_section(cfg: CapsuleExtensionsConfig, train, test, data_id: str, seed: int = 0,
-                         device: str = "auto", reference=None, n_online: int = 64) -> CausalMnistSection:
+def causal_mnist_section(cfg: CapsuleExtensionsConfig, train, test, data_id: str, reference, seed: int = 0,
+                         device: str = "auto", n_online: int = 64) -> CausalMnistSection:
     """Train (or load, cached like chapter 4's models) :meth:`CapsuleExtensionsConfig.mnist_causal_model` on
     ``train`` (chapter 4's MNIST sequences) and score it with chapter 4's :func:`evaluate_capsules` on
-    ``test``, beside its untrained initialisations and ``reference`` (chapter 4's TVAE, forward window).
-    The online known answer is read on the first ``n_online`` test sequences (every frame's prefix)."""
+    ``test``, beside its untrained initialisations and ``reference``, chapter 4's trained TVAE (forward
+    window): the price of causality, and the broken variant of the online known answer (its weights cut
+    off from the future).  The known answer is read on the first ``n_online`` test sequences."""
     from tvae_experiments.train import fit
 
     cm, mcfg = cfg.capsules.mnist, cfg.mnist_causal_model()
@@ -483,10 +486,10 @@ def causal_mnist_section(cfg: CapsuleExtensionsConfig, train, test, data_id: str
     controls = [untrained_toy(mcfg, i, device) for i in range(seed, seed + cfg.n_inits)]
     ccs = [capcorr_per_transform(encode_sequences(c, test.x), test, mcfg.capsule_dim) for c in controls]
     ucc = {k: sum(c[k] for c in ccs) / len(ccs) for k in ccs[0]}
-    ref = None if reference is None else evaluate_capsules(reference, test, seed)
-    err, ferr = _online_errors(r.model, r.model if reference is None else reference, test.x[:n_online])
+    err, ferr = _online_errors(r.model, reference, test.x[:n_online])
     return CausalMnistSection(r.model, test, r.seconds, evaluate_capsules(r.model, test, seed),
-                              evaluate_capsules(controls[0], test, seed), ucc, ref, err, ferr,
+                              evaluate_capsules(controls[0], test, seed), ucc, evaluate_capsules(reference, test, seed),
+                              err, ferr,
                               _online_pose(r.model, test), _online_pose(controls[0], test))
 
 
