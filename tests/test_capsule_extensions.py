@@ -207,6 +207,9 @@ def test_the_mnist_partial_roll_model_is_chapter_4s_tvae_with_half_size_capsules
     causal = cfg.mnist_causal_model()
     assert {k: v for k, v in causal.to_dict().items() if ch4.get(k) != v} == {"window": "causal", "time_boundary": "zero"}
     assert causal.L == cm.L_of(1 / 3)
+    wide = cfg.mnist_causal_model(wide=True)  # as many frames as the forward window: L' + 1 = 2L
+    assert {k: v for k, v in wide.to_dict().items() if ch4.get(k) != v} == {"window": "causal", "time_boundary": "zero",
+                                                                             "L": 2 * causal.L - 1}
     # C.2 at MNIST scale: Eq 7's centred window on padded ramps; non-cyclic = zero boundaries + padded capsules
     for kind, extra in (("cyclic", set()), ("noncyclic", {"time_boundary", "capsule_boundary", "capsule_pad"})):
         ramp = cfg.mnist_ramp_model(kind)
@@ -218,11 +221,11 @@ def test_the_mnist_partial_roll_model_is_chapter_4s_tvae_with_half_size_capsules
         cfg.mnist_ramp_model("helical")
 
 
-def test_chapter_10_plans_its_six_mnist_models_on_their_data():
+def test_chapter_10_plans_its_seven_mnist_models_on_their_data():
     from tvae_experiments import plan
 
     jobs = plan.training_plan("smoke", chapters=["10_capsule_extensions"])
-    assert sorted(j.name for j in jobs) == ["caps-mnist-causal-s0", "caps-mnist-lattice-s0",
+    assert sorted(j.name for j in jobs) == ["caps-mnist-causal-s0", "caps-mnist-causal-wide-s0", "caps-mnist-lattice-s0",
                                             "caps-mnist-partial-integer-s0", "caps-mnist-partial-linear-s0",
                                             "caps-mnist-ramps-cyclic-s0", "caps-mnist-ramps-noncyclic-s0"]
     kinds = {j.name: (j.data.kind, j.part) for j in jobs}

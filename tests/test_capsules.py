@@ -191,6 +191,10 @@ def test_sampled_decode_rule_is_the_mean_rule_when_the_posterior_std_is_zero(kin
     tr = capsule_traversal(model, test.x)
     assert mean.traversal_bce == pytest.approx(tr.roll_bce[:, tr.held_out].mean().item(), rel=1e-5)
     assert mean.direct_bce == pytest.approx(tr.direct_bce[:, tr.held_out].mean().item(), rel=1e-5)
+    # held_out_L: another model's held-out frames (two windows compared on the same frames)
+    for L in (0.5, 1, 2):
+        other = traversal_scores(model, test, "mean", held_out_L=L)
+        assert other.traversal_bce == pytest.approx(tr.roll_bce[:, held_out_frames(S, L)].mean().item(), rel=1e-5)
     with pytest.raises(ValueError, match="decode"):
         traversal_scores(model, test, "median")
 

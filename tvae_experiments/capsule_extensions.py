@@ -230,7 +230,7 @@ class CausalSection:
     causal: ToyCapsules
     forward: ToyCapsules
     online_error: Tensor           # (S,) causal model: online vs full-sequence codes (online_error)
-    forward_online_error: Tensor   # (S,) forward model: its full codes vs codes from frames 0..l (zero future)
+    forward_online_error: Tensor   # (S,) forward model read with a zero time boundary: full vs online codes
     online_bce: dict               # name -> PoseScores of decode(online t_l) on every frame (trained)
     untrained_online_bce: dict     # the same for the untrained causal model
 
@@ -466,6 +466,9 @@ class CausalMnistSection:
     untrained: object             # the same for its initialisation (init = seed)
     untrained_capcorr: dict       # name -> CapCorr, mean over cfg.n_inits initialisations
     reference: object             # CapsuleScores of chapter 4's TVAE L = S/3 (forward window)
+    wide: object                  # CapsuleScores of the causal model with L' = 2L - 1 (as many frames as the forward
+                                  # window), on the same held-out frames l >= 2L
+    wide_seconds: float
     online_error: Tensor          # (S,) online_error of the causal model on the first n_online test sequences
     forward_online_error: Tensor  # (S,) the same for the reference's weights with a zero time boundary
     online: dict                  # name -> PoseScores of decode(online t_l) over every frame, trained
@@ -478,7 +481,9 @@ def causal_mnist_section(cfg: CapsuleExtensionsConfig, train, test, data_id: str
     ``train`` (chapter 4's MNIST sequences) and score it with chapter 4's :func:`evaluate_capsules` on
     ``test``, beside its untrained initialisations and ``reference``, chapter 4's trained TVAE (forward
     window): the price of causality, and the broken variant of the online known answer (its weights cut
-    off from the future).  The known answer is read on the first ``n_online`` test sequences."""
+    off from the future).  Beside them the causal model as wide as the forward window
+    (``mnist_causal_model(wide=True)``), scored on the same held-out frames.  The known answer is read on
+    the first ``n_online`` test sequences."""
     from tvae_experiments.train import fit
 
     cm, mcfg = cfg.capsules.mnist, cfg.mnist_causal_model()
@@ -487,9 +492,11 @@ def causal_mnist_section(cfg: CapsuleExtensionsConfig, train, test, data_id: str
     ccs = [capcorr_per_transform(encode_sequences(c, test.x), test, mcfg.capsule_dim) for c in controls]
     ucc = {k: sum(c[k] for c in ccs) / len(ccs) for k in ccs[0]}
     err, ferr = _online_errors(r.model, reference, test.x[:n_online])
+    w = fit(cfg.mnist_causal_model(wide=True), train.x, cm.train(seed), data_id=data_id, device=device,
+            name=mnist_extension_name("causal-wide", seed))
     return CausalMnistSection(r.model, test, r.seconds, evaluate_capsules(r.model, test, seed),
                               evaluate_capsules(controls[0], test, seed), ucc, evaluate_capsules(reference, test, seed),
-                              err, ferr,
+                              evaluate_capsules(w.model, test, seed, held_out_L=mcfg.L), w.seconds, err, ferr,
                               _online_pose(r.model, test), _online_pose(controls[0], test))
 
 
@@ -505,9 +512,10 @@ def _direct_bce(model, t: Tensor, x: Tensor, batch_size: int = 64) -> float:
     return total / (x.shape[0] * x.shape[1])
 
 
-MNIST_EXTENSIONS = ("partial-linear", "partial-integer", "lattice", "causal", "ramps-noncyclic", "ramps-cyclic")
+MNIST_EXTENSIONS = ("partial-linear", "partial-integer", "lattice", "causal", "causal-wide", "ramps-noncyclic",
+                    "ramps-cyclic")
 """Chapter 10's MNIST models: C.1 with Eq 19's roll, its whole-unit control, C.3's 2-D capsule, C.4's causal
-window, C.2's non-cyclic capsules and the cyclic model on the same scale ramps."""
+window (and as wide as the forward one), C.2's non-cyclic capsules and the cyclic model on the same scale ramps."""
 
 
 def mnist_extension_name(kind: str, seed: int) -> str:
@@ -582,7 +590,10 @@ def scale_ramps(data, frames: int, seed: int = 0):
     frames visit the ``S`` scale levels ``60% .. 126%`` once and jump from 126% back to 60% somewhere.  Each
     sequence keeps ``frames`` consecutive frames climbing one level per frame from a random first level in
     ``0 .. S - frames`` (seeded by ``seed``), so no sequence crosses the jump.  ``step``: each frame's level
-    (0 = 60%), ``canonical``: level 0.  Returns a :class:`~tvae_experiments.data.sequences.SequenceData`."""
+    (0 = 60%), ``canonical``: level 0 -- both redefined: in A.9's sequences ``step`` counts from the level
+    nearest 100%, which a ramp may not contain (nothing here reads ``canonical``: C.2 has no canonical frame,
+    :func:`offset_rolls` counts from each ramp's first frame).  Returns a
+    :class:`~tvae_experiments.data.sequences.SequenceData`."""
     S = data.x.shape[1]
     frames = check_int("frames", frames, minimum=2, maximum=S - 1)
     if tuple(data.transforms) != ("scale",):

@@ -190,8 +190,8 @@ NOT_ENFORCED: dict[str, dict[str, dict[str, str]]] = {
                        "window's saw frames 0-11), and Roll_l(t_0) decodes the held-out frames 12-17 at 1.52 (colour) "
                        "and 1.67 (scale) x their direct BCE, above chapter 4's 1.25 (forward window on the same "
                        "sequences: 1.08, 1.13); scale is also no closer than the opposite pose (486.0 vs 472.3). "
-                       "The untrained control fails by far (1,632 nats) and the online codes decode colour and scale "
-                       "in their pose (enforced). Seed 0, 3,000 steps; enforced on paper",
+                       "The untrained control's traversal fails by far (1,632 nats) and the online codes decode colour "
+                       "and scale in their pose (enforced). Seed 0, 3,000 steps; enforced on paper",
                        "causal_mnist_color_traversal_predicts_pose", "causal_mnist_scale_traversal_predicts_pose")
                | _each("C.2 does not learn at cpu scale, on MNIST as on the toy: on the padded scale ramps the "
                        "non-cyclic capsules' ObservedRoll follows the level with correlation 0.31 (exact in 0% of "

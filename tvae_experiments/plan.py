@@ -205,7 +205,7 @@ def _raw_jobs(chapter: str, profile: str, seed: int, data_dir: str | None, extra
         for kind, transform in COMBINED_KINDS.items():
             yield (chapter, variant_name(cm, "tvae", L, s0, data=transform.replace("+", "-")), cm.model("tvae", L),
                    cm.train(s0), DataSpec(kind, cfg.capsules, data_dir, seed), kind)
-    elif chapter == "10_capsule_extensions":  # C.1, C.3, C.4 at MNIST scale (the toy models always train, in seconds)
+    elif chapter == "10_capsule_extensions":  # C.1-C.4 at MNIST scale (the toy models always train, in seconds)
         from tvae_experiments.capsule_extensions import mnist_extension_name
 
         cfg = config_for(chapter, profile)
@@ -213,8 +213,9 @@ def _raw_jobs(chapter: str, profile: str, seed: int, data_dir: str | None, extra
         for roll in ("linear", "integer"):
             yield (chapter, mnist_extension_name(f"partial-{roll}", seed), cfg.mnist_model(roll),
                    cfg.capsules.mnist.train(seed), spec, "mnist")
-        yield (chapter, mnist_extension_name("causal", seed), cfg.mnist_causal_model(), cfg.capsules.mnist.train(seed),
-               spec, "mnist")
+        for wide in (False, True):
+            yield (chapter, mnist_extension_name("causal-wide" if wide else "causal", seed),
+                   cfg.mnist_causal_model(wide), cfg.capsules.mnist.train(seed), spec, "mnist")
         for kind in ("noncyclic", "cyclic"):  # C.2 on padded scale ramps
             yield (chapter, mnist_extension_name(f"ramps-{kind}", seed), cfg.mnist_ramp_model(kind),
                    cfg.capsules.mnist.train(seed), DataSpec("scale-ramps", cfg, data_dir, seed), "scale-ramps")

@@ -332,8 +332,11 @@ class CapsuleInvariantsConfig:
 class CapsuleExtensionsConfig:
     """Chapter 10 -- appendix C's proposed extensions (C.1-C.4), built from ``tvae_core`` parts and
     measured on chapter 4's toy problem (:class:`ToyCapsulesConfig`, the same on every profile: each
-    model trains in seconds).  Every model is the toy TVAE (:meth:`ToyCapsulesConfig.model`) with the
-    appendix-C fields of :class:`~tvae_core.models.AppendixModelConfig` changed (:meth:`model`)."""
+    model trains in seconds) and on chapter 4's MNIST sequences (``capsules``, per profile).  Every toy
+    model is the toy TVAE (:meth:`ToyCapsulesConfig.model`) with the appendix-C fields of
+    :class:`~tvae_core.models.AppendixModelConfig` changed (:meth:`model`); every MNIST model is chapter
+    4's MNIST TVAE ``L = S/3`` with them changed (:meth:`mnist_model`, :meth:`mnist_lattice_model`,
+    :meth:`mnist_causal_model`, :meth:`mnist_ramp_model`)."""
 
     toy: ToyCapsulesConfig = ToyCapsulesConfig()
     causal_L: int = 2                  # C.4: t_l sees frames l-2 .. l (zero time boundary: nothing before frame 0)
@@ -349,7 +352,7 @@ class CapsuleExtensionsConfig:
     capcorr_min: float = 0.9           # CapCorr of a learned capsule (Table 2: 1.0 for the TVAE L=S/3)
     online_tol: float = 1e-5           # C.4 known answer: |t_l(frames 0..l) - t_l(all frames)| / max|t|
     n_inits: int = 3                   # untrained initialisations a control's CapCorr is averaged over
-    capsules: CapsulesConfig = CapsulesConfig()  # C.1 at MNIST scale: chapter 4's MNIST data and recipe (per profile)
+    capsules: CapsulesConfig = CapsulesConfig()  # the MNIST sections: chapter 4's MNIST data and recipe (per profile)
     mnist_partial_frac: float = 1 / 3  # ... its TVAE L = S/3 (chapter 4's), capsules of D = S/2 units rolled alpha
                                        # = partial_alpha per frame (partial_alpha * S = D: one period per capsule)
     ramp_frames: int = 9               # C.2 at MNIST scale: 9 consecutive of A.9's 18 scale levels, never wrapping
@@ -401,19 +404,25 @@ class CapsuleExtensionsConfig:
                                       "alpha": alpha})
 
 
-    def mnist_causal_model(self):
+    def mnist_causal_model(self, wide: bool = False):
         """C.4 at MNIST scale: chapter 4's MNIST TVAE (``L = S/3``) with Eq 22's causal window and a zero
         time boundary, as the toy's ``"causal"`` model: ``t_l`` reads frames ``l - L .. l`` (``L + 1`` frames;
-        chapter 4's forward window reads ``l .. l + 2L - 1``), and frame 0 has no past."""
+        chapter 4's forward window reads ``l .. l + 2L - 1``), and frame 0 has no past.  ``wide=True``: the
+        same with ``L' = 2L - 1``, a causal window as wide as the forward one (``2L`` frames), which
+        separates the cost of looking only backwards from the cost of a narrower window."""
         from tvae_core.models import AppendixModelConfig
 
-        return AppendixModelConfig(**{**self._mnist_tvae(), "window": "causal", "time_boundary": "zero"})
+        base = self._mnist_tvae()
+        return AppendixModelConfig(**{**base, "window": "causal", "time_boundary": "zero",
+                                      "L": 2 * base["L"] - 1 if wide else base["L"]})
 
     def mnist_ramp_model(self, kind: str = "noncyclic"):
         """C.2 at MNIST scale: chapter 4's MNIST TVAE (capsules of ``D = S`` units, one per scale level) with Eq 7's
         centred window of ``L = ramp_L`` on sequences padded by ``ramp_L`` frames at each end; ``"noncyclic"``:
         zero time and capsule boundaries and ``capsule_pad`` units at both ends of each capsule (as the toy's
-        ``"noncyclic"``), ``"cyclic"``: the same window on circular capsules and circular time."""
+        ``"noncyclic"``), ``"cyclic"``: the same window on circular capsules and circular time.  The padding
+        is ``L + K // 2`` units, not C.2's ``L``: the capsule window reaches ``K // 2`` units beyond the
+        shifted ones, and with ``L`` alone the units at a capsule's ends would still read a neighbour."""
         from tvae_core.models import AppendixModelConfig
 
         check_choice("kind", kind, ("noncyclic", "cyclic"))
@@ -493,7 +502,7 @@ PROFILE_OVERRIDES["08_capsule_invariants"] = {p: dict(capsules=CapsulesConfig(**
 # Chapter 10: toy scale, the same on every profile (each model trains in seconds on a CPU).  Smoke with 700 steps
 # per model was tried (2026-12-02, seed 0): causal CapCorr_x 0.70 < 0.9, so smoke keeps chapter 4's 1,500 steps.
 EXPERIMENTS["10_capsule_extensions"] = CapsuleExtensionsConfig
-# ... except C.1 at MNIST scale, which uses chapter 4's per-profile MNIST data and recipe.
+# ... except the MNIST sections (C.1-C.4), which use chapter 4's per-profile MNIST data and recipe.
 PROFILE_OVERRIDES["10_capsule_extensions"] = {p: dict(capsules=CapsulesConfig(**PROFILE_OVERRIDES["04_capsules"][p]))
                                               for p in ("smoke", "paper")}
 
