@@ -1,4 +1,6 @@
 """Roll algebra on capsules (Eq 18), partial (Eq 19), Fourier (C.1) and non-cyclic (C.2) rolls."""
+import math
+
 import pytest
 import torch
 
@@ -86,3 +88,25 @@ def test_noncyclic_roll_fills_boundary():
     assert noncyclic_roll(u, 1, 4).tolist() == [0, 1, 2, 3, 0, 5, 6, 7]
     assert noncyclic_roll(u, -2, 4).tolist() == [3, 4, 0, 0, 7, 8, 0, 0]
     assert noncyclic_roll(u, 4, 4).abs().sum() == 0
+
+
+@pytest.mark.parametrize("alpha", [1 / 2, 1 / 3, 1 / 4])
+@pytest.mark.parametrize("dim", [5, 6, 9, 18])
+def test_fourier_partial_rolls_compose_to_the_identity_except_the_even_nyquist_term(alpha, dim):
+    """C.1: D / alpha Fourier rolls of alpha each shift by D units, the identity.  Exact for odd D; for even
+    D each fractional roll keeps cos(pi alpha) of the Nyquist term (see fourier_roll), so after n rolls
+    x + (cos(pi alpha)^n - 1) * nyq(x), nyq(x) = x's projection on the alternating pattern (+1, -1, ...)."""
+    g = torch.Generator().manual_seed(dim)
+    x = torch.randn(3, 2 * dim, generator=g, dtype=torch.float64)
+    n = round(dim / alpha)
+    y = x
+    for _ in range(n):
+        y = fourier_roll(y, alpha, dim)
+    expected = x
+    if dim % 2 == 0:
+        sign = (-1.0) ** torch.arange(dim, dtype=torch.float64)                # (D,) alternating pattern
+        xc = x.reshape(3, 2, dim)
+        nyq = (xc @ sign / dim)[..., None] * sign                              # (3, 2, D) projection on it
+        expected = (xc + (math.cos(math.pi * alpha) ** n - 1) * nyq).reshape(x.shape)
+        assert (y - x).abs().max() > 1e-3  # the Nyquist term is really lost for even D
+    torch.testing.assert_close(y, expected, atol=1e-12, rtol=1e-12)
