@@ -195,6 +195,21 @@ def test_sampled_decode_rule_is_the_mean_rule_when_the_posterior_std_is_zero(kin
     for L in (0.5, 1, 2):
         other = traversal_scores(model, test, "mean", held_out_L=L)
         assert other.traversal_bce == pytest.approx(tr.roll_bce[:, held_out_frames(S, L)].mean().item(), rel=1e-5)
+    # origin: t_origin rolled by l - origin (a causal code that has seen frames 0..origin); at l = origin it is
+    # the direct reconstruction, and frame S-1 is decoded from Roll_{S-1-origin}(t_origin)
+    from tvae_core import roll
+
+    t = model.encode(test.x)
+    for o in (1, S - 1):
+        tro = capsule_traversal(model, test.x, origin=o)
+        torch.testing.assert_close(tro.roll_bce[:, o], tr.direct_bce[:, o])
+        expect = torch.sigmoid(model.decode(roll(t[:, o], S - 1 - o, model.capsule_dim)))
+        torch.testing.assert_close(tro.decoded[:, -1], expect)
+        assert not torch.allclose(tro.roll_bce, tr.roll_bce)
+        assert traversal_scores(model, test, "mean", origin=o).traversal_bce == pytest.approx(
+            tro.roll_bce[:, tr.held_out].mean().item(), rel=1e-5)
+    with pytest.raises(ValueError, match="origin"):
+        capsule_traversal(model, test.x, origin=S)
     with pytest.raises(ValueError, match="decode"):
         traversal_scores(model, test, "median")
 

@@ -337,7 +337,8 @@ class Traversal:
 
     roll_bce: Tensor     # (N, S): decode(Roll_l(t_0)) vs x_l
     direct_bce: Tensor   # (N, S): decode(t_l) vs x_l (t_l encoded from its own window)
-    held_out: Tensor     # (S,) bool: frames not in t_0's input window (:func:`held_out_frames`)
+    held_out: Tensor     # (S,) bool: frames not in the forward window of t_0 (:func:`held_out_frames`; a causal
+                         # window's t_0 saw frame 0 only: there these are the frames compared with the forward one's)
     decoded: Tensor      # (N, S, P) sigmoid(decode(Roll_l(t_0))), for plotting
     wrong_pose_bce: Tensor  # (N, S): decode(Roll_l(t_0)) vs the frame half a cycle away, x_{l+S/2}
 
@@ -350,19 +351,23 @@ class Traversal:
 
 @torch.no_grad()
 def capsule_traversal(model, x: Tensor, capsule_dim: int | None = None, L: float | None = None,
-                      t: Tensor | None = None) -> Traversal:
+                      t: Tensor | None = None, origin: int = 0) -> Traversal:
     """Encode each sequence ``x: (N, S, P)``, roll ``t_0`` by ``l`` inside every capsule for
     ``l = 0..S-1`` and decode (Sec 6.1, Fig 4).  ``capsule_dim`` and ``L`` default to the
     model's own (``model.capsule_dim``, ``model.L``; a VAE has ``L = 0``);
     frames outside ``t_0``'s window are marked by :func:`held_out_frames`.  ``t: (N, S, n)``
-    replaces ``model.encode(x)`` (e.g. a posterior sample of the codes)."""
+    replaces ``model.encode(x)`` (e.g. a posterior sample of the codes).  ``origin``: roll
+    ``t_origin`` by ``l - origin`` instead (a causal window's code that has seen frames
+    ``0 .. origin``, C.4); ``held_out`` then still marks the frames of ``L``'s rule."""
     from .roll import roll
 
     capsule_dim = model.capsule_dim if capsule_dim is None else capsule_dim
     L = model.L if L is None else L
     N, S, _ = x.shape
+    origin = check_int("origin", origin, minimum=0, maximum=S - 1)
     t = model.encode(x) if t is None else t  # (N, S, n)
-    rolled = roll(t[:, :1].expand(-1, S, -1), torch.arange(S, device=x.device), capsule_dim)  # (N, S, n)
+    shifts = torch.arange(S, device=x.device) - origin  # (S,) roll of t_origin that predicts frame l
+    rolled = roll(t[:, origin:origin + 1].expand(-1, S, -1), shifts, capsule_dim)  # (N, S, n)
     logits_roll, logits_direct = model.decode(rolled), model.decode(t)  # (N, S, P)
     bce = lambda lg, y: torch.nn.functional.binary_cross_entropy_with_logits(lg, y, reduction="none").sum(-1)
     opposite = (torch.arange(S, device=x.device) + S // 2) % S

@@ -237,8 +237,8 @@ class CausalSection:
 
 @torch.no_grad()
 def _online_pose(model, test, batch_size: int = 64) -> dict[str, PoseScores]:
-    """Per transformation, decode(online ``t_l``) scored against ``x_l`` and against the frame half a cycle
-    away, nats per image averaged over every frame; batches of ``batch_size`` sequences on the model's device."""
+    """Per transformation, decode(online ``t_l``) (C.4, Eq 22: ``t_l`` from frames ``0 .. l`` only) scored
+    against ``x_l`` and against the frame half a cycle away, nats per image averaged over every frame; batches of ``batch_size`` sequences on the model's device."""
     dev = next(model.parameters()).device
     S = test.x.shape[1]
     opposite = (torch.arange(S) + S // 2) % S
@@ -256,8 +256,8 @@ def _online_pose(model, test, batch_size: int = 64) -> dict[str, PoseScores]:
 
 @torch.no_grad()
 def _online_errors(causal, forward, x: Tensor) -> tuple[Tensor, Tensor]:
-    """:func:`online_error` per frame of the ``causal`` model and of ``forward``'s weights read with a zero time
-    boundary (cut off from the future, nothing wraps) on ``x: (N, S, P)`` (moved to each model's device)."""
+    """:func:`online_error` (C.4, Eq 22's known answer) per frame, ``(S,)`` each, of the ``causal`` model and of
+    ``forward``'s weights read with a zero time boundary (cut off from the future, nothing wraps) on ``x: (N, S, P)`` (moved to each model's device)."""
     out = []
     for m in (causal, with_config(forward, time_boundary="zero")):
         xd = as_float(x.to(next(m.parameters()).device))
@@ -463,11 +463,14 @@ class CausalMnistSection:
     test: object
     seconds: float
     scores: object                # CapsuleScores (chapter 4's evaluate_capsules): held-out frames l >= 2L, trained
+    scores_end: object            # the same rolled from t_L (which saw frames 0 .. L, its whole window) instead of t_0
     untrained: object             # the same for its initialisation (init = seed)
     untrained_capcorr: dict       # name -> CapCorr, mean over cfg.n_inits initialisations
     reference: object             # CapsuleScores of chapter 4's TVAE L = S/3 (forward window)
     wide: object                  # CapsuleScores of the causal model with L' = 2L - 1 (as many frames as the forward
-                                  # window), on the same held-out frames l >= 2L
+                                  # window), on the same held-out frames l >= 2L, rolled from t_0 (saw frame 0)
+    wide_end: object              # the same model rolled from t_{L'} (saw frames 0 .. 2L-1, as the forward t_0)
+    wide_untrained_end: object    # the same for its initialisation (init = seed)
     wide_seconds: float
     online_error: Tensor          # (S,) online_error of the causal model on the first n_online test sequences
     forward_online_error: Tensor  # (S,) the same for the reference's weights with a zero time boundary
@@ -477,13 +480,15 @@ class CausalMnistSection:
 
 def causal_mnist_section(cfg: CapsuleExtensionsConfig, train, test, data_id: str, reference, seed: int = 0,
                          device: str = "auto", n_online: int = 64) -> CausalMnistSection:
-    """Train (or load, cached like chapter 4's models) :meth:`CapsuleExtensionsConfig.mnist_causal_model` on
-    ``train`` (chapter 4's MNIST sequences) and score it with chapter 4's :func:`evaluate_capsules` on
-    ``test``, beside its untrained initialisations and ``reference``, chapter 4's trained TVAE (forward
+    """C.4 at MNIST scale: train (or load, cached like chapter 4's models)
+    :meth:`CapsuleExtensionsConfig.mnist_causal_model` (Eq 22's causal window) on ``train`` (chapter 4's
+    MNIST sequences, ``x: (N, S, P)``) and score it with chapter 4's :func:`evaluate_capsules` on ``test``,
+    beside its untrained initialisations and ``reference``, chapter 4's trained TVAE (Eq 9's forward
     window): the price of causality, and the broken variant of the online known answer (its weights cut
     off from the future).  Beside them the causal model as wide as the forward window
-    (``mnist_causal_model(wide=True)``), scored on the same held-out frames.  The known answer is read on
-    the first ``n_online`` test sequences."""
+    (``mnist_causal_model(wide=True)``, ``L' = 2L - 1``), scored on the same held-out frames ``l >= 2L``
+    twice: rolled from ``t_0`` (which saw frame 0) and from ``t_{L'}`` (which saw frames ``0 .. 2L-1``,
+    the forward ``t_0``'s frames); the causal model too from ``t_L`` (frames ``0 .. L``).  The known answer is read on the first ``n_online`` test sequences."""
     from tvae_experiments.train import fit
 
     cm, mcfg = cfg.capsules.mnist, cfg.mnist_causal_model()
@@ -492,11 +497,16 @@ def causal_mnist_section(cfg: CapsuleExtensionsConfig, train, test, data_id: str
     ccs = [capcorr_per_transform(encode_sequences(c, test.x), test, mcfg.capsule_dim) for c in controls]
     ucc = {k: sum(c[k] for c in ccs) / len(ccs) for k in ccs[0]}
     err, ferr = _online_errors(r.model, reference, test.x[:n_online])
-    w = fit(cfg.mnist_causal_model(wide=True), train.x, cm.train(seed), data_id=data_id, device=device,
-            name=mnist_extension_name("causal-wide", seed))
+    wcfg = cfg.mnist_causal_model(wide=True)
+    w = fit(wcfg, train.x, cm.train(seed), data_id=data_id, device=device, name=mnist_extension_name("causal-wide", seed))
     return CausalMnistSection(r.model, test, r.seconds, evaluate_capsules(r.model, test, seed),
+                              evaluate_capsules(r.model, test, seed, origin=r.model.L),
                               evaluate_capsules(controls[0], test, seed), ucc, evaluate_capsules(reference, test, seed),
-                              evaluate_capsules(w.model, test, seed, held_out_L=mcfg.L), w.seconds, err, ferr,
+                              evaluate_capsules(w.model, test, seed, held_out_L=mcfg.L),
+                              evaluate_capsules(w.model, test, seed, held_out_L=mcfg.L, origin=w.model.L),
+                              evaluate_capsules(untrained_toy(wcfg, seed, device), test, seed, held_out_L=mcfg.L,
+                                                origin=w.model.L),
+                              w.seconds, err, ferr,
                               _online_pose(r.model, test), _online_pose(controls[0], test))
 
 
@@ -549,35 +559,53 @@ def noncyclic_data(cfg: CapsuleExtensionsConfig, seed: int = 0):
 
 
 def _roll_scores(model, x_padded: Tensor, test, D: int, pad: int, S: int) -> tuple[dict, dict, float]:
-    """Per transformation of ``test``: Pearson(ObservedRoll, offset) and the share of frames (after the first) with
-    ObservedRoll == offset over the original frames of ``x_padded``, and the direct BCE of those frames (nats per
-    image); batched on the model's device."""
+    """Per transformation of ``test``: Pearson(ObservedRoll, offset) and the share of frames with ObservedRoll ==
+    offset, both over the original frames after the first (frame 0 is the reference: its ``(0, 0)`` pair would
+    add a perfect point to every sequence), and the direct BCE of the original frames (nats per image).
+    ``x_padded: (N, S + 2 pad, P)``; batched on the model's device.  An untrained code whose ObservedRoll is
+    constant has correlation 0 (:func:`pearson`)."""
     t = encode_sequences(model, x_padded)  # (N, S + 2 pad, n) on the CPU
-    obs, off = offset_rolls(t, D, pad, S)
+    obs, off = offset_rolls(t, D, pad, S)   # (N, S) each
+    obs, off = obs[:, 1:], off[:, 1:]
     corr, exact = {}, {}
     for k, name in enumerate(test.transforms):
         sel = test.transform == k
         corr[name] = pearson(obs[sel], off[sel])
-        exact[name] = float((obs[sel] == off[sel]).double()[:, 1:].mean())
+        exact[name] = float((obs[sel] == off[sel]).double().mean())
     return corr, exact, _direct_bce(model, t[:, pad:pad + S], test.x)
+
+
+def _noncyclic_vs_cyclic(cfg: CapsuleExtensionsConfig, model_of, fit_one, device, test, x_padded: Tensor, D: int,
+                         pad: int, S: int, seed: int) -> dict:
+    """C.2's comparison, shared by the toy and MNIST sections: for ``kind`` in non-cyclic / cyclic, train
+    ``fit_one(kind, model_of(kind))`` (a fit result) and score it and ``cfg.n_inits`` untrained
+    initialisations with :func:`_roll_scores` on ``x_padded``.  Returns ``{field: {kind: value}}`` with fields
+    models, seconds, corr, exact, direct, ucorr, uexact (the untrained means)."""
+    out = {k: {} for k in ("models", "seconds", "corr", "exact", "direct", "ucorr", "uexact")}
+    for kind in ("noncyclic", "cyclic"):
+        mcfg = model_of(kind)
+        r = fit_one(kind, mcfg)
+        out["models"][kind], out["seconds"][kind] = r.model, r.seconds
+        out["corr"][kind], out["exact"][kind], out["direct"][kind] = _roll_scores(r.model, x_padded, test, D, pad, S)
+        controls = [_roll_scores(untrained_toy(mcfg, i, device), x_padded, test, D, pad, S)
+                    for i in range(seed, seed + cfg.n_inits)]
+        out["ucorr"][kind] = {k: sum(c[0][k] for c in controls) / cfg.n_inits for k in out["corr"][kind]}
+        out["uexact"][kind] = {k: sum(c[1][k] for c in controls) / cfg.n_inits for k in out["corr"][kind]}
+    return out
 
 
 def noncyclic_section(cfg: CapsuleExtensionsConfig, seed: int = 0) -> NoncyclicSection:
     """Train C.2's non-cyclic capsules (padded ``U``, zero capsule and time boundaries) and the cyclic
-    model on the same non-wrapping sequences, padded by ``L`` replicated frames at each end (C.2)."""
+    model on the same non-wrapping sequences, padded by ``L`` replicated frames at each end (C.2):
+    ``(N, S, P) -> (N, S + 2L, P)``; both built as Eq 7 and 9 on the padded ``U``."""
     train, test = noncyclic_data(cfg, seed)
     pad, S, D = cfg.noncyclic_L, cfg.toy.S, cfg.noncyclic_dim
     ptrain = dataclasses.replace(train, x=pad_sequence_ends(train.x, pad))
-    xt = pad_sequence_ends(test.x.float(), pad)
-    models, seconds, corr, exact, ucorr, direct = {}, {}, {}, {}, {}, {}
-    for kind in ("noncyclic", "cyclic"):
-        mcfg = cfg.model(kind)
-        r = fit_toy(cfg.toy, seed, model=mcfg, train=ptrain, name=f"toy-{kind}")
-        models[kind], seconds[kind] = r.model, r.seconds
-        corr[kind], exact[kind], direct[kind] = _roll_scores(r.model, xt, test, D, pad, S)
-        controls = [_roll_scores(untrained_toy(mcfg, i), xt, test, D, pad, S)[0] for i in range(seed, seed + cfg.n_inits)]
-        ucorr[kind] = {k: sum(c[k] for c in controls) / cfg.n_inits for k in corr[kind]}
-    return NoncyclicSection(test, pad, models, seconds, corr, exact, ucorr, direct)
+    out = _noncyclic_vs_cyclic(cfg, cfg.model, lambda kind, mcfg: fit_toy(cfg.toy, seed, model=mcfg, train=ptrain,
+                                                                          name=f"toy-{kind}"),
+                               "cpu", test, pad_sequence_ends(test.x.float(), pad), D, pad, S, seed)
+    return NoncyclicSection(test, pad, out["models"], out["seconds"], out["corr"], out["exact"], out["ucorr"],
+                            out["direct"])
 
 
 # ------------------------------------------------------------------------- C.2 at MNIST scale
@@ -636,23 +664,20 @@ class RampSection:
 
 def ramp_section(cfg: CapsuleExtensionsConfig, train, test, data_id: str, seed: int = 0,
                  device: str = "auto") -> RampSection:
-    """Train (or load, cached like chapter 4's) :meth:`CapsuleExtensionsConfig.mnist_ramp_model` non-cyclic and
-    cyclic on ``train`` ramps padded by ``cfg.ramp_L`` replicated frames at each end (C.2); score both and their
-    untrained initialisations with :func:`offset_rolls` on the padded ``test`` ramps."""
+    """C.2 at MNIST scale: train (or load, cached like chapter 4's) :meth:`CapsuleExtensionsConfig.mnist_ramp_model`
+    non-cyclic and cyclic (Eq 7's centred window, Eq 9's shifting W, on the padded ``U``) on ``train`` ramps
+    (``x: (N, frames, P)``) padded by ``cfg.ramp_L`` replicated frames at each end (``(N, frames + 2 ramp_L, P)``);
+    score both and their untrained initialisations with :func:`offset_rolls` on the padded ``test`` ramps."""
     from tvae_experiments.train import fit
 
-    pad, D, frames = cfg.ramp_L, cfg.capsules.mnist.S, cfg.ramp_frames
-    ptrain, xt = pad_sequence_ends(train.x, pad), pad_sequence_ends(test.x, pad)
-    out = {k: {} for k in ("models", "seconds", "corr", "exact", "ucorr", "uexact", "direct")}
-    for kind in ("noncyclic", "cyclic"):
-        mcfg = cfg.mnist_ramp_model(kind)
-        r = fit(mcfg, ptrain, cfg.capsules.mnist.train(seed), data_id=data_id, device=device,
-                name=mnist_extension_name(f"ramps-{kind}", seed))
-        out["models"][kind], out["seconds"][kind] = r.model, r.seconds
-        out["corr"][kind], out["exact"][kind], out["direct"][kind] = _roll_scores(r.model, xt, test, D, pad, frames)
-        controls = [_roll_scores(untrained_toy(mcfg, i, device), xt, test, D, pad, frames)
-                    for i in range(seed, seed + cfg.n_inits)]
-        out["ucorr"][kind] = {k: sum(c[0][k] for c in controls) / cfg.n_inits for k in out["corr"][kind]}
-        out["uexact"][kind] = {k: sum(c[1][k] for c in controls) / cfg.n_inits for k in out["corr"][kind]}
+    pad, frames = cfg.ramp_L, cfg.ramp_frames
+    ptrain = pad_sequence_ends(train.x, pad)
+
+    def fit_one(kind, mcfg):
+        return fit(mcfg, ptrain, cfg.capsules.mnist.train(seed), data_id=data_id, device=device,
+                   name=mnist_extension_name(f"ramps-{kind}", seed))
+
+    out = _noncyclic_vs_cyclic(cfg, cfg.mnist_ramp_model, fit_one, device, test, pad_sequence_ends(test.x, pad),
+                               cfg.mnist_ramp_model().capsule_dim, pad, frames, seed)
     return RampSection(test, pad, out["models"], out["seconds"], out["corr"], out["exact"], out["ucorr"],
                        out["uexact"], out["direct"])

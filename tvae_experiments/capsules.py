@@ -222,7 +222,7 @@ def sample_codes(model, x: Tensor, generator: torch.Generator | None = None) -> 
 
 @torch.no_grad()
 def traversal_scores(model, test, decode: str = FAIR_DECODE, n_samples: int = 4, seed: int = 0,
-                     batch_size: int = 128, held_out_L: float | None = None) -> TraversalScores:
+                     batch_size: int = 128, held_out_L: float | None = None, origin: int = 0) -> TraversalScores:
     """Capsule traversal of every test sequence under one decode rule.
 
     For each code ``t`` of a sequence (``model.encode`` for ``"mean"``; each of ``n_samples``
@@ -230,8 +230,9 @@ def traversal_scores(model, test, decode: str = FAIR_DECODE, n_samples: int = 4,
     and score them against ``x_l`` (and ``Roll_l(t_0)`` against the frame half a cycle away), BCE
     summed over pixels; the sample rule averages the BCE over the samples (the expected BCE, not
     the BCE of an averaged image).  Means over the held-out frames of ``model.L`` (or of ``held_out_L``: two
-    models scored on the same frames), overall and per transformation of ``test``.  Seeded by ``seed``;
-    batches of ``batch_size`` sequences."""
+    models scored on the same frames), overall and per transformation of ``test``.  ``origin``: roll
+    ``t_origin`` by ``l - origin`` instead of ``t_0`` by ``l`` (:func:`~tvae_core.metrics.capsule_traversal`).
+    Seeded by ``seed``; batches of ``batch_size`` sequences."""
     check_choice("decode", decode, DECODE_RULES)
     check_int("n_samples", n_samples, minimum=1)
     dev = next(model.parameters()).device
@@ -244,7 +245,7 @@ def traversal_scores(model, test, decode: str = FAIR_DECODE, n_samples: int = 4,
         acc = torch.zeros(len(xb), 3, S, dtype=torch.float64)
         for _ in range(k):
             t = None if decode == "mean" else sample_codes(model, xb, g)  # (B, S, n) or model.encode's
-            tr = capsule_traversal(model, xb, t=t)
+            tr = capsule_traversal(model, xb, t=t, origin=origin)
             acc += torch.stack([tr.roll_bce, tr.direct_bce, tr.wrong_pose_bce], 1).double()
         parts.append(acc / k)
     held = held_out_frames(S, model.L if held_out_L is None else held_out_L)
@@ -273,16 +274,17 @@ def capcorr_per_transform(t: torch.Tensor, test, capsule_dim: int, where: torch.
 
 @torch.no_grad()
 def evaluate_capsules(model, test, seed: int = 0, *, decode: str = FAIR_DECODE, n_samples: int = 4,
-                      held_out_L: float | None = None) -> CapsuleScores:
+                      held_out_L: float | None = None, origin: int = 0) -> CapsuleScores:
     """All capsule metrics of ``model`` on ``test`` (a :class:`~tvae_experiments.data.sequences.SequenceData`);
     ``capsule_dim`` and ``L`` are the model's own.  Traversals are scored under every decode rule
     (:func:`traversal_scores`, ``n_samples`` posterior samples, seeded by ``seed``); the top-level
     traversal fields are rule ``decode``'s (on the held-out frames of ``held_out_L``, default the model's
-    ``L``).  ``E_eq`` and CapCorr read the deterministic codes."""
+    ``L``; rolled from ``t_origin``, default ``t_0``).  ``E_eq`` and CapCorr read the deterministic codes."""
     check_choice("decode", decode, DECODE_RULES)
     dev = next(model.parameters()).device
     x = test.x.to(dev)  # (N, S, P)
-    rules = {rule: traversal_scores(model, test, rule, n_samples, seed, held_out_L=held_out_L) for rule in DECODE_RULES}
+    rules = {rule: traversal_scores(model, test, rule, n_samples, seed, held_out_L=held_out_L, origin=origin)
+             for rule in DECODE_RULES}
     fair = rules[decode]
     D = model.capsule_dim
     t = model.encode(x).cpu()  # (N, S, n)

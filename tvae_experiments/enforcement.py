@@ -164,10 +164,10 @@ NOT_ENFORCED: dict[str, dict[str, dict[str, str]]] = {
     },
     "10_capsule_extensions": {
         "smoke": _each("smoke trains chapter 10's MNIST models (C.1-C.4) for 60 steps (chapter 4's smoke "
-                       "recipe): too few to learn a roll; enforced on cpu (where chapter 4's own capsules meet the "
-                       "bar) and paper; the toy sections' claims and C.4's online known answer are enforced on every "
+                       "recipe): too few to learn a roll; enforced on paper, and on cpu where the cpu recipe reaches the "
+                       "bar (the cpu profile's reasons name the rest); the toy sections' claims and C.4's online known answer are enforced on every "
                        "profile", "partial_mnist_*", "lattice_mnist_*", "causal_mnist_*_traversal_predicts_pose",
-                       "causal_mnist_*_online_decodes_pose", "ramps_*"),
+                       "causal_mnist_*_online_decodes_pose", "causal_mnist_*_full_window_predicts_pose", "ramps_*"),
         "cpu": _each("not reached on the cpu recipe at MNIST scale, and not by C.1 alone: by the same measure (Eq 20's "
                      "ObservedRoll to the canonical frame, read on the capsule's circle) chapter 4's own TVAE with "
                      "D = S = 18 units rolls correctly on 0.40 of the rotation and 0.30 of the scale test sequences "
@@ -184,7 +184,8 @@ NOT_ENFORCED: dict[str, dict[str, dict[str, str]]] = {
                | _each("the cpu recipe does not learn MNIST rotation as a roll, with either window: chapter 4's own "
                        "forward-window TVAE decodes the held-out rotation frames no closer than the opposite pose "
                        "(285.3 vs 285.1 nats on these test sequences), the causal model likewise (traversal 407.1 vs "
-                       "406.6, online 267.7 vs 268.0). Seed 0, 3,000 steps; enforced on paper",
+                       "406.6, online 267.7 vs 268.0; the 2L-frame causal window from t_11 281.5 vs 280.8). Seed 0, "
+                       "3,000 steps; enforced on paper",
                        "causal_mnist_rotation_*")
                | _each("the price of causality at cpu scale: t_0 of the causal window saw frame 0 only (the forward "
                        "window's saw frames 0-11), and Roll_l(t_0) decodes the held-out frames 12-17 at 1.52 (colour) "
@@ -193,9 +194,15 @@ NOT_ENFORCED: dict[str, dict[str, dict[str, str]]] = {
                        "The untrained control's traversal fails by far (1,632 nats) and the online codes decode colour "
                        "and scale in their pose (enforced). Seed 0, 3,000 steps; enforced on paper",
                        "causal_mnist_color_traversal_predicts_pose", "causal_mnist_scale_traversal_predicts_pose")
+               | _each("scale is the one transformation where a causal code that saw the forward t_0's twelve frames "
+                       "still falls short: the 2L-frame causal window's t_11 rolled to frames 12-17 decodes them at "
+                       "1.22 x their direct BCE (bar 1.25: met) but no closer than the opposite pose (354.7 vs 359.3 "
+                       "nats), where chapter 4's forward window reaches 320.1 vs 362.4; colour passes (enforced), "
+                       "rotation is learned by neither window. Seed 0, 3,000 steps; enforced on paper",
+                       "causal_mnist_scale_full_window_predicts_pose")
                | _each("C.2 does not learn at cpu scale, on MNIST as on the toy: on the padded scale ramps the "
-                       "non-cyclic capsules' ObservedRoll follows the level with correlation 0.31 (exact in 0% of "
-                       "the frames; untrained 0.00), the cyclic model on the same ramps 0.67 (2.8%), so the "
+                       "non-cyclic capsules' ObservedRoll follows the level with correlation 0.30 (exact in 0% of "
+                       "the frames; untrained 0.00), the cyclic model on the same ramps 0.62 (2.8%), so the "
                        "non-cyclic construction is also the worse one here; scale is the factor the cpu recipe "
                        "learns least (chapter 4's own cyclic TVAE: CapCorr_scale 0.55 on these digits). Seed 0, "
                        "3,000 steps; enforced on paper", "ramps_*"),

@@ -350,11 +350,15 @@ class CapsuleExtensionsConfig:
     noncyclic_L: int = 1               # C.2: centred window (Eq 7), sequences padded by L frames at each end
     control_margin: float = 1.3        # untrained traversal BCE >= this x the trained model's (chapter 4's margin)
     capcorr_min: float = 0.9           # CapCorr of a learned capsule (Table 2: 1.0 for the TVAE L=S/3)
+    capcorr_margin: float = 0.5        # ... and at least this much above the untrained model's (half CapCorr's range)
+    future_tol: float = 1e-2           # C.4's broken variant: the forward window cut off from the future changes its
+                                       # codes by at least 1% of their scale (else the known answer tells nothing)
     online_tol: float = 1e-5           # C.4 known answer: |t_l(frames 0..l) - t_l(all frames)| / max|t|
     n_inits: int = 3                   # untrained initialisations a control's CapCorr is averaged over
     capsules: CapsulesConfig = CapsulesConfig()  # the MNIST sections: chapter 4's MNIST data and recipe (per profile)
-    mnist_partial_frac: float = 1 / 3  # ... its TVAE L = S/3 (chapter 4's), capsules of D = S/2 units rolled alpha
-                                       # = partial_alpha per frame (partial_alpha * S = D: one period per capsule)
+    mnist_L_frac: float = 1 / 3        # ... its TVAE L = S/3 (chapter 4's): the base of every MNIST model (C.1-C.4)
+                                       # and the reference they are compared with; C.1's capsules: D = S/2 units
+                                       # rolled alpha = partial_alpha per frame (partial_alpha * S = D: one period)
     ramp_frames: int = 9               # C.2 at MNIST scale: 9 consecutive of A.9's 18 scale levels, never wrapping
     ramp_L: int = 3                    # ... Eq 7's centred window, L = ramp_frames / 3; sequences padded by L frames
 
@@ -387,7 +391,7 @@ class CapsuleExtensionsConfig:
     def _mnist_tvae(self) -> dict:
         """Chapter 4's MNIST TVAE (``L = S/3``) as a dict of fields, the base of the MNIST models below."""
         cm = self.capsules.mnist
-        return dataclasses.asdict(cm.model("tvae", cm.L_of(self.mnist_partial_frac)))
+        return dataclasses.asdict(cm.model("tvae", cm.L_of(self.mnist_L_frac)))
 
     def mnist_model(self, roll: str = "linear"):
         """C.1 at MNIST scale: chapter 4's MNIST TVAE (:meth:`CapsuleDataConfig.model`, ``L = S/3``) with
