@@ -62,7 +62,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup tests
 
 # The paper profile's capsule chapters as a dry run on the CPU (the papers' sizes, 2 steps per model;
-# 24 min on 2 cores, 2026-12-02): the paper configs cannot rot. CI runs it after `make test` (.ci/run).
+# 18-24 min on 2 cores, 2026-12-02 and -03): the paper configs cannot rot. CI runs it after `make test` (.ci/run).
 test-paper: $(STAMP)
 	$(PY) -m pytest -q tests_paper
 

@@ -3,7 +3,7 @@
 every training cut to two optimiser steps (``tvae_experiments.dry_run``).  The paper configs cannot rot:
 a size that no longer fits in memory, a shape error at full width, a chapter that trains a model the
 training plan does not list, or a plan whose step count disagrees with what the training loop runs,
-fails here.  Measured on 2 cores: 23 min 59 s for chapters 4, 5 (one seed), 8 and 10 (2026-12-02, README)."""
+fails here.  Measured on 2 cores: 23 min 59 s (2026-12-02) and 18 min 11 s (2026-12-03) for chapters 4, 5 (one seed), 8 and 10 (README)."""
 from __future__ import annotations
 
 import json
