@@ -254,3 +254,47 @@ def test_bump_sequences_defaults_are_unchanged_and_non_cyclic_motion_stays_off_t
         bump_sequences(4, 6, size=10)
     with pytest.raises(ValueError, match="too small"):
         bump_sequences(4, 6, size=7, cyclic=False)
+
+
+class _PlantedCodes(torch.nn.Module):
+    """A 'model' whose code of sequence i is codes[i]: x[i, 0, 0] carries i (any batch split); decodes to 0 logits."""
+
+    def __init__(self, codes: torch.Tensor):
+        super().__init__()
+        self.codes, self.anchor = codes, torch.nn.Parameter(torch.zeros(1))
+
+    def encode(self, x):
+        return self.codes[x[:, 0, 0].long()]  # (B, S, n)
+
+    def decode(self, t):
+        return torch.zeros(*t.shape[:-1], 4)  # (B, S, P = 4)
+
+
+def test_roll_scores_read_frames_after_the_first_and_give_a_constant_code_no_correlation():
+    """C.2's measure (_roll_scores): corr and exact over the original frames after frame 0 (the reference)."""
+    from tvae_experiments.capsule_extensions import _roll_scores
+
+    N, S, pad, D, C = 200, 6, 1, 10, 2
+    g = torch.Generator().manual_seed(0)
+    x = torch.zeros(N, S + 2 * pad, 4)
+    x[:, 0, 0] = torch.arange(N).float()
+    test = SimpleNamespace(transform=torch.arange(N) % 2, transforms=("x", "y"), x=torch.zeros(N, S, 4))
+    t0 = torch.randn(N, C * D, generator=g)
+    shifts = {"exact": torch.arange(-pad, S + pad).clamp(0, S - 1).expand(N, -1),  # one unit per original frame
+              "random": torch.cat([torch.zeros(N, pad + 1, dtype=torch.long),
+                                   torch.randint(0, D, (N, S - 1 + pad), generator=g)], 1),  # frames 1.. at random
+              "constant": torch.zeros(N, S + 2 * pad, dtype=torch.long)}
+    scores = {}
+    for name, sh in shifts.items():
+        codes = torch.stack([roll(t0, sh[:, l], D) for l in range(S + 2 * pad)], 1)  # (N, S + 2 pad, C * D)
+        scores[name] = _roll_scores(_PlantedCodes(codes), x, test, D, pad, S)
+    corr, exact, direct = scores["exact"]
+    assert corr == {"x": pytest.approx(1.0), "y": pytest.approx(1.0)} and exact == {"x": 1.0, "y": 1.0}
+    assert direct == pytest.approx(4 * torch.log(torch.tensor(2.0)).item())  # 0 logits on 0 pixels: log 2 each
+    corr, exact, _ = scores["random"]
+    assert all(abs(c) < 0.15 for c in corr.values()) and all(e < 0.2 for e in exact.values())
+    # with frame 0's (0, 0) pair the same random codes would correlate: what the measure leaves out
+    obs, off = offset_rolls(torch.stack([roll(t0, shifts["random"][:, l], D) for l in range(S + 2 * pad)], 1), D, pad, S)
+    assert pearson(obs, off) > max(corr.values()) + 0.1 and pearson(obs, off) > 0.15  # the old measure failed above
+    corr, exact, _ = scores["constant"]
+    assert corr == {"x": 0.0, "y": 0.0} and exact == {"x": 0.0, "y": 0.0}
