@@ -37,7 +37,7 @@ from tvae_core.metrics import capsule_roll, held_out_frames, partial_capsule_rol
 from tvae_core.roll import LATTICE_AXES, pad_sequence_ends, roll2d
 from tvae_experiments.capsule_views import encode_sequences
 from tvae_experiments.capsules import (ToyCapsules, capcorr_per_transform, evaluate_capsules, fit_toy, learn_toy,
-                                       sample_codes, toy_data, untrained_toy)
+                                       sample_codes, toy_data, traversal_scores, untrained_toy)
 from tvae_experiments.train import as_float
 from tvae_experiments.profiles import CapsuleExtensionsConfig
 
@@ -238,7 +238,8 @@ class CausalSection:
 @torch.no_grad()
 def _online_pose(model, test, batch_size: int = 64) -> dict[str, PoseScores]:
     """Per transformation, decode(online ``t_l``) (C.4, Eq 22: ``t_l`` from frames ``0 .. l`` only) scored
-    against ``x_l`` and against the frame half a cycle away, nats per image averaged over every frame; batches of ``batch_size`` sequences on the model's device."""
+    against ``x_l`` and against the frame half a cycle away, nats per image averaged over every frame; batches
+    of ``batch_size`` sequences on the model's device."""
     dev = next(model.parameters()).device
     S = test.x.shape[1]
     opposite = (torch.arange(S) + S // 2) % S
@@ -257,7 +258,8 @@ def _online_pose(model, test, batch_size: int = 64) -> dict[str, PoseScores]:
 @torch.no_grad()
 def _online_errors(causal, forward, x: Tensor) -> tuple[Tensor, Tensor]:
     """:func:`online_error` (C.4, Eq 22's known answer) per frame, ``(S,)`` each, of the ``causal`` model and of
-    ``forward``'s weights read with a zero time boundary (cut off from the future, nothing wraps) on ``x: (N, S, P)`` (moved to each model's device)."""
+    ``forward``'s weights read with a zero time boundary (cut off from the future, nothing wraps) on
+    ``x: (N, S, P)`` (moved to each model's device)."""
     out = []
     for m in (causal, with_config(forward, time_boundary="zero")):
         xd = as_float(x.to(next(m.parameters()).device))
@@ -463,13 +465,15 @@ class CausalMnistSection:
     test: object
     seconds: float
     scores: object                # CapsuleScores (chapter 4's evaluate_capsules): held-out frames l >= 2L, trained
-    scores_end: object            # the same rolled from t_L (which saw frames 0 .. L, its whole window) instead of t_0
+    scores_end: object            # TraversalScores (fair rule) of the same frames rolled from t_L (which saw frames
+                                  # 0 .. L, its whole window) instead of t_0; CapCorr etc. are those of ``scores``
     untrained: object             # the same for its initialisation (init = seed)
     untrained_capcorr: dict       # name -> CapCorr, mean over cfg.n_inits initialisations
     reference: object             # CapsuleScores of chapter 4's TVAE L = S/3 (forward window)
     wide: object                  # CapsuleScores of the causal model with L' = 2L - 1 (as many frames as the forward
                                   # window), on the same held-out frames l >= 2L, rolled from t_0 (saw frame 0)
-    wide_end: object              # the same model rolled from t_{L'} (saw frames 0 .. 2L-1, as the forward t_0)
+    wide_end: object              # TraversalScores of the same model rolled from t_{L'} (saw frames 0 .. 2L-1, as the
+                                  # forward t_0)
     wide_untrained_end: object    # the same for its initialisation (init = seed)
     wide_seconds: float
     online_error: Tensor          # (S,) online_error of the causal model on the first n_online test sequences
@@ -488,7 +492,8 @@ def causal_mnist_section(cfg: CapsuleExtensionsConfig, train, test, data_id: str
     off from the future).  Beside them the causal model as wide as the forward window
     (``mnist_causal_model(wide=True)``, ``L' = 2L - 1``), scored on the same held-out frames ``l >= 2L``
     twice: rolled from ``t_0`` (which saw frame 0) and from ``t_{L'}`` (which saw frames ``0 .. 2L-1``,
-    the forward ``t_0``'s frames); the causal model too from ``t_L`` (frames ``0 .. L``).  The known answer is read on the first ``n_online`` test sequences."""
+    the forward ``t_0``'s frames); the causal model too from ``t_L`` (frames ``0 .. L``).  The known answer
+    is read on the first ``n_online`` test sequences."""
     from tvae_experiments.train import fit
 
     cm, mcfg = cfg.capsules.mnist, cfg.mnist_causal_model()
@@ -499,14 +504,13 @@ def causal_mnist_section(cfg: CapsuleExtensionsConfig, train, test, data_id: str
     err, ferr = _online_errors(r.model, reference, test.x[:n_online])
     wcfg = cfg.mnist_causal_model(wide=True)
     w = fit(wcfg, train.x, cm.train(seed), data_id=data_id, device=device, name=mnist_extension_name("causal-wide", seed))
-    return CausalMnistSection(r.model, test, r.seconds, evaluate_capsules(r.model, test, seed),
-                              evaluate_capsules(r.model, test, seed, origin=r.model.L),
+    def later(model, origin):  # the traversal alone (fair rule) from t_origin: the codes' other metrics do not change
+        return traversal_scores(model, test, seed=seed, held_out_L=mcfg.L, origin=origin)
+
+    return CausalMnistSection(r.model, test, r.seconds, evaluate_capsules(r.model, test, seed), later(r.model, mcfg.L),
                               evaluate_capsules(controls[0], test, seed), ucc, evaluate_capsules(reference, test, seed),
-                              evaluate_capsules(w.model, test, seed, held_out_L=mcfg.L),
-                              evaluate_capsules(w.model, test, seed, held_out_L=mcfg.L, origin=w.model.L),
-                              evaluate_capsules(untrained_toy(wcfg, seed, device), test, seed, held_out_L=mcfg.L,
-                                                origin=w.model.L),
-                              w.seconds, err, ferr,
+                              evaluate_capsules(w.model, test, seed, held_out_L=mcfg.L), later(w.model, wcfg.L),
+                              later(untrained_toy(wcfg, seed, device), wcfg.L), w.seconds, err, ferr,
                               _online_pose(r.model, test), _online_pose(controls[0], test))
 
 
