@@ -5,7 +5,7 @@
 #   make reproduce PROFILE=paper DRY_RUN=3   the paper's sizes, 3 steps per model: time/memory/FLOPs per model
 #   make train PROFILE=paper WORKERS=4 [ENGINE=slurm]   train every model ahead as jobs (then chapters only load)
 #   make lab                         JupyterLab on the chapters, live (book/NN_name.md open as notebooks)
-#   make mutate                      mutation testing of tvae_core (mutmut, ~45 min) + score
+#   make mutate                      mutation testing of tvae_core (mutmut, slow: tests rerun per mutant) + score
 # Optional: SEED=0 DEVICE=auto DATA_DIR=/path  (passed to every chapter's parameters cell)
 #           PARAMS="n_seeds=2"  (extra chapter parameters, e.g. two seeds in chapter 5)
 #           SLURM="slurm_partition=gpu timeout_min=720"  (submitit parameters of make train ENGINE=slurm)
@@ -61,8 +61,8 @@ report: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup tests
 
-# The paper profile's capsule chapters as a dry run on the CPU (the papers' sizes, 2 steps per model;
-# 18-24 min on 2 cores, 2026-12-02 and -03): the paper configs cannot rot. CI runs it after `make test` (.ci/run).
+# The paper profile's capsule chapters as a dry run on the CPU (the papers' sizes, 2 steps per model; its
+# duration on CI is in the README): the paper configs cannot rot. CI runs it after `make test` (.ci/run).
 test-paper: $(STAMP)
 	$(PY) -m pytest -q tests_paper
 

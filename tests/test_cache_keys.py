@@ -15,7 +15,7 @@ from tvae_experiments import config_for
 from tvae_experiments.graphvae import graph_data_id
 from tvae_experiments.train import cache_key
 
-PINNED = {  # since 2026-12-02: Adam fused (TrainConfig.adam="fused"; retrains the Adam models on purpose)
+PINNED = {  # TrainConfig.adam="fused" (the default) is in these keys: a change of Adam's implementation retrains
     "03 tvae": "d2a3cc6a84b202a5f3c1c7e5143a8663c7983773a880f328e802acdd63202431",
     "03 vae": "0d940cf4e05a0f32203dd607a423032037dd56333abd7e93f0266472c1fdb587",
     "04 mnist tvae L=S/3": "91179968df0bc04fbd29745a3ad8ee3bc18137fb8c5f61e1308687e31cf0fbcc",
@@ -24,7 +24,7 @@ PINNED = {  # since 2026-12-02: Adam fused (TrainConfig.adam="fused"; retrains t
     "06 graph vae": "1baeff5fa4417aa0dd8b47ae2cacaf9809d396b44416764ee91f88727f3be941",
 }
 
-PINNED_LOOP_ADAM = {  # the keys of the models cached before: adam="loop" must still find them
+PINNED_LOOP_ADAM = {  # adam="loop" (torch's for-loop Adam) must still find the models cached with it
     "03 tvae": "b068bb547a3c1fe2b124fc8791a11cc4668cf8f7e531f605015d93818067d9d1",
     "03 vae": "73b8bca47309ac002d3183a7ab51a89adf7c19c7ada66e9b17b7673916d1aed8",
     "04 mnist tvae L=S/3": "728b16ca3edea79578df7e036ce330ad6c903442f5ffe443ea0b7f595b51670b",

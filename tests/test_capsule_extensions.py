@@ -1,6 +1,6 @@
 """Chapter 10's measurements of appendix C's extensions (``tvae_experiments.capsule_extensions``), on
 planted codes with known answers; the non-cyclic toy sequences; the chapter's model configs.  No
-training here (the chapter trains; each of its claims was checked once against a broken variant)."""
+training here (the chapter trains, and each of its claims fails on a broken variant, checked by hand)."""
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -174,7 +174,7 @@ def test_the_chapter_models_are_the_toy_model_with_one_appendix_option():
     assert nc.capsule_pad >= nc.build_topography().unit_reach[1]  # C.2: no window leaves its padded capsule
     with pytest.raises(ValueError, match="section"):
         CFG.model("sideways")
-    # toy scale, the same on every profile (700 smoke steps were too few: causal CapCorr_x 0.70); only C.1's
+    # toy scale, the same on every profile (700 steps are too few: causal CapCorr_x 0.70 at seed 0); only C.1's
     # MNIST section follows chapter 4's per-profile MNIST data and recipe
     for p in ("smoke", "cpu", "paper"):
         ch10 = config_for("10_capsule_extensions", p)
@@ -293,6 +293,6 @@ def test_roll_scores_read_frames_after_the_first_and_give_a_constant_code_no_cor
     assert all(abs(c) < 0.15 for c in corr.values()) and all(e < 0.2 for e in exact.values())
     # with frame 0's (0, 0) pair the same random codes would correlate: what the measure leaves out
     obs, off = offset_rolls(torch.stack([roll(t0, shifts["random"][:, l], D) for l in range(S + 2 * pad)], 1), D, pad, S)
-    assert pearson(obs, off) > max(corr.values()) + 0.1 and pearson(obs, off) > 0.15  # the old measure failed above
+    assert pearson(obs, off) > max(corr.values()) + 0.1 and pearson(obs, off) > 0.15  # with frame 0: fails the 0.15 bound
     corr, exact, _ = scores["constant"]
     assert corr == {"x": 0.0, "y": 0.0} and exact == {"x": 0.0, "y": 0.0}

@@ -17,8 +17,8 @@ claim needs; ``torch.manual_seed(seed)`` then build, i.e. the trained model's ow
   decoding each frame from its own code;
 * CapCorr (Eq 17) of every transformation is ~1, while the untrained control's is low.
 
-Every threshold was set from :func:`learn` over seeds 0-9 (ranges in the comments) with a wide
-margin to every seed.  The file takes about 6 s on 2 CPU cores (training: 4.4 s).
+Every threshold keeps a wide margin to what :func:`learn` gives on each of seeds 0-9 (ranges in the
+comments).
 
 Mutation check (each bug patched in by hand, seed 0): these turn this file red -- ``encode``
 dropping ``u``'s posterior variance, returning zeros, or leaving out the topographic denominator;

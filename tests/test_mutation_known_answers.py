@@ -1,6 +1,6 @@
 """Known answers written against the survivors of the mutation run (``make mutate``): each test
 names the mutants it kills.  The rest of the package's tests use 2-D inputs, default arguments
-and single seeds, which hid whole classes of bugs:
+and single seeds, which leave whole classes of mutants alive:
 
 * **batch axes** -- ``dim=-1`` replaced by ``dim=1`` or the default, ``shape[:-1]`` by
   ``shape[:+1]``: equal on a ``(N, C*D)`` input, wrong on ``(A, B, C*D)``.  Every function

@@ -19,7 +19,7 @@ from tvae_book import chapters as bk, execute, report
 CHAPTERS = bk.discover_chapters(bk.REPO_ROOT)
 
 # Claims about a *trained* model that the smoke profile must enforce (CI checks something
-# learned): chapter 4's toy capsule problem, trained in ~5 s on every profile.
+# learned): chapter 4's toy capsule problem, trained in seconds on every profile.
 SMOKE_MUST_ENFORCE = {
     "04_capsules": [f"toy_{n}_{c}" for n in ("x", "y")
                     for c in ("traversal_predicts_pose", "untrained_fails_traversal", "capcorr")]

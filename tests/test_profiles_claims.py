@@ -216,7 +216,7 @@ def test_report_paper_items_name_real_claims():
 
 
 def test_square_symmetry_is_enforced_only_on_64_pixel_sprites():
-    # chapter 4 once enforced it only when the dSprites frames are 64 x 64: the table must agree
+    # the symmetry is a property of 64 x 64 dSprites frames (smoke renders 32 x 32): enforced there alone
     for p in PROFILES:
         enforced = not_enforced_reason("04_capsules", "orientation_square_symmetry", p) is None
         assert enforced == (config_for("04_capsules", p).dsprites.image_size == 64), p

@@ -509,7 +509,7 @@ def test_extra_parameters_are_parsed_and_injected() -> None:
         bk.parse_param("n_seeds")
     cfg = bk.RunConfig("smoke", extra=(("n_seeds", 2),))
     assert cfg.parameters()["n_seeds"] == 2
-    # no extra parameters: the same parameters (and so the same chapter stamps) as before
+    # no extra parameters: only the four standard ones, so the chapter stamps of plain runs stay as they are
     assert set(bk.RunConfig("smoke").parameters()) == {"profile", "seed", "device", "data_dir"}
 
 

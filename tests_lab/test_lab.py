@@ -2,7 +2,7 @@
 ``book/NN_name.md`` as a notebook, and a chapter runs in plain Jupyter as it does under the runner.
 
 Not part of ``make test`` (installing JupyterLab and starting a server would push it over its
-5-minute budget): ``make test-lab`` installs the ``lab`` extra and runs this file (~1 min).
+5-minute budget): ``make test-lab`` installs the ``lab`` extra and runs this file.
 """
 from __future__ import annotations
 

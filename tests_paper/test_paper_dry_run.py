@@ -3,7 +3,7 @@
 every training cut to two optimiser steps (``tvae_experiments.dry_run``).  The paper configs cannot rot:
 a size that no longer fits in memory, a shape error at full width, a chapter that trains a model the
 training plan does not list, or a plan whose step count disagrees with what the training loop runs,
-fails here.  Measured on 2 cores: 23 min 59 s (2026-12-02) and 18 min 11 s (2026-12-03) for chapters 4, 5 (one seed), 8 and 10 (README)."""
+fails here.  Its duration on CI is in the README."""
 from __future__ import annotations
 
 import json
@@ -22,7 +22,7 @@ def test_capsule_chapters_run_at_paper_size_and_match_the_training_plan(tmp_path
     monkeypatch.setenv("TVAE_CACHE_DIR", str(tmp_path / "cache"))  # a dry run writes no weights; data caches go here
     # Chapter 5 with Tables 1-2's rows and one seed (the paper profile's default, every row of Tables 4-5 over
     # 3 seeds, would take hours here; the same model classes at the same sizes, with other L and seeds). With 3
-    # seeds and Table 3 chapter 5 alone ran past 43 min (2026-12-02, beside another job), over this test's hour.
+    # seeds and Table 3, chapter 5 alone does not fit in this test's hour on a 2-core CPU.
     config = bk.RunConfig(profile="paper", dry_run=2, extra=(("rows", "main"), ("n_seeds", 1)))
     chapters = bk.discover_chapters(bk.REPO_ROOT, list(CHAPTERS))
     results, failures = execute.run_chapters(chapters, config, tmp_path / "out", timeout=3000)

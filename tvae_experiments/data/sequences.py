@@ -274,8 +274,8 @@ def mnist_sequences(images: Tensor, labels: Tensor, n: int, S: int = 18,
         seed: seeds everything.
         combined: shortcut for ``transforms=("color+rotation",)`` (Fig 1's data).
         uint8: store ``x`` as ``uint8`` (equal to :meth:`SequenceData.as_uint8` of the float result),
-            built a chunk at a time: the ``paper`` profile's 60,000 sequences peak at ~6 GB instead of
-            ~24 GB (measured: the float path was killed for memory at 24 GB).
+            built a chunk at a time: the ``paper`` profile's 60,000 sequences peak at ~6 GB, where
+            the float path needs more than 24 GB.
     Returns:
         :class:`SequenceData` with ``x: (n, S, 2352)``, ``frame_shape = (3, 28, 28)``,
         ``factor`` in degrees (rotation, hue) or scale fraction, ``latents: (n, S, 3)`` =
