@@ -12,6 +12,7 @@ import torch
 
 from tvae_book import report
 from tvae_core.models import ModelConfig
+from tvae_experiments.chapters import ChapterSpec, ClaimSpec
 from tvae_experiments import ClaimReport, dry_run
 from tvae_experiments.profiles import config_for
 from tvae_experiments.train import TrainConfig, cache_path, cache_key, fit
@@ -54,7 +55,8 @@ def test_a_dry_run_does_not_load_the_trained_model_of_the_same_key(dry, tmp_path
 
 def test_claims_after_a_shortened_training_are_reported_not_enforced(dry, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("TVAE_RESULTS_DIR", str(tmp_path))
-    rep = ClaimReport("04_capsules", "t", "paper", 0)
+    spec = ChapterSpec("04_capsules", "t", "p", claims=(ClaimSpec("before_training", "i"), ClaimSpec("after_training", "i")))
+    rep = ClaimReport("04_capsules", "t", "paper", 0, spec=spec)
     assert "DRY RUN" in capsys.readouterr().out
     rep.check("before_training", 1.0, ">", 2.0, "checked before any training")
     fit(CFG, torch.rand(64, 64), TRAIN, data_id="d", cache_dir=tmp_path, progress=False)

@@ -1,10 +1,8 @@
 """Profiles resolve, bad values raise naming the options; claims write metrics and fail loudly;
-the enforcement table names real claims and says why each listed claim is only reported."""
+every claim is declared in its chapter's spec, which says why a claim is only reported."""
 import json
 import math
 import re
-from fnmatch import fnmatchcase
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -12,10 +10,11 @@ import pytest
 
 from tvae_experiments import ClaimFailed, ClaimReport, config_for, resolve_device
 from tvae_experiments.claims import OPS, Comparison
-from tvae_experiments.enforcement import EVERY_PROFILE, NOT_ENFORCED, not_enforced_reason
+from tvae_experiments.chapters import CHAPTERS, ChapterSpec, ClaimSpec, UndeclaredClaim, chapter_spec
 from tvae_experiments.profiles import EXPERIMENTS, PROFILES
 
 BOOK = Path(__file__).resolve().parents[1] / "book"
+DEMO = ChapterSpec("99_demo", "Demo", "none", claims=tuple(ClaimSpec(n, "Fig 1") for n in ("ok", "bad", "view", "view2")))
 
 
 def test_every_experiment_resolves_in_every_profile():
@@ -38,17 +37,20 @@ def test_unknown_profile_and_device_raise():
 
 def test_claim_report_writes_and_raises(tmp_path, monkeypatch):
     monkeypatch.setenv("TVAE_RESULTS_DIR", str(tmp_path))
-    rep = ClaimReport("99_demo", "Demo", "smoke", 3)
+    spec = ChapterSpec("99_demo", "Demo", "none", claims=(ClaimSpec("ok", "Fig 1"), ClaimSpec("bad", "Fig 1", "control")))
+    rep = ClaimReport("99_demo", "Demo", "smoke", 3, spec=spec)
     assert rep.check("ok", 0.5, ">", 0.1, "a true claim", paper="0.6") is True
-    rep.finish()
-    data = json.loads((tmp_path / "99_demo.json").read_text())
-    assert data["all_passed"] and data["profile"] == "smoke"
-    assert data["claims"][0] == {"name": "ok", "statement": "a true claim", "value": 0.5, "threshold": "> 0.1",
-                                 "paper": "0.6", "passed": True, "enforced": True, "reason": None}
-    assert rep.check("bad", 0.0, ">", 0.1, "a false claim") is False
-    with pytest.raises(ClaimFailed, match="bad"):
+    with pytest.raises(ClaimFailed, match="never checked: bad"):
         rep.finish()
-    assert json.loads((tmp_path / "99_demo.json").read_text())["all_passed"] is False
+    assert rep.check("bad", 0.0, ">", 0.1, "a false claim") is False
+    with pytest.raises(ClaimFailed, match="claim\\(s\\) failed: bad"):
+        rep.finish()
+    data = json.loads((tmp_path / "99_demo.json").read_text())
+    assert data["all_passed"] is False and data["profile"] == "smoke"
+    assert data["claims"][0] == {"name": "ok", "statement": "a true claim", "value": 0.5, "threshold": "> 0.1",
+                                 "paper": "0.6", "passed": True, "enforced": True, "reason": None,
+                                 "item": "Fig 1", "kind": "paper"}
+    assert data["claims"][1]["kind"] == "control"
 
 
 @pytest.mark.parametrize("value, op, bound, passed", [
@@ -78,7 +80,7 @@ def test_rule_text_is_generated_from_the_comparison():
 
 def test_check_all_joins_the_rules_and_needs_every_comparison(tmp_path, monkeypatch):
     monkeypatch.setenv("TVAE_RESULTS_DIR", str(tmp_path))
-    rep = ClaimReport("99_demo", "Demo", "cpu", 0)
+    rep = ClaimReport("99_demo", "Demo", "cpu", 0, spec=DEMO)
     both = [Comparison(-0.5, "<", -0.3, what="rho"), Comparison(4.0, ">", 3, what="ratio")]
     assert rep.check_all("view", both, "T is large when its U's are small") is True
     assert rep.check_all("view2", [both[0], Comparison(2.0, ">", 3, what="ratio")], "s", shown="rho=-0.5") is False
@@ -96,7 +98,9 @@ def test_a_listed_claim_is_reported_with_its_reason_and_does_not_fail(tmp_path, 
     rep = ClaimReport("04_capsules", "Capsules", "cpu", 0)
     rep.check("capcorr_orientation", 0.0, ">=", 0.9, "dSprites TVAE: CapCorr_orientation")
     rep.check("capcorr_x", 1.0, ">=", 0.9, "dSprites TVAE: CapCorr_x")
-    rep.finish()  # the failed claim is not enforced on cpu
+    with pytest.raises(ClaimFailed) as err:  # the failed claim is not enforced on cpu: only the unchecked ones fail
+        rep.finish()
+    assert "claim(s) failed" not in str(err.value) and "never checked: capcorr_orientation_heart" in str(err.value)
     claims = json.loads((tmp_path / "04_capsules.json").read_text())["claims"]
     assert claims[0]["enforced"] is False and "enforced on paper" in claims[0]["reason"]
     assert claims[1]["enforced"] is True and claims[1]["reason"] is None
@@ -107,73 +111,66 @@ def test_a_listed_claim_is_reported_with_its_reason_and_does_not_fail(tmp_path, 
         paper.finish()
 
 
-# ------------------------------------------------------------------------- enforcement table
+# ------------------------------------------------------------------------- claim declarations (chapter specs)
 
-_CHECK_NAME = re.compile(r"report\.check(?:_all)?\(\s*(f?)\"([^\"]+)\"")
-
-
-@lru_cache
-def checked_names(chapter: str) -> tuple[str, ...]:
-    """The claim names ``book/<chapter>.md`` checks, f-string fields as ``*``: ``{ds}_x`` -> ``*_x``."""
-    text = (BOOK / f"{chapter}.md").read_text(encoding="utf-8")
-    return tuple(re.sub(r"\{[^}]*\}", "*", name) if f else name for f, name in _CHECK_NAME.findall(text))
+def _reason(chapter: str, name: str, profile: str) -> str | None:
+    return chapter_spec(chapter).claim(name).reason(profile)
 
 
-def globs_overlap(a: str, b: str) -> bool:
-    """Whether two ``*``-only globs match a common string."""
-    @lru_cache(maxsize=None)
-    def go(i: int, j: int) -> bool:
-        if i == len(a) and j == len(b):
-            return True
-        if i < len(a) and a[i] == "*" and (go(i + 1, j) or (j < len(b) and go(i, j + 1))):
-            return True
-        if j < len(b) and b[j] == "*" and (go(i, j + 1) or (i < len(a) and go(i + 1, j))):
-            return True
-        return i < len(a) and j < len(b) and a[i] == b[j] != "*" and go(i + 1, j + 1)
-    return go(0, 0)
+def test_an_undeclared_claim_raises_and_a_declared_one_must_be_checked(tmp_path, monkeypatch):
+    monkeypatch.setenv("TVAE_RESULTS_DIR", str(tmp_path))
+    rep = ClaimReport("99_demo", "Demo", "smoke", 0, spec=DEMO)
+    with pytest.raises(UndeclaredClaim, match="'renamed', which its spec does not declare"):
+        rep.check("renamed", 1, ">", 0, "s")
+    rep.check("ok", 1, ">", 0, "s")
+    with pytest.raises(ValueError, match="already checked"):
+        rep.check("ok", 1, ">", 0, "s")
+    with pytest.raises(ClaimFailed, match="declared in its spec but never checked: bad, view, view2"):
+        rep.finish()
+    with pytest.raises(UndeclaredClaim, match="04_capsules checks claim 'capcorr_colour'"):
+        ClaimReport("04_capsules", "t", "cpu", 0).check("capcorr_colour", 1, ">", 0, "s")
 
 
-def test_globs_overlap():
-    assert globs_overlap("*_traversal_ratio", "mnist_traversal_ratio")
-    assert globs_overlap("capcorr_orientation*", "capcorr_*") and globs_overlap("*_x", "a_*")
-    assert not globs_overlap("capcorr_orientation*", "capcorr_x") and not globs_overlap("a*", "b*")
+def test_a_claim_declared_for_one_profile_is_checked_only_there():
+    pot = chapter_spec("01_pot")
+    nus = {p: {f"ks_nu{nu}" for nu in config_for("01_pot", p).nus} for p in PROFILES}
+    for p in PROFILES:
+        assert {n for n in pot.checked_on(p) if n.startswith("ks_nu")} == nus[p]
 
 
-def test_every_chapter_checks_claims():
-    chapters = sorted(p.stem for p in BOOK.glob("[0-9][0-9]_*.md"))
-    assert chapters and all(checked_names(c) for c in chapters)
-    assert "*_traversal_ratio" in checked_names("04_capsules") and "ks_power" in checked_names("01_pot")
+def test_declarations_are_well_formed():
+    with pytest.raises(ValueError, match="kind='claim' is not one of paper, control, known-answer, sanity"):
+        ClaimSpec("x", "Fig 1", kind="claim")
+    with pytest.raises(ValueError, match="unknown profile"):
+        ClaimSpec("x", "Fig 1", not_enforced={"laptop": "because"})
+    with pytest.raises(ValueError, match="no reason"):
+        ClaimSpec("x", "Fig 1", not_enforced={"cpu": " "})
+    with pytest.raises(ValueError, match="declared twice"):
+        ChapterSpec("99", "t", "p", claims=(ClaimSpec("a", "i"), ClaimSpec("a", "i")))
+    assert set(CHAPTERS) == {p.stem for p in BOOK.glob("[0-9][0-9]_*.md")}
 
 
-def test_enforcement_table_names_real_chapters_profiles_and_claims():
-    for chapter, by_profile in NOT_ENFORCED.items():
-        assert (BOOK / f"{chapter}.md").is_file(), chapter
-        names = checked_names(chapter)
-        for profile, patterns in by_profile.items():
-            assert profile in (*PROFILES, EVERY_PROFILE), (chapter, profile)
-            assert patterns, (chapter, profile)
-            for pattern, reason in patterns.items():
-                assert isinstance(reason, str) and len(reason.strip()) > 20, (chapter, profile, pattern)
-                assert any(globs_overlap(pattern, n) for n in names), \
-                    f"{chapter}/{profile}: {pattern!r} matches no claim the chapter checks"
-        every = by_profile.get(EVERY_PROFILE, {})
-        for profile in PROFILES:  # one reason per claim: no name listed for a profile and for every profile
-            clash = [(p, q) for p in by_profile.get(profile, {}) for q in every if globs_overlap(p, q)]
-            assert not clash, (chapter, profile, clash)
+def test_reasons_point_at_evidence_not_at_typed_numbers():
+    """A reason names what the run shows (a claim's value, a table on the page); a decimal number typed from one
+    run would go stale when a recipe changes."""
+    for chapter, spec in CHAPTERS.items():
+        for c in spec.claims:
+            for profile, reason in c.not_enforced.items():
+                assert len(reason.strip()) > 20, (chapter, c.name, profile)
+                assert not re.search(r"\d\.\d|\bseed 0\b|\bmeasured\b", reason), (chapter, c.name, profile, reason)
 
 
 def test_enforcement_lookup():
-    assert not_enforced_reason("01_pot", "ks_power", "smoke") is None
-    assert not_enforced_reason("99_demo", "anything", "smoke") is None
-    assert not_enforced_reason("04_capsules", "mnist_traversal_ratio", "smoke")
-    assert not_enforced_reason("04_capsules", "mnist_traversal_ratio", "cpu") is None
-    assert not_enforced_reason("04_capsules", "mnist_untrained_S/2_low_eeq", "smoke") is None
-    assert not_enforced_reason("04_capsules", "capcorr_orientation_heart", "cpu")
-    assert not_enforced_reason("04_capsules", "capcorr_orientation", "paper") is None
-    assert not_enforced_reason("07_invariant_rotation", "pca_class_vs_full_z", "paper")
-    assert not_enforced_reason("07_invariant_rotation", "equivariance", "smoke") is None
+    assert _reason("01_pot", "ks_power", "smoke") is None
+    assert _reason("04_capsules", "mnist_traversal_ratio", "smoke")
+    assert _reason("04_capsules", "mnist_traversal_ratio", "cpu") is None
+    assert _reason("04_capsules", "mnist_untrained_S/2_low_eeq", "smoke") is None
+    assert _reason("04_capsules", "capcorr_orientation_heart", "cpu")
+    assert _reason("04_capsules", "capcorr_orientation", "paper") is None
+    assert _reason("07_invariant_rotation", "pca_class_vs_full_z", "paper")
+    assert _reason("07_invariant_rotation", "equivariance", "smoke") is None
     # chapters 1 and 2 check sampled priors: every claim on every profile
-    assert "01_pot" not in NOT_ENFORCED and "02_tpot" not in NOT_ENFORCED
+    assert not any(c.not_enforced for ch in ("01_pot", "02_tpot") for c in chapter_spec(ch).claims)
 
 
 def test_paper_enforces_the_papers_forms_of_figs_2_to_6():
@@ -183,49 +180,45 @@ def test_paper_enforces_the_papers_forms_of_figs_2_to_6():
                     "07_invariant_rotation": ("knn_projection_full_reference", "knn_projection_beats_equivariant")}
     for chapter, names in papers_forms.items():
         for name in names:
-            assert any(globs_overlap(name, n) for n in checked_names(chapter)), (chapter, name)
-            assert not_enforced_reason(chapter, name, "paper") is None, (chapter, name)
+            assert _reason(chapter, name, "paper") is None, (chapter, name)
     assert config_for("06_invariant_graphs", "paper").n_interp_pairs == 10_000       # Fig 4: 10,000 interpolations
-    assert not_enforced_reason("06_invariant_graphs", "knn_sorted_beats_pooling", "cpu")
-    assert not_enforced_reason("07_invariant_rotation", "knn_projection_full_reference", "cpu")
+    assert _reason("06_invariant_graphs", "knn_sorted_beats_pooling", "cpu")
+    assert _reason("07_invariant_rotation", "knn_projection_full_reference", "cpu")
 
 
 def test_a_cpu_relaxation_names_the_weaker_claim_cpu_enforces():
-    """Where cpu relaxes a paper claim, its reason names the weaker claim that cpu enforces instead
+    """Where cpu relaxes a paper claim, its reason names the weaker declared claim that cpu enforces instead
     (so the report shows both) and says that paper enforces the paper's form."""
-    relaxed = [(chapter, pattern, reason) for chapter, by_profile in NOT_ENFORCED.items()
-               for pattern, reason in by_profile.get("cpu", {}).items() if "cpu relaxes" in reason]
+    relaxed = [(chapter, c.name, c.not_enforced["cpu"]) for chapter, spec in CHAPTERS.items() for c in spec.claims
+               if "cpu relaxes" in c.not_enforced.get("cpu", "")]
     assert {c for c, _, _ in relaxed} >= {"06_invariant_graphs", "07_invariant_rotation"}
-    for chapter, pattern, reason in relaxed:
-        weaker = [word for word in re.findall(r"[\w/]+", reason) if "_" in word and not fnmatchcase(word, pattern)
-                  and any(fnmatchcase(word, n) for n in checked_names(chapter))]
-        assert weaker, (chapter, pattern)
-        assert all(not_enforced_reason(chapter, n, "cpu") is None for n in weaker), (chapter, pattern, weaker)
-        assert reason.endswith("enforced on paper"), (chapter, pattern)
+    for chapter, name, reason in relaxed:
+        declared = {c.name for c in chapter_spec(chapter).claims}
+        weaker = [w for w in re.findall(r"[\w/]+", reason) if w in declared and w != name]
+        assert weaker, (chapter, name)
+        assert all(_reason(chapter, n, "cpu") is None for n in weaker), (chapter, name, weaker)
+        assert reason.endswith("enforced on paper"), (chapter, name)
 
 
-def test_report_paper_items_name_real_claims():
-    """Every glob of the report's figure/table table matches a claim its chapter checks."""
-    from tvae_book.report import PAPER_ITEMS
-
-    for chapter, items in PAPER_ITEMS.items():
-        assert (BOOK / f"{chapter}.md").is_file(), chapter
-        for label, patterns in items:
-            for pattern in patterns:
-                assert any(globs_overlap(pattern, n) for n in checked_names(chapter)), (chapter, label, pattern)
+def test_every_paper_item_has_a_paper_claim_or_a_known_answer():
+    """An item of the report stands on claims of the paper (or identities), not on controls alone."""
+    for chapter, spec in CHAPTERS.items():
+        for item in spec.items():
+            kinds = {c.kind for c in spec.claims if c.item == item}
+            assert kinds & {"paper", "known-answer"} or kinds == {"sanity"}, (chapter, item, kinds)
 
 
 def test_square_symmetry_is_enforced_only_on_64_pixel_sprites():
     # the symmetry is a property of 64 x 64 dSprites frames (smoke renders 32 x 32): enforced there alone
     for p in PROFILES:
-        enforced = not_enforced_reason("04_capsules", "orientation_square_symmetry", p) is None
+        enforced = _reason("04_capsules", "orientation_square_symmetry", p) is None
         assert enforced == (config_for("04_capsules", p).dsprites.image_size == 64), p
 
 
 def test_no_chapter_decides_enforcement_itself():
     for path in sorted(BOOK.glob("*.md")):
         text = path.read_text(encoding="utf-8")
-        assert not re.search(r"\benforce\s*=", text), f"{path.name}: enforcement belongs in tvae_experiments/enforcement.py"
+        assert not re.search(r"\benforce\s*=", text), f"{path.name}: enforcement belongs in the chapter's spec"
 
 
 def test_every_profile_override_takes_effect():

@@ -436,10 +436,11 @@ def test_report_marks_unenforced_claims(tmp_path: Path) -> None:
 
 
 def claim(name: str, passed: bool, enforced: bool = True, statement: str = "s", paper: str | None = None,
-          reason: str | None = None) -> dict:
+          reason: str | None = None, item: str = "Fig 1", kind: str = "paper") -> dict:
     """A claim record; a not-enforced one gets a reason unless given."""
     return {**CLAIM, "name": name, "statement": statement, "paper": paper, "passed": passed, "enforced": enforced,
-            "reason": None if enforced else (reason or f"{name} is reported only: too small")}
+            "reason": None if enforced else (reason or f"{name} is reported only: too small"), "item": item,
+            "kind": kind}
 
 
 def test_item_status_classifies_reproduced_partially_and_not() -> None:
@@ -463,23 +464,22 @@ def test_item_status_classifies_reproduced_partially_and_not() -> None:
         "`c` (met) not enforced: c is reported only: too small"]
 
 
-def test_paper_item_from_the_table_then_the_text() -> None:
+def test_paper_item_comes_from_the_declaration() -> None:
     assert report.paper_item("07_invariant_rotation", {"name": "knn_projection_full_reference"}).startswith("Fig 6")
     assert report.paper_item("06_invariant_graphs", {"name": "sort_isometry"}).startswith("Prop 1-2")
-    assert report.paper_item("06_invariant_graphs", {"name": "elbo_finite", "statement": "sanity"}) == report.OTHER_ITEM
-    # a chapter the table does not know: the first reference in the statement, then in the paper text
-    assert report.paper_item("99_new", {"name": "x", "statement": "Figs 5 - 6: ...", "paper": "Table 2"}) == "Fig 5-6"
-    assert report.paper_item("99_new", {"name": "x", "statement": "ordering", "paper": "1.0 (Table 2)"}) == "Table 2"
-    assert report.paper_item("99_new", {"name": "x", "statement": "exact (Prop 2)"}) == "Prop 2"
-    assert report.paper_item("99_new", {"name": "x", "statement": "control", "paper": None}) == report.OTHER_ITEM
+    assert report.paper_item("06_invariant_graphs", {"name": "elbo_finite"}) == report.OTHER_ITEM  # a sanity check
+    # the metrics' own item and kind (written from the declaration when the chapter ran) come first
+    assert report.paper_item("99_new", {"name": "x", "item": "Fig 5-6", "kind": "paper"}) == "Fig 5-6"
+    assert report.paper_item("99_new", {"name": "x", "item": "Table 2", "kind": "sanity"}) == report.OTHER_ITEM
+    assert report.paper_item("99_new", {"name": "x", "statement": "Fig 2: not read from the text"}) == report.OTHER_ITEM
 
 
 def test_report_states_a_status_per_figure_with_reasons(tmp_path: Path) -> None:
-    claims = [claim("fig4_a", True, statement="Fig 4: a"), claim("fig4_b", True, statement="Fig 4: b"),
-              claim("fig5_a", True, statement="Fig 5: a"),
-              claim("fig5_b", False, enforced=False, statement="Fig 5: b", reason="cpu relaxes it; enforced on paper"),
-              claim("tab1", False, statement="x", paper="-1.0 (Table 1)"),
-              claim("sane", True, statement="sanity")]
+    claims = [claim("fig4_a", True, item="Fig 4"), claim("fig4_b", True, item="Fig 4"),
+              claim("fig5_a", True, item="Fig 5"),
+              claim("fig5_b", False, enforced=False, item="Fig 5", reason="cpu relaxes it; enforced on paper"),
+              claim("tab1", False, item="Table 1"),
+              claim("sane", True, item="Fig 4", kind="sanity")]
     m = metrics("99_new", claims)
     m["all_passed"] = False
     assert report.validate_metrics(m) == []

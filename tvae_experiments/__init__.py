@@ -12,7 +12,8 @@ Where things live (imports flow ``tvae_book -> tvae_experiments -> tvae_core``, 
 * :mod:`tvae_experiments.gcnn`, :mod:`~tvae_experiments.graphvae`,
   :mod:`~tvae_experiments.graph_latents` -- the second paper's models (chapters 6-7).
 * :mod:`tvae_experiments.profiles` -- what ``smoke`` / ``cpu`` / ``paper`` mean for every chapter;
-  :mod:`~tvae_experiments.enforcement` -- which claims each profile only reports, and why;
+  :mod:`~tvae_experiments.chapters` -- each chapter in one place: the models it trains, the claims it
+  checks (paper item, kind, per profile enforced or why not);
   :mod:`~tvae_experiments.claims` -- claim checks (comparisons that write their own rule text).
 * :mod:`tvae_experiments.plots` -- figures shared by the chapters.
 * :mod:`tvae_experiments.paper_code` -- the authors' constructions rebuilt for comparison (chapter 9).

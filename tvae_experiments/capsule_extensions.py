@@ -21,7 +21,7 @@ initialisation:
 Every toy model trains with the toy recipe (:func:`~tvae_experiments.capsules.fit_toy`: Adam, always
 trained, seconds on a CPU); the ``*_mnist_section`` and :func:`ramp_section` models are chapter 4's MNIST
 TVAE with one building block changed, trained with the profile's MNIST recipe and cached like chapter 4's
-(:data:`MNIST_EXTENSIONS`).  The ``*_section`` functions train and score one section each.
+(:data:`~tvae_experiments.chapters.ch10_capsule_extensions.MNIST_MODELS`).  The ``*_section`` functions train and score one section each.
 """
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ from tvae_core.checks import check_capsules, check_choice, check_int
 from tvae_core.metrics import capsule_roll, held_out_frames, partial_capsule_roll
 from tvae_core.roll import LATTICE_AXES, pad_sequence_ends, roll2d
 from tvae_experiments.capsule_views import encode_sequences
+from tvae_experiments.chapters.ch10_capsule_extensions import mnist_model
 from tvae_experiments.capsules import (ToyCapsules, capcorr_per_transform, evaluate_capsules, fit_toy, learn_toy,
                                        sample_codes, toy_data, traversal_scores, untrained_toy)
 from tvae_experiments.train import as_float
@@ -44,7 +45,7 @@ from tvae_experiments.profiles import CapsuleExtensionsConfig
 __all__ = ["online_codes", "online_error", "with_config", "lattice_lines", "lattice_capcorr", "axis_of",
            "PoseScores", "rolled_traversal", "omega_shift", "partial_rolls", "circular_match", "roll_slope", "pearson", "offset_rolls",
            "CausalSection", "causal_section", "LatticeSection", "lattice_section", "score_lattice", "lattice_mnist_section", "PartialSection", "partial_section",
-           "PartialMnistSection", "partial_mnist_section", "CausalMnistSection", "causal_mnist_section", "MNIST_EXTENSIONS", "mnist_extension_name",
+           "PartialMnistSection", "partial_mnist_section", "CausalMnistSection", "causal_mnist_section", 
            "NoncyclicSection", "noncyclic_section", "noncyclic_data", "scale_ramps", "ramp_data", "RampSection",
            "ramp_section"]
 
@@ -325,11 +326,8 @@ def lattice_mnist_section(cfg: CapsuleExtensionsConfig, train, test, data_id: st
                           device: str = "auto") -> LatticeSection:
     """C.3 at MNIST scale: train (or load, cached) :meth:`CapsuleExtensionsConfig.mnist_lattice_model` on
     ``train`` (rotation and colour sequences) and score it as the toy (:func:`score_lattice`) on ``test``."""
-    from tvae_experiments.train import fit
-
     mcfg = cfg.mnist_lattice_model()
-    r = fit(mcfg, train.x, cfg.capsules.mnist.train(seed), data_id=data_id, device=device,
-            name=mnist_extension_name("lattice", seed))
+    r = mnist_model("lattice", cfg, seed).fit(train.x, data_id, device=device)
     controls = [untrained_toy(mcfg, i, device) for i in range(seed, seed + cfg.n_inits)]
     return score_lattice(r.model, r.seconds, controls, test, cfg.capsules.mnist.S, seed)
 
@@ -422,14 +420,11 @@ def partial_mnist_section(cfg: CapsuleExtensionsConfig, train, test, data_id: st
     untrained initialisations on ``test`` (chapter 4's MNIST sequences).  ``reference``: a model with
     capsules of ``D = S`` units (chapter 4's TVAE), scored the same way at ``alpha = 1`` -- what the
     measure gives at this scale without C.1."""
-    from tvae_experiments.train import fit
-
-    cm, a = cfg.capsules.mnist, cfg.partial_alpha
+    a = cfg.partial_alpha
     D = cfg.mnist_model().capsule_dim
     models, seconds = {}, {}
     for roll, key in (("linear", "trained"), ("integer", "integer")):
-        r = fit(cfg.mnist_model(roll), train.x, cm.train(seed), data_id=data_id, device=device,
-                name=mnist_extension_name(f"partial-{roll}", seed))
+        r = mnist_model(f"partial-{roll}", cfg, seed).fit(train.x, data_id, device=device)
         models[key], seconds[roll] = r.model, r.seconds
     for i in range(cfg.n_inits):
         models[f"untrained{i}"] = untrained_toy(cfg.mnist_model(), seed + i, device)
@@ -494,16 +489,14 @@ def causal_mnist_section(cfg: CapsuleExtensionsConfig, train, test, data_id: str
     twice: rolled from ``t_0`` (which saw frame 0) and from ``t_{L'}`` (which saw frames ``0 .. 2L-1``,
     the forward ``t_0``'s frames); the causal model too from ``t_L`` (frames ``0 .. L``).  The known answer
     is read on the first ``n_online`` test sequences."""
-    from tvae_experiments.train import fit
-
-    cm, mcfg = cfg.capsules.mnist, cfg.mnist_causal_model()
-    r = fit(mcfg, train.x, cm.train(seed), data_id=data_id, device=device, name=mnist_extension_name("causal", seed))
+    mcfg = cfg.mnist_causal_model()
+    r = mnist_model("causal", cfg, seed).fit(train.x, data_id, device=device)
     controls = [untrained_toy(mcfg, i, device) for i in range(seed, seed + cfg.n_inits)]
     ccs = [capcorr_per_transform(encode_sequences(c, test.x), test, mcfg.capsule_dim) for c in controls]
     ucc = {k: sum(c[k] for c in ccs) / len(ccs) for k in ccs[0]}
     err, ferr = _online_errors(r.model, reference, test.x[:n_online])
     wcfg = cfg.mnist_causal_model(wide=True)
-    w = fit(wcfg, train.x, cm.train(seed), data_id=data_id, device=device, name=mnist_extension_name("causal-wide", seed))
+    w = mnist_model("causal-wide", cfg, seed).fit(train.x, data_id, device=device)
     def later(model, origin):  # the traversal alone (fair rule) from t_origin: the codes' other metrics do not change
         return traversal_scores(model, test, seed=seed, held_out_L=mcfg.L, origin=origin)
 
@@ -524,18 +517,6 @@ def _direct_bce(model, t: Tensor, x: Tensor, batch_size: int = 64) -> float:
         total += float(torch.nn.functional.binary_cross_entropy_with_logits(
             logits, as_float(x[i:i + batch_size].to(dev)), reduction="none").sum())
     return total / (x.shape[0] * x.shape[1])
-
-
-MNIST_EXTENSIONS = ("partial-linear", "partial-integer", "lattice", "causal", "causal-wide", "ramps-noncyclic",
-                    "ramps-cyclic")
-"""Chapter 10's MNIST models: C.1 with Eq 19's roll, its whole-unit control, C.3's 2-D capsule, C.4's causal
-window (and as wide as the forward one), C.2's non-cyclic capsules and the cyclic model on the same scale ramps."""
-
-
-def mnist_extension_name(kind: str, seed: int) -> str:
-    """Cache-file prefix of chapter 10's MNIST models (:data:`MNIST_EXTENSIONS`), e.g. ``caps-mnist-lattice-s0``."""
-    check_choice("kind", kind, MNIST_EXTENSIONS)
-    return f"caps-mnist-{kind}-s{seed}"
 
 
 @dataclass
@@ -672,14 +653,11 @@ def ramp_section(cfg: CapsuleExtensionsConfig, train, test, data_id: str, seed: 
     non-cyclic and cyclic (Eq 7's centred window, Eq 9's shifting W, on the padded ``U``) on ``train`` ramps
     (``x: (N, frames, P)``) padded by ``cfg.ramp_L`` replicated frames at each end (``(N, frames + 2 ramp_L, P)``);
     score both and their untrained initialisations with :func:`offset_rolls` on the padded ``test`` ramps."""
-    from tvae_experiments.train import fit
-
     pad, frames = cfg.ramp_L, cfg.ramp_frames
     ptrain = pad_sequence_ends(train.x, pad)
 
     def fit_one(kind, mcfg):
-        return fit(mcfg, ptrain, cfg.capsules.mnist.train(seed), data_id=data_id, device=device,
-                   name=mnist_extension_name(f"ramps-{kind}", seed))
+        return mnist_model(f"ramps-{kind}", cfg, seed).fit(ptrain, data_id, device=device)  # its model is mcfg
 
     out = _noncyclic_vs_cyclic(cfg, cfg.mnist_ramp_model, fit_one, device, test, pad_sequence_ends(test.x, pad),
                                cfg.mnist_ramp_model().capsule_dim, pad, frames, seed)

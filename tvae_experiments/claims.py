@@ -10,15 +10,18 @@ A check is a comparison, ``value op bound`` with ``op`` one of :data:`OPS`: the 
 whether it passed and writes the rule text from the comparison itself (``what``, ``op``,
 ``bound_text`` and the bound's number), so the rule a reader sees is the rule the code applied.
 
-Whether a claim is enforced is not decided in the chapter: :mod:`tvae_experiments.enforcement`
-lists, per chapter and profile, the claims that are only reported and why; the reason is
-written beside the claim.
+Every claim is declared in its chapter's spec (:mod:`tvae_experiments.chapters`): the paper item
+it stands for, its kind (paper claim, control, known answer, sanity check) and, per profile,
+whether it is enforced and why not.  A check of an undeclared name raises
+:class:`~tvae_experiments.chapters.UndeclaredClaim`; :meth:`ClaimReport.finish` raises
+:class:`ClaimFailed` if a claim declared for the run's profile was never checked.
 
 Results dir: ``$TVAE_RESULTS_DIR`` if set (the runner sets it), else
 ``<repo root>/_results/<profile>``.  JSON schema::
 
     {"chapter", "title", "profile", "seed", "device",
-     "claims": [{"name", "statement", "value", "threshold", "paper", "passed", "enforced", "reason"}],
+     "claims": [{"name", "statement", "value", "threshold", "paper", "passed", "enforced", "reason",
+                 "item", "kind"}],
      "all_passed", "elapsed_s"}
 
 ``threshold`` is the generated rule text; ``reason`` is null for an enforced claim.
@@ -38,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from tvae_experiments import dry_run
-from tvae_experiments.enforcement import not_enforced_reason
+from tvae_experiments.chapters import ChapterSpec, chapter_spec
 from tvae_experiments.files import atomic_write_text, repo_root
 from tvae_experiments.profiles import check_profile
 
@@ -112,6 +115,8 @@ class Claim:
     passed: bool
     enforced: bool = True     # False: reported only, for the ``reason`` below
     reason: str | None = None  # why this profile does not enforce the claim (None when enforced)
+    item: str = ""            # the paper item it stands for (its ClaimSpec)
+    kind: str = "paper"       # paper | control | known-answer | sanity (its ClaimSpec)
 
 
 def results_dir(profile: str) -> Path:
@@ -133,9 +138,12 @@ def _jsonable(v: Any) -> float | str:
 class ClaimReport:
     """Collects a chapter's claim checks; see the module docstring."""
 
-    def __init__(self, chapter: str, title: str, profile: str, seed: int, device: str = "cpu") -> None:
+    def __init__(self, chapter: str, title: str, profile: str, seed: int, device: str = "cpu", *,
+                 spec: ChapterSpec | None = None) -> None:
+        """``spec``: the chapter's declarations (default: its module in :mod:`tvae_experiments.chapters`)."""
         self.chapter, self.title = chapter, title
         self.profile, self.seed, self.device = check_profile(profile), int(seed), str(device)
+        self.spec = chapter_spec(chapter) if spec is None else spec
         self.claims: list[Claim] = []
         self._t0 = time.perf_counter()
         self.dry_run_steps = dry_run.steps()
@@ -157,17 +165,20 @@ class ClaimReport:
     def check_all(self, name: str, comparisons: Sequence[Comparison], statement: str, *, shown: Any = None,
                   paper: str | None = None) -> bool:
         """Record a claim that holds when every one of ``comparisons`` holds; its rule is their
-        texts joined by "and".  Whether the chapter's profile enforces it comes from
-        :func:`tvae_experiments.enforcement.not_enforced_reason`.  Returns whether it passed."""
+        texts joined by "and".  ``name`` must be declared in the chapter's spec, which says whether the
+        profile enforces it.  Returns whether it passed."""
         comparisons = list(comparisons)
         if not comparisons:
             raise ValueError(f"claim {name!r}: no comparisons")
+        declared = self.spec.claim(name)  # UndeclaredClaim if the spec does not declare it
+        if any(c.name == name for c in self.claims):
+            raise ValueError(f"claim {name!r} of {self.chapter} was already checked in this run")
         if shown is None:
             shown = "; ".join(f"{c.what} {_fmt(c.value)}" if c.what else _fmt(c.value) for c in comparisons)
         rule = " and ".join(c.text for c in comparisons)
-        reason = not_enforced_reason(self.chapter, name, self.profile) or dry_run.trained_reason()
+        reason = declared.reason(self.profile) or dry_run.trained_reason()
         claim = Claim(name, statement, _jsonable(shown), rule, paper, all(c.passed for c in comparisons),
-                      reason is None, reason)
+                      reason is None, reason, declared.item, declared.kind)
         self.claims.append(claim)
         mark = ("PASS" if claim.passed else "FAIL") if claim.enforced else ("ok (not enforced)" if claim.passed else "not met (not enforced)")
         print(f"[{mark}] {name}: {claim.value} ({rule})" + (f" -- not enforced: {reason}" if reason else ""))
@@ -193,13 +204,16 @@ class ClaimReport:
         """Write the metrics file, display the table, raise :class:`ClaimFailed` on failure."""
         if not self.claims:
             raise ClaimFailed(f"{self.chapter}: no claims were checked")
+        unchecked = sorted(set(self.spec.checked_on(self.profile)) - {c.name for c in self.claims})
         record = {
             "chapter": self.chapter, "title": self.title, "profile": self.profile,
             "seed": self.seed, "device": self.device,
             "claims": [asdict(c) for c in self.claims],
-            "all_passed": self.all_passed,
+            "all_passed": self.all_passed and not unchecked,
             "elapsed_s": round(time.perf_counter() - self._t0, 3),
         }
+        if unchecked:
+            record["unchecked"] = unchecked
         if self.dry_run_steps:
             record["dry_run"] = {"steps": self.dry_run_steps, "models": list(dry_run.RECORDS),
                                  "peak_rss_mb": round(dry_run.peak_rss_mb(), 1)}  # the whole chapter's process
@@ -215,6 +229,8 @@ class ClaimReport:
         except ImportError:  # plain Python: print the table
             print(self.table())
         failed = [c.name for c in self.claims if c.enforced and not c.passed]
-        if failed:
-            raise ClaimFailed(f"{self.chapter} ({self.profile}): claim(s) failed: {', '.join(failed)}; see {path}")
+        problems = ([f"claim(s) failed: {', '.join(failed)}; see {path}"] if failed else []) + (
+            [f"claim(s) declared in its spec but never checked: {', '.join(unchecked)}"] if unchecked else [])
+        if problems:
+            raise ClaimFailed(f"{self.chapter} ({self.profile}): " + "; ".join(problems))
         return path

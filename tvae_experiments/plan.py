@@ -21,21 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tvae_experiments.capsules import variant_name
-from tvae_experiments.profiles import config_for, tables_config
+from tvae_experiments.chapters import chapter_spec, planned_chapters
+from tvae_experiments.chapters.ch05_tables import COMBINED_KINDS
 
-__all__ = ["CHAPTER4_VARIANTS", "CHAPTER8_VARIANTS", "DataSpec", "Job", "training_plan", "run_job", "PLANNED"]
-
-CHAPTER4_VARIANTS = {"tvae_S/3": ("tvae", 1 / 3), "tvae_S/2": ("tvae", 1 / 2), "bubble": ("bubble", 1 / 3),
-                     "vae": ("vae", 0)}
-"""Chapter 4's trained capsule models per data set: key -> (variant, L/S)."""
-
-CHAPTER8_VARIANTS = {"TVAE": ("tvae", 1 / 3), "VAE": ("vae", 0)}
-"""Chapter 8 reuses two of chapter 4's models (same cache entries)."""
-
-PLANNED = ("03_tvae_torus", "04_capsules", "05_tables", "06_invariant_graphs", "07_invariant_rotation",
-           "08_capsule_invariants", "10_capsule_extensions")
-"""Chapters that train (or load) cached models; the others train nothing."""
+__all__ = ["DataSpec", "Job", "training_plan", "run_job"]
 
 
 @dataclass(frozen=True)
@@ -91,8 +80,6 @@ def _load(spec: DataSpec) -> dict[str, tuple[tuple, str]]:
                      f"{', '.join(map(repr, MNIST_KINDS))}, 'scale-ramps', 'molecules'")
 
 
-COMBINED_KINDS = {"combined": "color+rotation", "perspective": "color+perspective"}
-"""DataSpec kinds of the combined MNIST sequences (Fig 1, 18 / Fig 19) -> their transform."""
 MNIST_KINDS = {**{k: (t,) for k, t in COMBINED_KINDS.items()}, "rotation+color": ("rotation", "color")}
 """DataSpec kinds of MNIST sequences other than chapter 4's -> their transformations (chapter 10's 2-D
 capsules: rotation and colour sequences)."""
@@ -165,73 +152,6 @@ def _step_flops(model_cfg, example: tuple, batch_size: int) -> float:
     return float(counter.get_total_flops())
 
 
-def _capsule_jobs(chapter: str, caps, data: DataSpec, rows: dict[str, Sequence[tuple]], seeds: Sequence[int]):
-    """``(chapter, name, model, train, spec, part)`` of the capsule rows of each data set
-    (``rows``: part -> ``(variant, L/S)`` or ``(variant, L/S, norm)`` tuples) for every seed."""
-    for s in seeds:
-        for part, dcfg in (("mnist", caps.mnist), ("dsprites", caps.dsprites)):
-            for variant, frac, *norm in rows[part]:
-                L = dcfg.L_of(frac)
-                yield (chapter, variant_name(dcfg, variant, L, s, *norm), dcfg.model(variant, L, *norm),
-                       dcfg.train(s), data, part)
-
-
-def _raw_jobs(chapter: str, profile: str, seed: int, data_dir: str | None, extra: dict):
-    if chapter == "03_tvae_torus":
-        cfg = config_for(chapter, profile)
-        spec = DataSpec("mnist", cfg, data_dir, seed)
-        for kind in ("tvae", "vae"):
-            yield chapter, f"ch3-{kind}-{profile}", cfg.model(kind), cfg.train(seed), spec, "images"
-    elif chapter in ("04_capsules", "08_capsule_invariants"):
-        caps = config_for(chapter, profile)
-        caps = caps if chapter == "04_capsules" else caps.capsules
-        spec = DataSpec("capsules", caps, data_dir, seed)
-        variants = CHAPTER4_VARIANTS if chapter == "04_capsules" else CHAPTER8_VARIANTS
-        pairs = list(variants.values())
-        yield from _capsule_jobs(chapter, caps, spec, {"mnist": pairs, "dsprites": pairs}, [seed])
-        if chapter == "04_capsules":  # Fig 1: colour + rotation together
-            cm = caps.mnist
-            L = cm.L_of(1 / 3)
-            yield (chapter, variant_name(cm, "tvae", L, seed), cm.model("tvae", L), cm.train(seed),
-                   DataSpec("combined", caps, data_dir, seed), "combined")
-    elif chapter == "05_tables":
-        cfg = tables_config(profile, extra.get("n_seeds"), extra.get("rows", "profile"))
-        spec = DataSpec("capsules", cfg.capsules, data_dir, seed)
-        yield from _capsule_jobs(chapter, cfg.capsules, spec,
-                                 {"mnist": cfg.mnist_rows + cfg.norm_rows, "dsprites": cfg.dsprites_rows},
-                                 [seed + s for s in cfg.seeds])
-        cm, s0 = cfg.capsules.mnist, seed + cfg.seeds[0]  # Figs 18-19: the first seed's model for each figure
-        L = cm.L_of(cfg.combined_frac)
-        for kind, transform in COMBINED_KINDS.items():
-            yield (chapter, variant_name(cm, "tvae", L, s0, data=transform.replace("+", "-")), cm.model("tvae", L),
-                   cm.train(s0), DataSpec(kind, cfg.capsules, data_dir, seed), kind)
-    elif chapter == "10_capsule_extensions":  # C.1-C.4 at MNIST scale (the toy models always train, in seconds)
-        from tvae_experiments.capsule_extensions import mnist_extension_name
-
-        cfg = config_for(chapter, profile)
-        spec = DataSpec("capsules", cfg.capsules, data_dir, seed)
-        for roll in ("linear", "integer"):
-            yield (chapter, mnist_extension_name(f"partial-{roll}", seed), cfg.mnist_model(roll),
-                   cfg.capsules.mnist.train(seed), spec, "mnist")
-        for wide in (False, True):
-            yield (chapter, mnist_extension_name("causal-wide" if wide else "causal", seed),
-                   cfg.mnist_causal_model(wide), cfg.capsules.mnist.train(seed), spec, "mnist")
-        for kind in ("noncyclic", "cyclic"):  # C.2 on padded scale ramps
-            yield (chapter, mnist_extension_name(f"ramps-{kind}", seed), cfg.mnist_ramp_model(kind),
-                   cfg.capsules.mnist.train(seed), DataSpec("scale-ramps", cfg, data_dir, seed), "scale-ramps")
-        yield (chapter, mnist_extension_name("lattice", seed), cfg.mnist_lattice_model(), cfg.capsules.mnist.train(seed),
-               DataSpec("rotation+color", cfg.capsules, data_dir, seed), "rotation+color")
-    elif chapter == "06_invariant_graphs":
-        cfg = config_for(chapter, profile)
-        yield (chapter, f"graphvae-{cfg.source}-s{seed}", cfg.model(), cfg.train(seed),
-               DataSpec("molecules", cfg, data_dir, seed), "graphs")
-    elif chapter == "07_invariant_rotation":
-        cfg = config_for(chapter, profile)
-        spec = DataSpec("mnist", cfg, data_dir, seed)
-        for kind, name in (("gcnn", f"gcnn_c{cfg.N}"), ("cnn", "cnn_aug")):
-            yield chapter, name, cfg.model(kind), cfg.train(seed, kind), spec, "labelled"
-
-
 def training_plan(profile: str, seed: int = 0, data_dir: str | None = None, chapters: Sequence[str] | None = None,
                   extra: dict | None = None) -> list[Job]:
     """Every training the chapters of ``profile`` need, once each (a model shared by chapters is listed
@@ -242,14 +162,17 @@ def training_plan(profile: str, seed: int = 0, data_dir: str | None = None, chap
     from tvae_experiments.train import cache_key
 
     check_profile(profile)
-    chapters = PLANNED if chapters is None else [c for c in chapters if c in PLANNED]
-    raw = [r for c in chapters for r in _raw_jobs(c, profile, seed, data_dir, dict(extra or {}))]
+    planned = planned_chapters()
+    chapters = planned if chapters is None else [c for c in chapters if c in planned]
+    raw = [(c, m, DataSpec(m.data, m.data_cfg, data_dir, seed)) for c in chapters
+           for m in chapter_spec(c).models(profile, seed, **dict(extra or {}))]
     first: dict[DataSpec, int] = {}
     for r in raw:
-        first.setdefault(r[4], len(first))
-    raw.sort(key=lambda r: first[r[4]])  # stable: chapter order within a data set; one data set in memory at a time
+        first.setdefault(r[2], len(first))
+    raw.sort(key=lambda r: first[r[2]])  # stable: chapter order within a data set; one data set in memory at a time
     jobs: dict[tuple[str, str], Job] = {}
-    for chapter, name, model, train, spec, part in raw:
+    for chapter, m, spec in raw:
+        name, model, train, part = m.name, m.model, m.train, m.part
         tensors, data_id = spec.load()[part]
         key = cache_key(model, train, data_id)
         example = tuple((tuple(t.shape[1:]), str(t.dtype).removeprefix("torch.")) for t in tensors)
