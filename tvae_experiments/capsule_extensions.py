@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypedDict
 
 import torch
 from torch import Tensor
@@ -37,15 +38,21 @@ from tvae_core.metrics import capsule_roll, held_out_frames, partial_capsule_rol
 from tvae_core.roll import LATTICE_AXES, pad_sequence_ends, roll2d
 from tvae_experiments.capsule_views import encode_sequences
 from tvae_experiments.chapters.ch10_capsule_extensions import mnist_model
-from tvae_experiments.capsules import (ToyCapsules, capcorr_per_transform, evaluate_capsules, fit_toy, learn_toy,
-                                       sample_codes, toy_data, traversal_scores, untrained_toy)
+from tvae_experiments.capsules import (CapsuleScores, ToyCapsules, TraversalScores, capcorr_per_transform,
+                                       evaluate_capsules, fit_toy, learn_toy, sample_codes, toy_data, traversal_scores,
+                                       untrained_toy)
 from tvae_experiments.train import as_float
 from tvae_experiments.profiles import CapsuleExtensionsConfig
+
+if TYPE_CHECKING:
+    from tvae_core.models import TVAE
+    from tvae_experiments.data.sequences import SequenceData
 
 __all__ = ["online_codes", "online_error", "with_config", "lattice_lines", "lattice_capcorr", "axis_of",
            "PoseScores", "rolled_traversal", "omega_shift", "partial_rolls", "circular_match", "roll_slope", "pearson", "offset_rolls",
            "CausalSection", "causal_section", "LatticeSection", "lattice_section", "score_lattice", "lattice_mnist_section", "PartialSection", "partial_section",
-           "PartialMnistSection", "partial_mnist_section", "CausalMnistSection", "causal_mnist_section", 
+           "IntegerRollControl", "LinearRollReading", "PartialMnistSection", "partial_mnist_section",
+           "CausalMnistSection", "causal_mnist_section",
            "NoncyclicSection", "noncyclic_section", "noncyclic_data", "scale_ramps", "ramp_data", "RampSection",
            "ramp_section"]
 
@@ -228,12 +235,12 @@ def offset_rolls(t: Tensor, capsule_dim: int, first: int = 0, frames: int | None
 class CausalSection:
     """C.4: the causal model and chapter 4's forward-window toy model, with their controls."""
 
-    causal: ToyCapsules
-    forward: ToyCapsules
-    online_error: Tensor           # (S,) causal model: online vs full-sequence codes (online_error)
-    forward_online_error: Tensor   # (S,) forward model read with a zero time boundary: full vs online codes
-    online_bce: dict               # name -> PoseScores of decode(online t_l) on every frame (trained)
-    untrained_online_bce: dict     # the same for the untrained causal model
+    causal: ToyCapsules                        # the causal toy TVAE (Eq 22, zero time boundary), its scores, controls
+    forward: ToyCapsules                       # chapter 4's toy TVAE (forward window), the run chapter 4 opens with
+    online_error: Tensor                       # (S,) causal model: online vs full-sequence codes (online_error)
+    forward_online_error: Tensor               # (S,) forward model read with a zero time boundary: full vs online codes
+    online_bce: dict[str, PoseScores]          # name -> decode(online t_l) scored on every frame (trained)
+    untrained_online_bce: dict[str, PoseScores]  # the same for the untrained causal model (init = seed)
 
 
 @torch.no_grad()
@@ -274,24 +281,25 @@ def causal_section(cfg: CapsuleExtensionsConfig, seed: int = 0) -> CausalSection
     forward = learn_toy(cfg.toy, seed)  # chapter 4's toy model, the same run
     err, ferr = _online_errors(causal.model, forward.model, causal.test.x)
     untrained = untrained_toy(cfg.model("causal"), seed)
-    return CausalSection(causal, forward, err, ferr, _online_pose(causal.model, causal.test),
-                         _online_pose(untrained, causal.test))
+    return CausalSection(causal=causal, forward=forward, online_error=err, forward_online_error=ferr,
+                         online_bce=_online_pose(causal.model, causal.test),
+                         untrained_online_bce=_online_pose(untrained, causal.test))
 
 
 @dataclass
 class LatticeSection:
     """C.3: the 2-D capsule model, its untrained controls, and chapter 4's 1-D model for comparison."""
 
-    model: object
-    test: object
-    seconds: float
-    side: int
-    capcorr: dict                 # name -> (axis 0, axis 1), trained
-    untrained_capcorr: dict       # the same, mean over cfg.n_inits initialisations
-    axis: dict                    # name -> the axis it rolls along (trained)
-    traversal: dict               # name -> PoseScores, rolled along its axis (trained)
-    untrained_traversal: dict     # the same rule for the untrained model (its own initialisation)
-    codes: Tensor                 # (N, S, C*side^2) the trained model's codes of the test set (figures)
+    model: TVAE                                          # the trained model with 2-D capsules (Eq 21)
+    test: SequenceData                                   # the test sequences, x (N, S, P)
+    seconds: float                                       # training time (of the cached weights at MNIST scale)
+    side: int                                            # each capsule is a side x side lattice
+    capcorr: dict[str, tuple[float, float]]              # name -> CapCorr (along axis 0, along axis 1), trained
+    untrained_capcorr: dict[str, tuple[float, float]]    # the same, mean over cfg.n_inits initialisations
+    axis: dict[str, int]                                 # name -> the axis it rolls along (trained): 0 or 1
+    traversal: dict[str, PoseScores]                     # name -> held-out traversal rolled along its axis (trained)
+    untrained_traversal: dict[str, PoseScores]           # the same rule for the untrained model (init = seed)
+    codes: Tensor                                        # (N, S, C*side^2) the trained model's test codes (figures)
 
 
 def lattice_section(cfg: CapsuleExtensionsConfig, seed: int = 0) -> LatticeSection:
@@ -317,9 +325,9 @@ def score_lattice(model, seconds: float, controls, test, side: int, seed: int = 
         return roll2d(t0, shifts[None, :].to(t0.device), side, axes[transform][:, None].to(t0.device))
 
     held = held_out_frames(test.x.shape[1], model.L)
-    return LatticeSection(model, test, seconds, side, cc, ucc, axis,
-                          rolled_traversal(model, test, along, held, seed=seed),
-                          rolled_traversal(controls[0], test, along, held, seed=seed), t)
+    return LatticeSection(model=model, test=test, seconds=seconds, side=side, capcorr=cc, untrained_capcorr=ucc,
+                          axis=axis, traversal=rolled_traversal(model, test, along, held, seed=seed),
+                          untrained_traversal=rolled_traversal(controls[0], test, along, held, seed=seed), codes=t)
 
 
 def lattice_mnist_section(cfg: CapsuleExtensionsConfig, train, test, data_id: str, seed: int = 0,
@@ -332,6 +340,23 @@ def lattice_mnist_section(cfg: CapsuleExtensionsConfig, train, test, data_id: st
     return score_lattice(r.model, r.seconds, controls, test, cfg.capsules.mnist.S, seed)
 
 
+class IntegerRollControl(TypedDict):
+    """:class:`PartialSection`'s broken control, the same capsules trained with Eq 9's whole-unit roll, read as
+    the trained model (Eq 20, Fourier phase shift)."""
+
+    capcorr: dict[str, float]  # name -> Pearson(observed, shift)
+    slope: float               # units rolled per frame (roll_slope)
+    observed: Tensor           # (N,) ObservedRoll(t_Omega, t_0), units
+    match: dict[str, float]    # name -> circular_match
+
+
+class LinearRollReading(TypedDict):
+    """:class:`PartialSection`'s trained model read with Eq 19's linear roll in Eq 20 instead of the Fourier shift."""
+
+    capcorr: dict[str, float]  # name -> Pearson(observed, shift)
+    slope: float               # units rolled per frame (roll_slope)
+
+
 @dataclass
 class PartialSection:
     """C.1: capsules of ``D < S`` units rolled ``alpha`` per frame (Eq 19), measured by Eq 20.
@@ -342,25 +367,26 @@ class PartialSection:
     while turning it by half a unit, so the two inner products are equal); its numbers are kept in
     ``linear``."""
 
-    model: object
-    test: object
-    seconds: float
-    alpha: float
-    observed: Tensor              # (N,) Eq 20's ObservedRoll(t_Omega, t_0), units (Fourier phase shift)
-    shift: Tensor                 # (N,) frames from 0 to Omega
-    capcorr: dict                 # name -> Pearson(observed, shift) (CapCorr with Eq 20)
-    slope: float                  # units per frame (roll_slope)
-    untrained_capcorr: dict       # mean over cfg.n_inits initialisations
-    untrained_slope: float
-    untrained_observed: Tensor    # (N,) the model's own initialisation
-    integer: dict                 # the broken control: Eq 9's whole-unit roll, D < S; {"capcorr", "slope", "observed"}
-    linear: dict                  # the trained model measured with Eq 19's linear roll in Eq 20: {"capcorr", "slope"}
-    match: dict                   # name -> circular_match of the trained model
-    untrained_match: dict         # name -> the same, mean over cfg.n_inits initialisations
-    roll_kind: str = "fourier"
+    model: TVAE                          # the trained toy TVAE, D = S/2 units per capsule, Eq 19's linear roll
+    test: SequenceData                   # the toy test sequences, x (N, S, P)
+    seconds: float                       # training time
+    alpha: float                         # units rolled per frame (Eq 19)
+    observed: Tensor                     # (N,) float64 Eq 20's ObservedRoll(t_Omega, t_0), units (Fourier shift)
+    shift: Tensor                        # (N,) float64 frames from 0 to Omega
+    capcorr: dict[str, float]            # name -> Pearson(observed, shift) (CapCorr with Eq 20)
+    slope: float                         # units per frame (roll_slope)
+    untrained_capcorr: dict[str, float]  # name -> the same, mean over cfg.n_inits initialisations
+    untrained_slope: float               # the same, mean over cfg.n_inits initialisations
+    untrained_observed: Tensor           # (N,) float64 ObservedRoll of the model's own initialisation (init = seed)
+    integer: IntegerRollControl          # the broken control: Eq 9's whole-unit roll, D < S
+    linear: LinearRollReading            # the trained model measured with Eq 19's linear roll in Eq 20
+    match: dict[str, float]              # name -> circular_match of the trained model
+    untrained_match: dict[str, float]    # name -> the same, mean over cfg.n_inits initialisations
+    roll_kind: str = "fourier"           # the partial roll of Eq 20 behind observed (partial_capsule_roll)
 
 
-def _partial_scores(model, test, D: int, alpha: float, kind: str = "fourier") -> tuple[Tensor, Tensor, dict, float]:
+def _partial_scores(model, test, D: int, alpha: float,
+                    kind: str = "fourier") -> tuple[Tensor, Tensor, dict[str, float], float]:
     with torch.no_grad():
         t = model.encode(test.x.float())
     obs, shift = partial_rolls(t, test, D, alpha, kind)
@@ -382,16 +408,18 @@ def partial_section(cfg: CapsuleExtensionsConfig, seed: int = 0) -> PartialSecti
     ri = fit_toy(cfg.toy, seed, model=icfg, train=train, name="toy-partial-integer")
     iobs, _, icc, islope = _partial_scores(ri.model, test, D, a)
 
-    def match(o: Tensor) -> dict:
+    def match(o: Tensor) -> dict[str, float]:
         return {name: circular_match(o[test.transform == k], shift[test.transform == k], a, D)
                 for k, name in enumerate(test.transforms)}
 
     umatch = [match(c[0]) for c in controls]
-    return PartialSection(r.model, test, r.seconds, a, obs, shift, cc, slope, ucc,
-                          sum(c[3] for c in controls) / cfg.n_inits, controls[0][0],
-                          {"capcorr": icc, "slope": islope, "observed": iobs, "match": match(iobs)},
-                          {"capcorr": lcc, "slope": lslope}, match(obs),
-                          {k: sum(u[k] for u in umatch) / cfg.n_inits for k in cc})
+    return PartialSection(model=r.model, test=test, seconds=r.seconds, alpha=a, observed=obs, shift=shift,
+                          capcorr=cc, slope=slope, untrained_capcorr=ucc,
+                          untrained_slope=sum(c[3] for c in controls) / cfg.n_inits,
+                          untrained_observed=controls[0][0],
+                          integer=IntegerRollControl(capcorr=icc, slope=islope, observed=iobs, match=match(iobs)),
+                          linear=LinearRollReading(capcorr=lcc, slope=lslope), match=match(obs),
+                          untrained_match={k: sum(u[k] for u in umatch) / cfg.n_inits for k in cc})
 
 
 @dataclass
@@ -400,17 +428,17 @@ class PartialMnistSection:
     frame (Eq 19), read by Eq 20 (Fourier phase shift) per transformation, beside the untrained model
     and the same capsules trained with Eq 9's whole-unit roll."""
 
-    test: object
-    seconds: dict                 # "linear" | "integer" -> training seconds of the cached weights
-    alpha: float
-    capsule_dim: int
-    observed: Tensor              # (N,) ObservedRoll(t_Omega, t_0), units, of the Eq 19 model
-    shift: Tensor                 # (N,) frames from 0 to Omega
-    match: dict                   # model ("trained" | "untrained" | "integer" | "reference") -> transformation ->
-                                  # circular_match ("reference": chapter 4's TVAE, D = S, read at alpha = 1)
-    slope: dict                   # model -> transformation -> units rolled per frame (roll_slope)
-    capcorr: dict                 # model -> transformation -> Pearson(observed, shift)
-    direct_bce: dict              # "trained" | "integer" -> BCE of every frame from its own code, nats per image
+    test: SequenceData                  # chapter 4's MNIST test sequences, x (N, S, P)
+    seconds: dict[str, float]           # "linear" | "integer" -> training seconds of the cached weights
+    alpha: float                        # units rolled per frame (Eq 19)
+    capsule_dim: int                    # D = S/2 units per capsule
+    observed: Tensor                    # (N,) float64 ObservedRoll(t_Omega, t_0), units, of the Eq 19 model
+    shift: Tensor                       # (N,) float64 frames from 0 to Omega
+    match: dict[str, dict[str, float]]  # model ("trained" | "untrained" | "integer" | "reference") -> transformation
+                                        # -> circular_match ("reference": chapter 4's TVAE, D = S, read at alpha = 1)
+    slope: dict[str, dict[str, float]]  # model -> transformation -> units rolled per frame (roll_slope)
+    capcorr: dict[str, dict[str, float]]  # model -> transformation -> Pearson(observed, shift)
+    direct_bce: dict[str, float]        # "trained" | "integer" -> BCE of every frame from its own code, nats per image
 
 
 def partial_mnist_section(cfg: CapsuleExtensionsConfig, train, test, data_id: str, seed: int = 0,
@@ -448,7 +476,8 @@ def partial_mnist_section(cfg: CapsuleExtensionsConfig, train, test, data_id: st
         table["untrained"] = {n: sum(table[k][n] for k in inits) / len(inits) for n in table["trained"]}
         for k in inits:
             del table[k]
-    return PartialMnistSection(test, seconds, a, D, obs0, shift0, match, slope, capcorr, direct)
+    return PartialMnistSection(test=test, seconds=seconds, alpha=a, capsule_dim=D, observed=obs0, shift=shift0,
+                               match=match, slope=slope, capcorr=capcorr, direct_bce=direct)
 
 
 @dataclass
@@ -456,25 +485,24 @@ class CausalMnistSection:
     """C.4 at MNIST scale: chapter 4's MNIST TVAE with Eq 22's causal window, its untrained controls, and
     chapter 4's forward-window TVAE on the same test sequences (the price of causality)."""
 
-    model: object
-    test: object
-    seconds: float
-    scores: object                # CapsuleScores (chapter 4's evaluate_capsules): held-out frames l >= 2L, trained
-    scores_end: object            # TraversalScores (fair rule) of the same frames rolled from t_L (which saw frames
-                                  # 0 .. L, its whole window) instead of t_0; CapCorr etc. are those of ``scores``
-    untrained: object             # the same for its initialisation (init = seed)
-    untrained_capcorr: dict       # name -> CapCorr, mean over cfg.n_inits initialisations
-    reference: object             # CapsuleScores of chapter 4's TVAE L = S/3 (forward window)
-    wide: object                  # CapsuleScores of the causal model with L' = 2L - 1 (as many frames as the forward
-                                  # window), on the same held-out frames l >= 2L, rolled from t_0 (saw frame 0)
-    wide_end: object              # TraversalScores of the same model rolled from t_{L'} (saw frames 0 .. 2L-1, as the
-                                  # forward t_0)
-    wide_untrained_end: object    # the same for its initialisation (init = seed)
-    wide_seconds: float
+    model: TVAE                   # the trained causal model (Eq 22, L = S/3, zero time boundary)
+    test: SequenceData            # chapter 4's MNIST test sequences, x (N, S, P)
+    seconds: float                # training time of the cached weights
+    scores: CapsuleScores         # chapter 4's evaluate_capsules: held-out frames l >= 2L, trained
+    scores_end: TraversalScores   # fair rule, the same frames rolled from t_L (which saw frames 0 .. L, its whole
+                                  # window) instead of t_0; CapCorr etc. are those of ``scores``
+    untrained: CapsuleScores      # the same as ``scores`` for its initialisation (init = seed)
+    untrained_capcorr: dict[str, float]  # name -> CapCorr, mean over cfg.n_inits initialisations
+    reference: CapsuleScores      # chapter 4's TVAE L = S/3 (forward window)
+    wide: CapsuleScores           # the causal model with L' = 2L - 1 (as many frames as the forward window), on the
+                                  # same held-out frames l >= 2L, rolled from t_0 (saw frame 0)
+    wide_end: TraversalScores     # the same model rolled from t_{L'} (saw frames 0 .. 2L-1, as the forward t_0)
+    wide_untrained_end: TraversalScores  # the same for its initialisation (init = seed)
+    wide_seconds: float           # training time of the wide model's cached weights
     online_error: Tensor          # (S,) online_error of the causal model on the first n_online test sequences
     forward_online_error: Tensor  # (S,) the same for the reference's weights with a zero time boundary
-    online: dict                  # name -> PoseScores of decode(online t_l) over every frame, trained
-    untrained_online: dict        # the same, the untrained model (init = seed)
+    online: dict[str, PoseScores]  # name -> decode(online t_l) scored over every frame, trained
+    untrained_online: dict[str, PoseScores]  # the same, the untrained model (init = seed)
 
 
 def causal_mnist_section(cfg: CapsuleExtensionsConfig, train, test, data_id: str, reference, seed: int = 0,
@@ -500,11 +528,14 @@ def causal_mnist_section(cfg: CapsuleExtensionsConfig, train, test, data_id: str
     def later(model, origin):  # the traversal alone (fair rule) from t_origin: the codes' other metrics do not change
         return traversal_scores(model, test, seed=seed, held_out_L=mcfg.L, origin=origin)
 
-    return CausalMnistSection(r.model, test, r.seconds, evaluate_capsules(r.model, test, seed), later(r.model, mcfg.L),
-                              evaluate_capsules(controls[0], test, seed), ucc, evaluate_capsules(reference, test, seed),
-                              evaluate_capsules(w.model, test, seed, held_out_L=mcfg.L), later(w.model, wcfg.L),
-                              later(untrained_toy(wcfg, seed, device), wcfg.L), w.seconds, err, ferr,
-                              _online_pose(r.model, test), _online_pose(controls[0], test))
+    return CausalMnistSection(
+        model=r.model, test=test, seconds=r.seconds, scores=evaluate_capsules(r.model, test, seed),
+        scores_end=later(r.model, mcfg.L), untrained=evaluate_capsules(controls[0], test, seed), untrained_capcorr=ucc,
+        reference=evaluate_capsules(reference, test, seed),
+        wide=evaluate_capsules(w.model, test, seed, held_out_L=mcfg.L), wide_end=later(w.model, wcfg.L),
+        wide_untrained_end=later(untrained_toy(wcfg, seed, device), wcfg.L), wide_seconds=w.seconds,
+        online_error=err, forward_online_error=ferr, online=_online_pose(r.model, test),
+        untrained_online=_online_pose(controls[0], test))
 
 
 @torch.no_grad()
@@ -523,14 +554,14 @@ def _direct_bce(model, t: Tensor, x: Tensor, batch_size: int = 64) -> float:
 class NoncyclicSection:
     """C.2: non-cyclic capsules and the cyclic model on the same padded, non-wrapping sequences."""
 
-    test: object                  # the unpadded test sequences (frame_shape, transforms)
-    pad: int                      # frames replicated at each end (C.2: L)
-    models: dict                  # "noncyclic" | "cyclic" -> trained model
-    seconds: dict
-    roll_corr: dict               # model -> name -> Pearson(ObservedRoll, frame offset) over the original frames
-    exact: dict                   # model -> name -> fraction of frames with ObservedRoll == offset
-    untrained_roll_corr: dict     # model -> name -> the same for the untrained model, mean over cfg.n_inits
-    direct_bce: dict              # model -> mean BCE of each original frame decoded from its own code
+    test: SequenceData                          # the unpadded test sequences, x (N, S, P)
+    pad: int                                    # frames replicated at each end (C.2: L)
+    models: dict[str, TVAE]                     # "noncyclic" | "cyclic" -> trained model, on (N, S + 2 pad, P)
+    seconds: dict[str, float]                   # model -> training time
+    roll_corr: dict[str, dict[str, float]]      # model -> name -> Pearson(ObservedRoll, frame offset), original frames
+    exact: dict[str, dict[str, float]]          # model -> name -> fraction of frames with ObservedRoll == offset
+    untrained_roll_corr: dict[str, dict[str, float]]  # model -> name -> the same, untrained, mean over cfg.n_inits
+    direct_bce: dict[str, float]                # model -> mean BCE of each original frame from its own code, nats
 
 
 def noncyclic_data(cfg: CapsuleExtensionsConfig, seed: int = 0):
@@ -589,8 +620,8 @@ def noncyclic_section(cfg: CapsuleExtensionsConfig, seed: int = 0) -> NoncyclicS
     out = _noncyclic_vs_cyclic(cfg, cfg.model, lambda kind, mcfg: fit_toy(cfg.toy, seed, model=mcfg, train=ptrain,
                                                                           name=f"toy-{kind}"),
                                "cpu", test, pad_sequence_ends(test.x.float(), pad), D, pad, S, seed)
-    return NoncyclicSection(test, pad, out["models"], out["seconds"], out["corr"], out["exact"], out["ucorr"],
-                            out["direct"])
+    return NoncyclicSection(test=test, pad=pad, models=out["models"], seconds=out["seconds"], roll_corr=out["corr"],
+                            exact=out["exact"], untrained_roll_corr=out["ucorr"], direct_bce=out["direct"])
 
 
 # ------------------------------------------------------------------------- C.2 at MNIST scale
@@ -636,15 +667,15 @@ def ramp_data(cfg: CapsuleExtensionsConfig, data_dir=None, seed: int = 0):
 class RampSection:
     """C.2 at MNIST scale: non-cyclic capsules and the cyclic model on the same padded scale ramps."""
 
-    test: object                  # the unpadded test ramps
-    pad: int
-    models: dict                  # "noncyclic" | "cyclic" -> trained model
-    seconds: dict
-    roll_corr: dict               # model -> {"scale": Pearson(ObservedRoll, level offset)} over the original frames
-    exact: dict                   # model -> {"scale": share of frames with ObservedRoll == offset}
-    untrained_roll_corr: dict     # model -> the same for its untrained initialisations, mean over cfg.n_inits
-    untrained_exact: dict
-    direct_bce: dict              # model -> BCE of each original frame from its own code, nats per image
+    test: SequenceData                          # the unpadded test ramps, x (N, frames, P)
+    pad: int                                    # frames replicated at each end (cfg.ramp_L)
+    models: dict[str, TVAE]                     # "noncyclic" | "cyclic" -> trained model, on (N, frames + 2 pad, P)
+    seconds: dict[str, float]                   # model -> training time of the cached weights
+    roll_corr: dict[str, dict[str, float]]      # model -> {"scale": Pearson(ObservedRoll, level offset)}, orig. frames
+    exact: dict[str, dict[str, float]]          # model -> {"scale": share of frames with ObservedRoll == offset}
+    untrained_roll_corr: dict[str, dict[str, float]]  # model -> the same, untrained, mean over cfg.n_inits
+    untrained_exact: dict[str, dict[str, float]]      # model -> the same for ``exact``, mean over cfg.n_inits
+    direct_bce: dict[str, float]                # model -> BCE of each original frame from its own code, nats per image
 
 
 def ramp_section(cfg: CapsuleExtensionsConfig, train, test, data_id: str, seed: int = 0,
@@ -661,5 +692,6 @@ def ramp_section(cfg: CapsuleExtensionsConfig, train, test, data_id: str, seed: 
 
     out = _noncyclic_vs_cyclic(cfg, cfg.mnist_ramp_model, fit_one, device, test, pad_sequence_ends(test.x, pad),
                                cfg.mnist_ramp_model().capsule_dim, pad, frames, seed)
-    return RampSection(test, pad, out["models"], out["seconds"], out["corr"], out["exact"], out["ucorr"],
-                       out["uexact"], out["direct"])
+    return RampSection(test=test, pad=pad, models=out["models"], seconds=out["seconds"], roll_corr=out["corr"],
+                       exact=out["exact"], untrained_roll_corr=out["ucorr"], untrained_exact=out["uexact"],
+                       direct_bce=out["direct"])
