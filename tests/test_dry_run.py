@@ -15,6 +15,7 @@ from tvae_core.models import ModelConfig
 from tvae_experiments.chapters import ChapterSpec, ClaimSpec
 from tvae_experiments import ClaimReport, dry_run
 from tvae_experiments.profiles import config_for
+from tvae_experiments.run import RunContext, using
 from tvae_experiments.train import TrainConfig, cache_path, cache_key, fit
 
 CFG = ModelConfig(kind="vae", weight_norm=False, in_dim=64, enc_hidden=(16,), dec_hidden=(16,), side=4, K=3)
@@ -22,17 +23,28 @@ TRAIN = TrainConfig(steps=50, batch_size=8, optimizer="adam")
 
 
 @pytest.fixture
-def dry(monkeypatch):
-    monkeypatch.setenv(dry_run.ENV, "3")
-    monkeypatch.setattr(dry_run, "RECORDS", [])
-    return dry_run
+def dry():
+    """A dry run of 3 steps per model as this process's run context."""
+    with using(RunContext(dry_run_steps=3)) as ctx:
+        yield ctx
+
+
+def test_the_context_comes_from_the_environment_once(monkeypatch):
+    monkeypatch.setenv(dry_run.ENV, "4")
+    monkeypatch.setenv("TVAE_PROGRESS_FILE", "/tmp/p.log")
+    ctx = RunContext.from_env()
+    assert ctx.dry_run_steps == 4 and ctx.progress_file == "/tmp/p.log" and ctx.used == ctx.dry_runs == []
+    monkeypatch.setenv(dry_run.ENV, "0")
+    assert RunContext.from_env().dry_run_steps is None
+    with pytest.raises(ValueError, match="dry_run_steps=0"):
+        RunContext(dry_run_steps=0)
 
 
 def test_dry_run_trains_a_few_steps_records_the_cost_and_never_touches_the_cache(dry, tmp_path):
     x = torch.rand(64, 64)
     r = fit(CFG, x, TRAIN, data_id="d", cache_dir=tmp_path, progress=False)
     assert r.history[-1]["step"] == 3 and not r.from_cache and list(tmp_path.iterdir()) == []
-    (rec,) = dry.RECORDS
+    (rec,) = dry.dry_runs
     assert rec["steps_run"] == 3 and rec["steps_full"] == 50 and rec["batch_size"] == 8 and rec["n_train"] == 64
     assert rec["parameters"] == sum(p.numel() for p in CFG.build().parameters())
     assert rec["key"] == cache_key(CFG, TRAIN, "d")[:12] and rec["s_per_step"] > 0 and rec["peak_rss_mb"] > 10
@@ -40,13 +52,11 @@ def test_dry_run_trains_a_few_steps_records_the_cost_and_never_touches_the_cache
     assert rec["flops_per_step"] >= 2 * 2 * 8 * 64 * 16
 
 
-def test_a_dry_run_does_not_load_the_trained_model_of_the_same_key(dry, tmp_path, monkeypatch):
+def test_a_dry_run_does_not_load_the_trained_model_of_the_same_key(tmp_path):
     x = torch.rand(64, 64)
-    monkeypatch.delenv(dry_run.ENV)
-    trained = fit(CFG, x, TRAIN, data_id="d", cache_dir=tmp_path, progress=False)
+    trained = fit(CFG, x, TRAIN, data_id="d", cache_dir=tmp_path, progress=False, ctx=RunContext())
     assert cache_path("model", cache_key(CFG, TRAIN, "d"), tmp_path).is_file()
-    monkeypatch.setenv(dry_run.ENV, "2")
-    r = fit(CFG, x, TRAIN, data_id="d", cache_dir=tmp_path, progress=False)
+    r = fit(CFG, x, TRAIN, data_id="d", cache_dir=tmp_path, progress=False, ctx=RunContext(dry_run_steps=2))
     assert not r.from_cache and r.history[-1]["step"] == 2
     same = [torch.equal(a, b) for a, b in zip(trained.model.state_dict().values(), r.model.state_dict().values())]
     assert not all(same)
@@ -56,7 +66,7 @@ def test_a_dry_run_does_not_load_the_trained_model_of_the_same_key(dry, tmp_path
 def test_claims_after_a_shortened_training_are_reported_not_enforced(dry, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("TVAE_RESULTS_DIR", str(tmp_path))
     spec = ChapterSpec("04_capsules", "t", "p", claims=(ClaimSpec("before_training", "i"), ClaimSpec("after_training", "i")))
-    rep = ClaimReport("04_capsules", "t", "paper", 0, spec=spec)
+    rep = ClaimReport("04_capsules", "t", "paper", 0, spec=spec, ctx=dry)
     assert "DRY RUN" in capsys.readouterr().out
     rep.check("before_training", 1.0, ">", 2.0, "checked before any training")
     fit(CFG, torch.rand(64, 64), TRAIN, data_id="d", cache_dir=tmp_path, progress=False)
@@ -79,16 +89,17 @@ def test_a_bad_dry_run_value_names_the_variable(monkeypatch, bad):
     assert dry_run.steps() is None
 
 
-def test_dry_run_cuts_test_sets_and_keeps_the_training_sets_and_their_keys(dry, monkeypatch):
+def test_dry_run_cuts_test_sets_and_keeps_the_training_sets_and_their_keys(monkeypatch):
     """A dry run cuts the capsule test sets to TEST_CAP; the training sets (and so every model's cache key
     and the training plan) are exactly the full run's -- dSprites train and test are split from one draw."""
     from tvae_experiments.capsules import capsule_data
 
     cfg = config_for("04_capsules", "smoke")
-    monkeypatch.setattr(dry, "TEST_CAP", 5)
-    cut = capsule_data(cfg.mnist, cfg.dsprites)
-    monkeypatch.setenv(dry.ENV, "0")
-    full = capsule_data(cfg.mnist, cfg.dsprites)
+    monkeypatch.setattr(dry_run, "TEST_CAP", 5)
+    with using(RunContext(dry_run_steps=3)):
+        cut = capsule_data(cfg.mnist, cfg.dsprites)
+    with using(RunContext()):
+        full = capsule_data(cfg.mnist, cfg.dsprites)
     assert len(full.mnist_test) == len(full.dsprites_test) == 16 and len(cut.mnist_test) == len(cut.dsprites_test) == 5
     for part in ("mnist_train", "dsprites_train"):
         a, b = getattr(cut, part), getattr(full, part)

@@ -144,13 +144,12 @@ def test_importing_the_package_does_not_need_rdkit():
 def test_a_dry_run_without_qm9_stands_in_nci_molecules_at_qm9_size(nci, monkeypatch, capsys):
     """The paper profile's chapter 6 reads QM9; a dry run (sizes and costs) without it repeats the NCI
     molecules to QM9's 133,885 graphs and says so; a normal run still raises."""
-    from tvae_experiments import dry_run
+    from tvae_experiments.run import RunContext, using
 
-    monkeypatch.setenv(dry_run.ENV, "2")
-    qm9 = load_molecules("qm9", data_dir=None)
+    with using(RunContext(dry_run_steps=2)):
+        qm9 = load_molecules("qm9", data_dir=None)
     assert len(qm9) == mol_mod.QM9_SIZE and "stand-in for qm9" in qm9.source
     assert "standing in" in capsys.readouterr().out
     assert torch.equal(qm9.X[: len(nci)], nci.X) and torch.equal(qm9.X[len(nci): 2 * len(nci)], nci.X)
-    monkeypatch.setenv(dry_run.ENV, "0")
-    with pytest.raises((ImportError, ValueError)):
+    with using(RunContext()), pytest.raises((ImportError, ValueError)):
         load_molecules("qm9", data_dir=None)

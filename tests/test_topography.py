@@ -201,14 +201,14 @@ def test_window_and_band_code_equal_the_authors_kernel(S, D, T):
     assert torch.equal(authors_temporal_W(S, D, T, 3, "stationary"), stationary)
 
 
-def test_model_config_band_is_left_out_of_the_key_at_its_default():
+def test_model_config_band_is_in_the_key_and_reaches_the_topography():
     from dataclasses import asdict
 
     from tvae_core.models import ModelConfig
 
     base = dict(in_dim=16, enc_hidden=(8,), dec_hidden=(8,), topography="temporal", n_caps=2, capsule_dim=6, K=3, L=1)
     plain, code = ModelConfig(**base), ModelConfig(**base, band="code")
-    assert plain.to_dict() == {k: v for k, v in asdict(plain).items() if k not in ("band", "pgd")}  # late fields
+    assert plain.to_dict() == asdict(plain) and plain.to_dict()["band"] == "full"
     assert code.to_dict()["band"] == "code" and code.build_topography().band == "code"
     with pytest.raises(ValueError, match="band='x' is not allowed"):
         ModelConfig(**base, band="x")

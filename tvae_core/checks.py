@@ -47,15 +47,3 @@ def check_capsules(name: str, size: int, capsule_dim: int) -> int:
             f"the last axis must hold C capsules of capsule_dim units (C*capsule_dim)"
         )
     return size // capsule_dim
-
-
-def config_dict(cfg: Any, late_fields: dict[str, Any]) -> dict:
-    """``dataclasses.asdict(cfg)`` without the fields of ``late_fields`` that sit at their default:
-    fields added after models were first cached leave those models' cache keys unchanged."""
-    from dataclasses import asdict
-
-    d = asdict(cfg)
-    for name, default in late_fields.items():
-        if d[name] == default:
-            del d[name]
-    return d

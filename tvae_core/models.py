@@ -13,7 +13,7 @@ with a :class:`~tvae_core.topography.TemporalTopography`.  ``n`` latent units.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
 import torch
@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.nn.utils.parametrizations import weight_norm as _weight_norm
 
-from .checks import check_choice, check_int, config_dict
+from .checks import check_choice, check_int
 from .studentt import sample_tpot, tpot
 from .topography import (BANDS, CAPSULE_BOUNDARIES, CAPSULE_ROLLS, TIME_BOUNDARIES, CapsuleTopography,
                          TemporalTopography, TemporalTopography2D, TorusTopography)
@@ -31,105 +31,57 @@ __all__ = ["ModelConfig", "AppendixModelConfig", "MLP", "ProjectedLinear", "proj
            "APPENDIX_TOPOGRAPHIES", "MODEL_ROLLS"]
 
 MODEL_KINDS = ("tvae", "vae")
-TOPOGRAPHIES = ("torus", "capsules", "temporal")
-APPENDIX_TOPOGRAPHIES = TOPOGRAPHIES + ("temporal2d",)  # AppendixModelConfig: C.3's 2-D capsules too
+TOPOGRAPHIES = ("torus", "capsules", "temporal", "temporal2d")
+APPENDIX_TOPOGRAPHIES = TOPOGRAPHIES  # the name chapter 10's tests use
 MODEL_ROLLS = tuple(r for r in CAPSULE_ROLLS if r != "fourier")  # a model's denominator must stay positive
 _LOG2PI = math.log(2 * math.pi)
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Everything that defines a model's architecture (and so its cache key)."""
+    """Everything that defines a model's architecture (and so its cache key, :meth:`to_dict`).
+
+    The papers' models use the fields up to ``band``; the fields after it are the appendix C extensions
+    the paper proposes but does not train (C.1-C.4, chapter 10), at their defaults the paper's model."""
 
     kind: str = "tvae"                      # "tvae" | "vae"
     in_dim: int = 784                       # pixels P of one frame (28x28 MNIST)
     enc_hidden: tuple[int, ...] = (972, 648)  # hidden layers of each encoder (A.3: 972, 648, then 2n)
     dec_hidden: tuple[int, ...] = (648, 972)  # hidden layers of the decoder (A.3: 648, 972, then P)
-    topography: str = "torus"               # "torus" (Sec 6.2) | "capsules" | "temporal" (Sec 6.3)
+    topography: str = "torus"               # "torus" (Sec 6.2) | "capsules" | "temporal" (Sec 6.3) |
+                                            # "temporal2d" (C.3, Eq 21: capsule_dim = side^2 lattices)
     side: int = 18                          # torus: side x side units (A.3: 324 = 18 x 18)
     n_caps: int = 18                        # capsules: C
     capsule_dim: int = 18                   # capsules: D units each
     K: int = 5                              # neighbourhood (torus: K x K; capsules: K units)
     L: float = 0                            # temporal coherence: t_l sees 2L frames (2L integer; "temporal")
     mode: str = "shifting"                  # temporal coherence: "shifting" (TVAE) | "stationary" (Bubble)
-    window: str = "forward"                 # temporal window: "forward" (t_l from frames l..l+2L-1) | "centered" | "code"
+    window: str = "forward"                 # temporal window: "forward" (t_l from frames l..l+2L-1) | "centered" |
+                                            # "code" | "causal" (C.4, Eq 22)
     mu_init: float = 5.0                    # initial mu of Eq 6 (A.2: 5 for the torus, 30 for capsules)
     weight_norm: bool = True                # layer-wise weight normalisation, Eq 15 (A.8)
     pgd: bool = False                       # A.8's other method (Table 3): projected gradient descent, every
                                             # layer's rows w_i put back on ||w_i|| = 1 after each step
-                                            # (ProjectedLinear); not with weight_norm; not in the key when False
+                                            # (ProjectedLinear); not with weight_norm
     decoder_norm: bool = False              # standardise t over its units before the decoder (not in
                                             # the paper; commutes with Roll, see BernoulliDecoder)
     band: str = "full"                      # shifting kernel: "full" (the text) | "code" (the authors' cut
-                                            # band, see TemporalTopography); not in the key at "full"
-
-    def __post_init__(self) -> None:
-        check_choice("kind", self.kind, MODEL_KINDS)
-        check_choice("topography", self.topography, TOPOGRAPHIES)
-        check_choice("band", self.band, BANDS)
-        check_int("in_dim", self.in_dim, minimum=1)
-        _check_norm(self)
-
-    @property
-    def n_latent(self) -> int:
-        return self.side ** 2 if self.topography == "torus" else self.n_caps * self.capsule_dim
-
-    @property
-    def n_u(self) -> int:
-        """Units of ``u`` per frame (``n_latent``; more with :class:`AppendixModelConfig`'s ``capsule_pad``)."""
-        return self.n_latent
-
-    def build_topography(self):
-        if self.topography == "torus":
-            return TorusTopography(self.side, self.K)
-        if self.topography == "capsules":
-            return CapsuleTopography(self.n_caps, self.capsule_dim, self.K)
-        return TemporalTopography(self.n_caps, self.capsule_dim, self.K, self.L, self.mode, "circular", self.window,
-                                  self.band)
-
-    def to_dict(self) -> dict:
-        """The fields, for cache keys.  Fields added after the first cached models
-        (:data:`_LATE_MODEL_FIELDS`) are left out at their defaults, so those models keep their keys."""
-        return config_dict(self, _LATE_MODEL_FIELDS)
-
-    def build(self) -> "TVAE | VAE":
-        """The model this config describes (:func:`build_model`)."""
-        return build_model(self)
-
-
-_LATE_MODEL_FIELDS = {"band": "full", "pgd": False}
-
-
-def _check_norm(cfg: ModelConfig) -> None:
-    if cfg.weight_norm and cfg.pgd:
-        raise ValueError("weight_norm=True and pgd=True are two ways to constrain the same rows w_i (A.8); "
-                         "choose one: weight_norm (Eq 15), pgd (projected gradient descent) or neither")
-
-
-@dataclass(frozen=True)
-class AppendixModelConfig(ModelConfig):
-    """:class:`ModelConfig` plus the appendix C extensions the paper proposes (none trained in the paper).
-
-    A subclass, so that :class:`ModelConfig`'s fields (and what tests pin about them) stay as they are;
-    at the defaults below it describes the same model as :class:`ModelConfig` and has the same
-    :meth:`to_dict`, hence the same cache key (the new fields are left out at their defaults,
-    :data:`_APPENDIX_MODEL_FIELDS`).  ``window="causal"`` (C.4, Eq 22) is a value of the inherited field.
-    """
-
+                                            # band, see TemporalTopography)
     time_boundary: str = "circular"         # "circular" (cyclic sequences, A.9) | "zero" (e.g. with window="causal", C.4)
     capsule_boundary: str = "circular"      # "circular" | "zero" (C.2 non-cyclic capsules; also for "capsules")
     capsule_pad: int = 0                    # C.2 padded U: q(u|x) has capsule_dim + 2*capsule_pad units per capsule
     roll: str = "integer"                   # C.1: "integer" (Eq 9) | "linear" (Eq 19) partial roll (not "fourier":
                                             # a Fourier-shifted U^2 can be negative, and sqrt(W U^2) with it)
     alpha: float = 1.0                      # C.1: units the shifting window moves per frame (0 < alpha <= 1)
-                                            # topography="temporal2d" (C.3, Eq 21): capsule_dim = side^2 lattices
 
     def __post_init__(self) -> None:
         check_choice("kind", self.kind, MODEL_KINDS)
-        check_choice("topography", self.topography, APPENDIX_TOPOGRAPHIES)
+        check_choice("topography", self.topography, TOPOGRAPHIES)
         check_choice("band", self.band, BANDS)
         check_int("in_dim", self.in_dim, minimum=1)
-        _check_norm(self)
+        if self.weight_norm and self.pgd:
+            raise ValueError("weight_norm=True and pgd=True are two ways to constrain the same rows w_i (A.8); "
+                             "choose one: weight_norm (Eq 15), pgd (projected gradient descent) or neither")
         check_choice("time_boundary", self.time_boundary, TIME_BOUNDARIES)
         check_choice("capsule_boundary", self.capsule_boundary, CAPSULE_BOUNDARIES)
         check_choice("roll", self.roll, MODEL_ROLLS)
@@ -144,29 +96,38 @@ class AppendixModelConfig(ModelConfig):
             self.build_topography()  # the topography validates the rest now (alpha, K, L with the window, ...)
 
     @property
+    def n_latent(self) -> int:
+        return self.side ** 2 if self.topography == "torus" else self.n_caps * self.capsule_dim
+
+    @property
     def n_u(self) -> int:
         """Units of ``u`` per frame: ``C*(D + 2*capsule_pad)`` for C.2's padded ``U``, else ``n_latent``."""
         return self.n_latent + 2 * self.capsule_pad * self.n_caps if self.topography == "temporal" else self.n_latent
 
     def build_topography(self):
+        """The topography ``W`` of Eq 4-9 (Eq 19, 21, 22 with the appendix C fields)."""
         if self.topography == "torus":
             return TorusTopography(self.side, self.K)
         if self.topography == "capsules":
             return CapsuleTopography(self.n_caps, self.capsule_dim, self.K, self.capsule_boundary)
+        common = dict(K=self.K, L=self.L, mode=self.mode, time_boundary=self.time_boundary, window=self.window,
+                      capsule_boundary=self.capsule_boundary, roll=self.roll, alpha=self.alpha)
         if self.topography == "temporal2d":
-            return TemporalTopography2D(self.n_caps, math.isqrt(self.capsule_dim), self.K, self.L, self.mode,
-                                        self.time_boundary, self.window, self.capsule_boundary, self.roll, self.alpha)
-        return TemporalTopography(self.n_caps, self.capsule_dim, self.K, self.L, self.mode, self.time_boundary,
-                                  self.window, self.band, self.capsule_boundary, self.capsule_pad, self.roll,
-                                  self.alpha)
+            return TemporalTopography2D(n_caps=self.n_caps, side=math.isqrt(self.capsule_dim), **common)
+        return TemporalTopography(n_caps=self.n_caps, capsule_dim=self.capsule_dim, band=self.band,
+                                  capsule_pad=self.capsule_pad, **common)
 
     def to_dict(self) -> dict:
-        """As :meth:`ModelConfig.to_dict`, the appendix C fields left out at their defaults."""
-        return config_dict(self, {**_LATE_MODEL_FIELDS, **_APPENDIX_MODEL_FIELDS})
+        """Every field, for cache keys."""
+        return asdict(self)
+
+    def build(self) -> "TVAE | VAE":
+        """The model this config describes (:func:`build_model`)."""
+        return build_model(self)
 
 
-_APPENDIX_MODEL_FIELDS = {"time_boundary": "circular", "capsule_boundary": "circular", "capsule_pad": 0,
-                          "roll": "integer", "alpha": 1.0}
+AppendixModelConfig = ModelConfig
+"""The name chapter 10 and its tests use for a :class:`ModelConfig` with appendix C fields set."""
 
 
 class ProjectedLinear(nn.Linear):

@@ -578,8 +578,9 @@ class TemporalTopography2D:
     @functools.cached_property
     def line(self) -> TemporalTopography:
         """The 1-D topography along one lattice axis: ``C*side`` capsules of ``side`` units."""
-        return TemporalTopography(self.n_caps * self.side, self.side, self.K, self.L, self.mode, self.time_boundary,
-                                  self.window, "full", self.capsule_boundary, 0, self.roll, self.alpha)
+        return TemporalTopography(n_caps=self.n_caps * self.side, capsule_dim=self.side, K=self.K, L=self.L,
+                                  mode=self.mode, time_boundary=self.time_boundary, window=self.window,
+                                  capsule_boundary=self.capsule_boundary, roll=self.roll, alpha=self.alpha)
 
     @property
     def n(self) -> int:
@@ -720,8 +721,9 @@ def temporal_W(n_caps: int, capsule_dim: int, K: int, L: int, S: int, mode: str 
                capsule_boundary: str = "circular", capsule_pad: int = 0, roll: str = "integer",
                alpha: float = 1.0) -> Tensor:
     """Dense ``(S*n, S*n_in)`` temporal neighbourhood matrix, see :class:`TemporalTopography`."""
-    return TemporalTopography(n_caps, capsule_dim, K, L, mode, time_boundary, window, band, capsule_boundary,
-                              capsule_pad, roll, alpha).dense(S)
+    return TemporalTopography(n_caps=n_caps, capsule_dim=capsule_dim, K=K, L=L, mode=mode, time_boundary=time_boundary,
+                              window=window, band=band, capsule_boundary=capsule_boundary, capsule_pad=capsule_pad,
+                              roll=roll, alpha=alpha).dense(S)
 
 
 def window_W(n_caps: int, capsule_dim: int, K: int, L: int, mode: str = "shifting") -> Tensor:

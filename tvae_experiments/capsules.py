@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -33,7 +34,7 @@ from tvae_experiments.device import resolve_device
 from tvae_experiments.profiles import CapsuleDataConfig, ToyCapsulesConfig
 from tvae_experiments.train import FitResult, as_float, evaluate, fit
 
-__all__ = ["variant_name", "train_variant", "untrained_variant", "CapsuleModel", "capsule_models", "score_models", "CapsuleScores",
+__all__ = ["table_rows", "TableRows", "variant_name", "train_variant", "untrained_variant", "CapsuleModel", "capsule_models", "score_models", "CapsuleScores",
            "evaluate_capsules", "variant_label", "PAPER_TABLE1", "PAPER_TABLE2", "PAPER_TABLE3",
            "NORM_LABELS", "PAPER_FIG5", "frac_key",
            "CapsuleData", "capsule_data", "combined_data", "COMBINED_TRANSFORMS", "mnist_transform_data", "sequence_data_id", "capcorr_per_transform", "TraversalScores", "DECODE_RULES", "FAIR_DECODE",
@@ -148,6 +149,50 @@ def capsule_models(dcfg: CapsuleDataConfig, variants: Mapping[str, tuple], train
 def score_models(models: Mapping[str, CapsuleModel], test, seed: int = 0) -> dict[str, "CapsuleScores"]:
     """:func:`evaluate_capsules` of every model on ``test``."""
     return {k: evaluate_capsules(m.model, test, seed) for k, m in models.items()}
+
+
+class TableRows(NamedTuple):
+    """Tables 1-3's rows scored over seeds (:func:`table_rows`)."""
+
+    scores: dict[tuple, list[dict]]      # row (variant, L/S[, norm]) -> one record per seed (E_eq, CapCorr, ...)
+    controls: dict[tuple, list[dict]]    # row -> the same for the untrained model of its architecture
+    first: dict[tuple, CapsuleModel]     # row -> the first seed's trained model (appendix D's figures)
+
+
+def table_rows(dcfg: CapsuleDataConfig, rows, train, test, data_id: str, seeds, device: str = "auto", *,
+               loglik: tuple[int, int] | None = None, scored: TableRows | None = None) -> TableRows:
+    """Train/load every ``(variant, L/S[, norm])`` row for every seed in ``seeds`` and score it on ``test``,
+    beside the untrained model of the same architecture as its control.  ``loglik = (n_sequences, samples)``:
+    also the importance-sampled ``log p(x)`` per frame (Table 1: 10 samples) of the first ``n_sequences`` test
+    sequences.  ``scored``: an earlier call's result; a ``(variant, L/S, norm)`` row that is one of its models (the
+    paper's normalisation for that variant: Table 3's WN TVAE and plain VAE are Table 1's) is copied, not scored again."""
+    from tvae_core.models import log_likelihood_is
+
+    out = TableRows({row: [] for row in rows}, {row: [] for row in rows}, {})
+    for row in rows:
+        same = row[:2] if len(row) == 3 and dcfg.norm_of(row[0], row[2]) == dcfg.norm_of(row[0]) else None
+        if scored is not None and same in scored.scores:
+            out.scores[row], out.controls[row] = scored.scores[same], scored.controls[same]
+    todo = [row for row in rows if not out.scores[row]]
+    variants = {row: row for row in todo}  # key: (variant, L/S[, norm])
+    controls = {("untrained",) + row: row for row in todo}
+    dev = resolve_device(device, verbose=False)
+    for s in seeds:
+        models = capsule_models(dcfg, variants, train, data_id, s, device, untrained=controls)
+        for key, sc in score_models(models, test, s).items():
+            rec = {"e_eq": sc.e_eq, "e_eq_vector": sc.e_eq_vector, "e_eq_centred": sc.e_eq_centred, **sc.capcorr,
+                   "traversal_ratio": sc.traversal_ratio, "traversal_bce": sc.traversal_bce}
+            if key[0] == "untrained":
+                out.controls[key[1:]].append(rec)
+                continue
+            if loglik is not None:
+                torch.manual_seed(s)
+                xs = test.x[: loglik[0]].to(dev)
+                rec["log_p"] = log_likelihood_is(models[key].model, xs, k=loglik[1], batch_size=16).mean().item() / dcfg.S
+            out.scores[key].append(rec)
+            if s == seeds[0]:
+                out.first[key] = models[key]
+    return out
 
 
 @dataclass(frozen=True)
@@ -510,17 +555,20 @@ def capsule_data(cm: CapsuleDataConfig, cd: CapsuleDataConfig, data_dir=None, se
     from tvae_experiments.data.mnist import mnist
     from tvae_experiments.data.sequences import dsprites_sequences, mnist_sequences
     from tvae_experiments.dry_run import test_size
+    from tvae_experiments.run import current
+
+    dry = current().dry_run_steps  # a dry run cuts the test sets (tvae_experiments.dry_run)
 
     digits = mnist(data_dir, seed=seed)
     # Large training sets (paper profile) are built and kept as uint8: 60,000 MNIST sequences take 2.5 GB
     # instead of 10 GB; `fit` rescales each batch.  The cpu/smoke sets (<= 2,000) stay float32.
     mtrain = mnist_sequences(digits.train_x, digits.train_y, cm.n_train, S=cm.S, seed=seed,
                              uint8=cm.n_train > UINT8_ABOVE)
-    mtest = mnist_sequences(digits.test_x, digits.test_y, test_size(cm.n_test), S=cm.S, seed=seed + 1)
+    mtest = mnist_sequences(digits.test_x, digits.test_y, test_size(cm.n_test, dry), S=cm.S, seed=seed + 1)
     dall = dsprites_sequences(cd.n_train + cd.n_test, S=cd.S, data_dir=data_dir, seed=seed, image_size=cd.image_size,
                               uint8=cd.n_train > UINT8_ABOVE)
     dtrain, dtest = dall.split(cd.n_test)  # a dry run cuts the test part only: the same training set
-    return CapsuleData(mtrain, mtest, dtrain, dtest.head(test_size(cd.n_test)).as_float(), seed)
+    return CapsuleData(mtrain, mtest, dtrain, dtest.head(test_size(cd.n_test, dry)).as_float(), seed)
 
 
 COMBINED_TRANSFORMS = ("color+rotation", "color+perspective")
@@ -542,11 +590,14 @@ def mnist_transform_data(cm: CapsuleDataConfig, transforms: tuple[str, ...], dat
     from tvae_experiments.data.mnist import mnist
     from tvae_experiments.data.sequences import mnist_sequences
     from tvae_experiments.dry_run import test_size
+    from tvae_experiments.run import current
+
+    dry = current().dry_run_steps  # a dry run cuts the test sets (tvae_experiments.dry_run)
 
     digits = mnist(data_dir, seed=seed, verbose=False)
     ctrain = mnist_sequences(digits.train_x, digits.train_y, cm.n_train, S=cm.S, seed=seed, transforms=transforms,
                              uint8=cm.n_train > UINT8_ABOVE)
-    ctest = mnist_sequences(digits.test_x, digits.test_y, test_size(cm.n_test), S=cm.S, seed=seed + 1,
+    ctest = mnist_sequences(digits.test_x, digits.test_y, test_size(cm.n_test, dry), S=cm.S, seed=seed + 1,
                             transforms=transforms)
     return ctrain, ctest
 

@@ -33,7 +33,6 @@ import math
 import numbers
 import operator
 import os
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -44,6 +43,7 @@ from tvae_experiments import dry_run
 from tvae_experiments.chapters import ChapterSpec, chapter_spec
 from tvae_experiments.files import atomic_write_text, repo_root
 from tvae_experiments.profiles import check_profile
+from tvae_experiments.run import RunContext, current
 
 __all__ = ["OPS", "Comparison", "Claim", "ClaimReport", "ClaimFailed", "results_dir", "atomic_write_text"]
 
@@ -139,14 +139,16 @@ class ClaimReport:
     """Collects a chapter's claim checks; see the module docstring."""
 
     def __init__(self, chapter: str, title: str, profile: str, seed: int, device: str = "cpu", *,
-                 spec: ChapterSpec | None = None) -> None:
-        """``spec``: the chapter's declarations (default: its module in :mod:`tvae_experiments.chapters`)."""
+                 spec: ChapterSpec | None = None, ctx: RunContext | None = None) -> None:
+        """``spec``: the chapter's declarations (default: its module in :mod:`tvae_experiments.chapters`);
+        ``ctx``: the run whose trainings the metrics list (default :func:`~tvae_experiments.run.current`)."""
         self.chapter, self.title = chapter, title
         self.profile, self.seed, self.device = check_profile(profile), int(seed), str(device)
         self.spec = chapter_spec(chapter) if spec is None else spec
         self.claims: list[Claim] = []
         self._t0 = time.perf_counter()
-        self.dry_run_steps = dry_run.steps()
+        self.ctx = ctx if ctx is not None else current()
+        self.dry_run_steps = self.ctx.dry_run_steps
         if self.dry_run_steps:
             print(f"DRY RUN ({dry_run.ENV}={self.dry_run_steps}): every training stops after {self.dry_run_steps} "
                   f"step(s); claims checked after one are reported, not enforced (tvae_experiments.dry_run)")
@@ -176,7 +178,7 @@ class ClaimReport:
         if shown is None:
             shown = "; ".join(f"{c.what} {_fmt(c.value)}" if c.what else _fmt(c.value) for c in comparisons)
         rule = " and ".join(c.text for c in comparisons)
-        reason = declared.reason(self.profile) or dry_run.trained_reason()
+        reason = declared.reason(self.profile) or self.ctx.trained_reason()
         claim = Claim(name, statement, _jsonable(shown), rule, paper, all(c.passed for c in comparisons),
                       reason is None, reason, declared.item, declared.kind)
         self.claims.append(claim)
@@ -215,11 +217,10 @@ class ClaimReport:
         if unchecked:
             record["unchecked"] = unchecked
         if self.dry_run_steps:
-            record["dry_run"] = {"steps": self.dry_run_steps, "models": list(dry_run.RECORDS),
+            record["dry_run"] = {"steps": self.dry_run_steps, "models": list(self.ctx.dry_runs),
                                  "peak_rss_mb": round(dry_run.peak_rss_mb(), 1)}  # the whole chapter's process
-        train = sys.modules.get("tvae_experiments.train")  # not imported: the chapter trained nothing
-        if train is not None and train.USED:
-            record["models"] = list(train.USED)
+        if self.ctx.used:
+            record["models"] = list(self.ctx.used)
         path = results_dir(self.profile) / f"{self.chapter}.json"
         atomic_write_text(path, json.dumps(record, indent=2))
         try:

@@ -17,13 +17,15 @@ decodes ~2.7 million frames per model (five traversal passes of ``3 S`` decodes)
 2-core CPU that is ~6 min per MNIST model and would make chapter 4's dry run alone take ~1.5 h.  The
 evaluation is forward passes in fixed batches, so its memory does not grow with the test set.
 
-In a dry run :func:`~tvae_experiments.train.fit` neither reads nor writes the weight cache (a
-3-step model must never be found under the key of the trained one) and appends one record per
-model to :data:`RECORDS` (:func:`record`): parameters, the steps of the full run, seconds per step
-(median after a warm-up step), FLOPs of one step (``torch.utils.flop_counter``), peak resident
-memory of the process.  :class:`~tvae_experiments.claims.ClaimReport` writes the records into the
-chapter's metrics and does not enforce any claim checked after a shortened training (the reason is
-said next to each), so a dry run fails only on errors, memory and claims that need no training.
+The switch reaches the code through the run context (:class:`~tvae_experiments.run.RunContext`,
+``dry_run_steps``), made from the environment once per process.  In a dry run
+:func:`~tvae_experiments.train.fit` neither reads nor writes the weight cache (a 3-step model must
+never be found under the key of the trained one) and appends one record per model to the context's
+``dry_runs``: parameters, the steps of the full run, seconds per step (median after a warm-up step),
+FLOPs of one step (``torch.utils.flop_counter``), peak resident memory of the process.
+:class:`~tvae_experiments.claims.ClaimReport` writes the records into the chapter's metrics and does
+not enforce any claim checked after a shortened training (the reason is said next to each), so a dry
+run fails only on errors, memory and claims that need no training.
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ import os
 import resource
 import sys
 
-__all__ = ["ENV", "TEST_CAP", "steps", "test_size", "RECORDS", "record", "peak_rss_mb", "trained_reason"]
+__all__ = ["ENV", "TEST_CAP", "steps", "test_size", "peak_rss_mb"]
 
 ENV = "TVAE_DRY_RUN_STEPS"
 """Environment variable: optimiser steps per model in a dry run (unset or 0: a normal run)."""
@@ -39,12 +41,10 @@ ENV = "TVAE_DRY_RUN_STEPS"
 TEST_CAP = 500
 """Test sets (``n_test`` fields of the profile configs) are cut to this many sequences in a dry run."""
 
-RECORDS: list[dict] = []
-"""One dict per model trained (shortened) in this process, in training order."""
-
 
 def steps() -> int | None:
-    """Steps per model of this process's dry run, or None for a normal run; a bad value raises naming ``ENV``."""
+    """The environment's dry-run steps per model (:data:`ENV`), or None for a normal run; a bad value raises naming
+    ``ENV``.  Read once per process, by :meth:`~tvae_experiments.run.RunContext.from_env`."""
     raw = os.environ.get(ENV, "").strip()
     if raw in ("", "0"):
         return None
@@ -57,26 +57,12 @@ def steps() -> int | None:
     return n
 
 
-def test_size(n: int) -> int:
+def test_size(n: int, dry_run_steps: int | None) -> int:
     """``n`` test sequences, or :data:`TEST_CAP` of them in a dry run (module doc)."""
-    return min(n, TEST_CAP) if steps() else n
+    return min(n, TEST_CAP) if dry_run_steps else n
 
 
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far, in MiB (``getrusage``: KiB on Linux, bytes on macOS)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
-
-
-def record(**fields) -> dict:
-    """Append one model's measurements to :data:`RECORDS` and return them."""
-    RECORDS.append(dict(fields))
-    return RECORDS[-1]
-
-
-def trained_reason() -> str | None:
-    """The not-enforced reason of a claim checked after a shortened training in this process, else None."""
-    if not RECORDS:
-        return None
-    return (f"dry run: the {len(RECORDS)} model(s) trained so far stopped after {RECORDS[-1]['steps_run']} "
-            f"optimiser step(s) ({ENV}); the run checks sizes, memory and cost, not what training learns")

@@ -12,11 +12,11 @@ the ELBO, Eq 12), the graph VAE of chapter 6 and the classifiers of chapter 7 --
 
 ``data`` is one tensor (``x``) or a tuple of tensors indexed jointly along dim 0 (``(X, E)``,
 ``(X, E, mask)``, ``(x, y)``); every batch is passed on in that order.  The weights are cached
-under ``cache_dir`` (default ``$TVAE_CACHE_DIR`` or ``<repo>/_cache/models``) in a file named by
-a hash of (model config, training config, data identity, cache format), so re-running a
-notebook loads instead of retraining.  A cache file that cannot be read, was written for another
-config, or does not fit the model is reported and retrained, never used.  Files are written
-atomically (temporary file + ``os.replace``).
+(:class:`~tvae_experiments.weights.WeightCache`) in a file named by a hash of (model config,
+training config, data identity, cache format), so re-running a notebook loads instead of
+retraining.  :func:`fit` is the bookkeeping around one plain loop, :func:`train_loop`: the cache,
+the run context (:class:`~tvae_experiments.run.RunContext`: dry run, progress sink, the record of
+models used) and the dry-run measurements.
 
 Determinism: parameters are initialised after ``torch.manual_seed(seed)``; shuffling and the
 augmentation draw from one ``torch.Generator(seed)`` on the CPU, so a CPU run is repeatable.
@@ -24,12 +24,10 @@ augmentation draw from one ``torch.Generator(seed)`` on the CPU, so a CPU run is
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -37,17 +35,18 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from tvae_core.checks import check_choice, check_int, config_dict
+from tvae_core.checks import check_choice, check_int
 from tvae_core.models import TVAE, VAE, ProjectedLinear, project_weights_
 from tvae_experiments import dry_run
 from tvae_experiments.data.rotation import random_rotation
 from tvae_experiments.device import resolve_device
-from tvae_experiments.files import PROGRESS_ENV, atomic_file, repo_root
+from tvae_experiments.run import RunContext, current
+from tvae_experiments.weights import CACHE_FORMAT, WeightCache, cache_key, default_cache_dir
 
 __all__ = ["TrainConfig", "AUGMENTATIONS", "LOSS_SCALES", "objective", "Buildable", "FitResult", "TrainingDiverged",
-           "fit", "evaluate", "batched", "accuracy", "cache_key", "default_cache_dir", "cache_path"]
+           "fit", "train_loop", "evaluate", "batched", "accuracy", "cache_key", "default_cache_dir", "cache_path",
+           "CACHE_FORMAT"]
 
-CACHE_FORMAT = 1
 OPTIMIZERS = ("sgd", "adam")
 #: how the minimised loss of a sequence model is scaled: per sequence (Eq 12) or per frame (the authors' code)
 LOSS_SCALES = ("sequence", "frame")
@@ -72,15 +71,11 @@ class TrainConfig:
     augment: str = "none"      # a key of AUGMENTATIONS, applied to the first tensor of every batch
     loss: str = "sequence"     # sequence models: "sequence" (minus the ELBO of Eq 12 per sequence, batch mean) |
                                # "frame" (divided by the S frames: the authors' code, S x smaller gradients)
-    adam: str = "fused"        # Adam's implementation: "fused" (one kernel per step; measured x1.12 TVAE, x1.15 VAE
-                               # per step on 2 CPU cores, benchmarks/bench_train_step.py) | "loop" (torch's CPU
-                               # default, the models cached before 2026-12-02). Same maths, last-bit differences.
 
     def __post_init__(self) -> None:
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_choice("loss", self.loss, LOSS_SCALES)
         check_choice("augment", self.augment, tuple(AUGMENTATIONS))
-        check_choice("adam", self.adam, ADAM_IMPLEMENTATIONS)
         check_int("epochs", self.epochs, minimum=1)
         check_int("batch_size", self.batch_size, minimum=1)
         if self.steps is not None:
@@ -91,22 +86,8 @@ class TrainConfig:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
 
     def to_dict(self) -> dict:
-        """The fields that determine the weights.  Fields added after the first cached models
-        (:data:`_LATE_FIELDS`) are left out at their defaults, so those models keep their keys; ``adam``
-        only counts when the optimiser is Adam (SGD models keep their keys)."""
-        d = config_dict(self, _LATE_FIELDS)
-        if self.optimizer != "adam":
-            d.pop("adam", None)
-        return d
-
-
-_LATE_FIELDS = {"weight_decay": 0.0, "augment": "none", "loss": "sequence", "adam": "loop"}
-ADAM_IMPLEMENTATIONS = ("fused", "loop")
-
-
-USED: list[dict] = []
-"""Every cached model :func:`fit` trained or loaded in this process (``name``, ``key[:12]``, ``from_cache``);
-:class:`~tvae_experiments.claims.ClaimReport` writes it into the chapter's metrics (``"models"``)."""
+        """The fields that determine the weights (every one: part of the cache key)."""
+        return asdict(self)
 
 
 class Buildable(Protocol):
@@ -132,57 +113,16 @@ class FitResult:
     path: Path | None = None
 
 
-def default_cache_dir() -> Path:
-    env = os.environ.get("TVAE_CACHE_DIR")
-    return Path(env) if env else repo_root() / "_cache" / "models"
-
-
-def cache_key(model_cfg: Buildable, train_cfg: TrainConfig, data_id: str) -> str:
-    """SHA-256 over everything that determines the trained weights."""
-    blob = json.dumps({"model": model_cfg.to_dict(), "train": train_cfg.to_dict(), "data": data_id,
-                       "format": CACHE_FORMAT}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()
-
-
 def cache_path(name: str, key: str, cache_dir: str | os.PathLike | None = None) -> Path:
     """``<cache_dir>/<name>-<key[:12]>.pt`` (default folder: :func:`default_cache_dir`)."""
-    return Path(cache_dir or default_cache_dir()) / f"{name}-{key[:12]}.pt"
-
-
-def _load_cached(path: Path, key: str, build: Callable[[], nn.Module], device: torch.device,
-                 name: str) -> FitResult | None:
-    """The cached weights at ``path`` in a fresh ``build()`` on ``device`` (eval mode), or None.
-
-    A file written for another key, unreadable, or not fitting the model is reported and ignored."""
-    if not path.exists():
-        return None
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-        if blob.get("key") != key:
-            raise ValueError("it was written for a different configuration")
-        missing = [f for f in ("state_dict", "history", "seconds") if f not in blob]
-        if missing:
-            raise ValueError(f"it lacks the field(s) {', '.join(missing)}")
-        model = build()
-        model.load_state_dict(blob["state_dict"], strict=True)
-    except Exception as e:  # corrupt, truncated, incomplete, incompatible: never use it
-        print(f"cache file {path} is unusable ({type(e).__name__}: {e}); retraining")
-        return None
-    print(f"{name}: loaded cached weights {path.name} (trained in {blob['seconds']:.0f} s)")
-    return FitResult(model.to(device).eval(), blob["history"], blob["seconds"], True, path)
-
-
-def _save_cached(path: Path, key: str, model: nn.Module, history: list[dict], seconds: float) -> None:
-    """Write the weights (on the CPU), history and training time atomically."""
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    with atomic_file(path, "wb") as fh:
-        torch.save({"key": key, "state_dict": state, "history": history, "seconds": seconds}, fh)
+    return WeightCache(cache_dir).path(name, key)
 
 
 def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=cfg.adam == "fused")
+    # fused: one kernel per step, the same maths as torch's loop (benchmarks/bench_train_step.py measures the gain)
+    return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
 
 
 def as_float(x: Tensor) -> Tensor:
@@ -210,11 +150,11 @@ def objective(model: nn.Module, batch: Sequence[Tensor], train_cfg: TrainConfig)
 
 def fit(model_cfg: Buildable, data: Tensor | Sequence[Tensor], train_cfg: TrainConfig, *, data_id: str = "",
         device: str = "auto", cache_dir: str | os.PathLike | None = None, name: str = "model",
-        use_cache: bool = True, progress: bool = True) -> FitResult:
-    """Train (or load from cache) ``model_cfg.build()`` on ``data`` by minimising its ``training_loss``.
+        use_cache: bool = True, progress: bool = True, ctx: RunContext | None = None) -> FitResult:
+    """Train (or load from the weight cache) ``model_cfg.build()`` on ``data`` by minimising its ``training_loss``.
 
     Args:
-        model_cfg: architecture (:class:`Buildable`); ``train_cfg``: optimiser, epochs, augmentation, seed,
+        model_cfg: architecture (:class:`Buildable`); ``train_cfg``: optimiser, steps, augmentation, seed,
             loss scale (:func:`objective`).
         data: one tensor or a tuple of tensors of equal length along dim 0, batched jointly; each
             batch is passed as ``model.training_loss(*batch)``.  A ``uint8`` first tensor (values
@@ -224,45 +164,83 @@ def fit(model_cfg: Buildable, data: Tensor | Sequence[Tensor], train_cfg: TrainC
         data_id: identity of the training data for the cache key (e.g.
             :meth:`~tvae_experiments.data.mnist.ImageData.fingerprint`).
         device: ``"auto" | "cpu" | "cuda"``; the returned model is on that device, in eval mode.
+        cache_dir: the weight cache folder (default: the run context's cache).
         name: prefix of the cache file name (readable: ``<name>-<hash12>.pt``).
+        use_cache: False trains without reading or writing the cache (the toy models, seconds each).
+        ctx: the run context (default :func:`~tvae_experiments.run.current`): in a dry run the training stops
+            after ``ctx.dry_run_steps`` steps, never touches the cache, and its cost is recorded in ``ctx.dry_runs``.
     Raises:
         TrainingDiverged: the loss became NaN/inf (the message names step, epoch and the terms).
     """
+    ctx = ctx if ctx is not None else current()
+    tensors = _checked_tensors(data, train_cfg.batch_size)
+    dev = resolve_device(device)
+    cache = WeightCache(cache_dir) if cache_dir is not None else ctx.cache
+    key = cache_key(model_cfg, train_cfg, data_id)
+    dry = ctx.dry_run_steps
+    if use_cache and not dry and (hit := cache.load(name, key, model_cfg.build)) is not None:
+        model, entry = hit
+        print(f"{name}: loaded cached weights {cache.path(name, key).name} (trained in {entry['seconds']:.0f} s)")
+        ctx.used.append({"name": name, "key": key[:12], "from_cache": True})
+        return FitResult(model.to(dev).eval(), entry["history"], entry["seconds"], True, cache.path(name, key))
+
+    n = len(tensors[0])
+    full_steps = train_cfg.steps or train_cfg.epochs * (n // train_cfg.batch_size)
+    total = min(full_steps, dry) if dry else full_steps
+    torch.manual_seed(train_cfg.seed)
+    model = model_cfg.build().to(dev)
+    desc = f"training {name}" + (f" (dry run of {full_steps:,})" if dry else "")
+    t0 = time.perf_counter()
+    with _progress_bar(total, desc, progress, ctx.progress_file) as bar:
+        history, timing = train_loop(model, tensors, train_cfg, total, bar=bar, name=name, timed=bool(dry))
+    seconds = time.perf_counter() - t0
+    if dry:
+        _record_dry_run(ctx, name, key, model, train_cfg, n, full_steps, timing, dev, use_cache)
+        return FitResult(model, history, seconds, False, None)
+    if not use_cache:
+        return FitResult(model, history, seconds, False, None)
+    path = cache.save(name, key, model, history, seconds)
+    ctx.used.append({"name": name, "key": key[:12], "from_cache": False})
+    return FitResult(model, history, seconds, False, path)
+
+
+def _checked_tensors(data: Tensor | Sequence[Tensor], batch_size: int) -> tuple[Tensor, ...]:
+    """``data`` as a tuple of tensors, equally long along dim 0 and at least one batch long."""
     tensors = (data,) if isinstance(data, Tensor) else tuple(data)
     n = len(tensors[0])
     if any(len(t) != n for t in tensors):
         raise ValueError(f"the tensors of data must be equally long along dim 0, got {[len(t) for t in tensors]}")
-    bs = train_cfg.batch_size
-    if n < bs:
-        raise ValueError(f"batch_size={bs} is larger than the training set ({n} examples)")
-    dev = resolve_device(device)
-    key = cache_key(model_cfg, train_cfg, data_id)
-    path = cache_path(name, key, cache_dir)
-    dry_steps = dry_run.steps()
-    cacheable = use_cache  # a model of the training plan (tvae_experiments.plan), whether or not this is a dry run
-    if dry_steps:  # a dry run never reads or writes the cache (module doc of tvae_experiments.dry_run)
-        use_cache = False
-    if use_cache and (hit := _load_cached(path, key, model_cfg.build, dev, name)) is not None:
-        USED.append({"name": name, "key": key[:12], "from_cache": True})
-        return hit
+    if n < batch_size:
+        raise ValueError(f"batch_size={batch_size} is larger than the training set ({n} examples)")
+    return tensors
 
-    torch.manual_seed(train_cfg.seed)
-    model = model_cfg.build().to(dev)
+
+@dataclass
+class StepTiming:
+    """What a timed :func:`train_loop` measured: seconds of each step and FLOPs of the first."""
+
+    step_times: list[float] = field(default_factory=list)
+    flops: int | None = None
+
+
+def train_loop(model: nn.Module, tensors: Sequence[Tensor], train_cfg: TrainConfig, total: int, *, bar=None,
+               name: str = "model", timed: bool = False) -> tuple[list[dict], StepTiming]:
+    """``total`` optimiser steps on ``model`` (in place), minimising :func:`objective` over shuffled batches of
+    ``tensors``; returns the history (per epoch: ``epoch``, ``step`` and the mean of every logged term) and, when
+    ``timed``, the seconds of every step and the FLOPs of the first.
+
+    Each epoch draws one permutation from a ``torch.Generator(train_cfg.seed)`` (the augmentation draws from it
+    too), so a CPU run is repeatable; models with :class:`~tvae_core.models.ProjectedLinear` layers (A.8) are
+    projected after every step.  Raises :class:`TrainingDiverged` on a non-finite loss."""
+    dev = next(model.parameters()).device
     opt = _optimizer(model, train_cfg)
     augment = AUGMENTATIONS[train_cfg.augment]
     g = torch.Generator().manual_seed(train_cfg.seed)
     tensors = tuple(t.to(dev) for t in tensors)
+    n, bs = len(tensors[0]), train_cfg.batch_size
     per_epoch = n // bs
-    full_steps = train_cfg.steps or train_cfg.epochs * per_epoch
-    total = min(full_steps, dry_steps) if dry_steps else full_steps
-    history: list[dict] = []
-    step_times: list[float] = []
-    flops = None
-    t0 = time.perf_counter()
-    bar = _progress_bar(total, f"training {name}" + (f" (dry run of {full_steps:,})" if dry_steps else ""), progress)
-    step, epoch = 0, 0
-    pgd = any(isinstance(m, ProjectedLinear) for m in model.modules())  # A.8; found once: a module walk per step
-    # costs ~3% of a toy fit (and projecting here would change the last bits of already-cached PGD models)
+    pgd = any(isinstance(m, ProjectedLinear) for m in model.modules())  # A.8; looked up once, not per step
+    history, timing, step, epoch = [], StepTiming(), 0, 0
     model.train()
     while step < total:
         batches = torch.randperm(n, generator=g)[: per_epoch * bs].to(dev).view(per_epoch, bs)[: total - step]
@@ -273,65 +251,65 @@ def fit(model_cfg: Buildable, data: Tensor | Sequence[Tensor], train_cfg: TrainC
             batch[0] = as_float(batch[0])
             if augment is not None:
                 batch[0] = augment(batch[0], g)
-            with _flop_counter(dry_steps and step == 0) as counter:  # a dry run's first step: count FLOPs
+            with _flop_counter(timed and step == 0) as counter:  # a timed run's first step: count FLOPs
                 loss, terms = objective(model, batch, train_cfg)
-                if not torch.isfinite(loss):
-                    bar.close()
-                    logged = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
-                    raise TrainingDiverged(f"{name}: loss became {loss.item()} at step {step} (epoch {epoch}); "
-                                           f"{logged}. Lower lr (now {train_cfg.lr}), set grad_clip or check the "
-                                           f"data for NaN/inf.")
+                _check_finite(loss, terms, name, step, epoch, train_cfg)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
             if counter is not None:
-                flops = counter.get_total_flops()
+                timing.flops = counter.get_total_flops()
             if train_cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
             opt.step()
             if pgd:
                 project_weights_(model)  # A.8: rows back onto the unit sphere after every step
-            if dry_steps:
+            if timed:
                 if dev.type == "cuda":
                     torch.cuda.synchronize(dev)
-                step_times.append(time.perf_counter() - ts)
+                timing.step_times.append(time.perf_counter() - ts)
             for k, v in terms.items():
                 sums[k] = sums[k] + v.detach() if k in sums else v.detach()
             step += 1
-            bar.update(1)
+            if bar is not None:
+                bar.update(1)
         epoch += 1
         means = dict(zip(sums, (torch.stack(list(sums.values())) / len(batches)).tolist()))
         history.append({"epoch": epoch, "step": step, **means})
-        bar.set_postfix({k: f"{v:.3g}" for k, v in means.items()})
-    bar.close()
-    seconds = time.perf_counter() - t0
+        if bar is not None:
+            bar.set_postfix({k: f"{v:.3g}" for k, v in means.items()})
     model.eval()
-    if dry_steps:
-        _record_dry_run(name, key, model, train_cfg, n, full_steps, step_times, flops, dev, cacheable)
-    if use_cache:
-        _save_cached(path, key, model, history, seconds)
-        USED.append({"name": name, "key": key[:12], "from_cache": False})
-    return FitResult(model, history, seconds, False, path if use_cache else None)
+    return history, timing
 
 
-def _progress_bar(total: int, desc: str, enabled: bool):
-    """A tqdm bar over ``total`` steps: in the notebook / terminal, or in ``$TVAE_PROGRESS_FILE``."""
-    target = os.environ.get(PROGRESS_ENV)
-    if enabled and target:
-        from tqdm.std import tqdm as text_tqdm  # tqdm.auto in a kernel is a widget that ignores `file`
+def _check_finite(loss: Tensor, terms: dict[str, Tensor], name: str, step: int, epoch: int,
+                  train_cfg: TrainConfig) -> None:
+    """Raise :class:`TrainingDiverged` naming the step, the epoch and the logged terms if ``loss`` is NaN/inf."""
+    if not torch.isfinite(loss):
+        logged = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
+        raise TrainingDiverged(f"{name}: loss became {loss.item()} at step {step} (epoch {epoch}); {logged}. Lower lr "
+                               f"(now {train_cfg.lr}), set grad_clip or check the data for NaN/inf.")
 
-        fh = open(target, "a", encoding="utf-8", buffering=1)  # closed with the bar (below)
+
+@contextlib.contextmanager
+def _progress_bar(total: int, desc: str, enabled: bool, target: str | None):
+    """A tqdm bar over ``total`` steps, closed on exit: in the notebook / terminal, or appended to the file
+    ``target`` (the run context's progress sink, which the book runner streams to its terminal)."""
+    if not (enabled and target):
+        bar = tqdm(total=total, desc=desc, disable=not enabled, unit="step", mininterval=1.0)
+        try:
+            yield bar
+        finally:
+            bar.close()
+        return
+    from tqdm.std import tqdm as text_tqdm  # tqdm.auto in a kernel is a widget that ignores `file`
+
+    with open(target, "a", encoding="utf-8", buffering=1) as fh:
         bar = text_tqdm(total=total, desc=desc, unit="step", file=fh, mininterval=2.0, ascii=True, ncols=100)
-        close = bar.close
-
-        def close_both() -> None:
-            close()
-            if not fh.closed:
-                fh.write("\n")
-                fh.close()
-
-        bar.close = close_both
-        return bar
-    return tqdm(total=total, desc=desc, disable=not enabled, unit="step", mininterval=1.0)
+        try:
+            yield bar
+        finally:
+            bar.close()
+            fh.write("\n")
 
 
 @contextlib.contextmanager
@@ -346,20 +324,21 @@ def _flop_counter(active: bool):
         yield counter
 
 
-def _record_dry_run(name: str, key: str, model: nn.Module, train_cfg: TrainConfig, n: int, full_steps: int,
-                    step_times: list[float], flops: int | None, dev: torch.device, cacheable: bool) -> None:
-    """One :data:`tvae_experiments.dry_run.RECORDS` entry: what the full training of this model costs."""
-    timed = sorted(step_times[1:] or step_times)  # the first step (FLOP counting, warm-up) is left out
+def _record_dry_run(ctx: RunContext, name: str, key: str, model: nn.Module, train_cfg: TrainConfig, n: int,
+                    full_steps: int, timing: StepTiming, dev: torch.device, cacheable: bool) -> None:
+    """One entry of ``ctx.dry_runs``: what the full training of this model costs."""
+    timed = sorted(timing.step_times[1:] or timing.step_times)  # the first step (FLOP counting, warm-up) is left out
     per_step = timed[len(timed) // 2]
-    rec = dry_run.record(
+    rec = dict(
         name=name, key=key[:12], cached=cacheable, device=str(dev), parameters=sum(p.numel() for p in model.parameters()),
-        n_train=n, batch_size=train_cfg.batch_size, steps_full=full_steps, steps_run=len(step_times),
-        s_per_step=round(per_step, 5), flops_per_step=flops, est_hours_here=round(per_step * full_steps / 3600, 3),
+        n_train=n, batch_size=train_cfg.batch_size, steps_full=full_steps, steps_run=len(timing.step_times),
+        s_per_step=round(per_step, 5), flops_per_step=timing.flops, est_hours_here=round(per_step * full_steps / 3600, 3),
         peak_rss_mb=round(dry_run.peak_rss_mb(), 1),
         peak_cuda_mb=round(torch.cuda.max_memory_allocated(dev) / 2**20, 1) if dev.type == "cuda" else None)
+    ctx.dry_runs.append(rec)
     print(f"{name}: dry run, {rec['steps_run']} of {full_steps:,} steps; {rec['parameters']:,} parameters, "
           f"{per_step * 1e3:.1f} ms/step here (full run ~{rec['est_hours_here']:.2f} h here), "
-          f"{(flops or 0) / 1e9:.2f} GFLOP/step, peak RSS {rec['peak_rss_mb']:,.0f} MiB")
+          f"{(timing.flops or 0) / 1e9:.2f} GFLOP/step, peak RSS {rec['peak_rss_mb']:,.0f} MiB")
 
 
 @torch.no_grad()
