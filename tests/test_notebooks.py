@@ -15,6 +15,7 @@ import pytest
 
 from conftest import run_chapter_once
 from tvae_book import chapters as bk, execute, report
+from tvae_experiments.chapters import chapter_spec
 
 CHAPTERS = bk.discover_chapters(bk.REPO_ROOT)
 
@@ -54,6 +55,11 @@ def test_chapter_runs_and_its_claims_pass(chapter: bk.Chapter, smoke_run) -> Non
     assert len(enforced) >= 1, "smoke must enforce at least one claim (sanity checks)"
     failed = [c["name"] for c in enforced if c["passed"] is not True]
     assert failed == [] and metrics["all_passed"] is True
+    # the chapter checked exactly the claims its spec declares for smoke, each with the declared item and kind
+    spec = chapter_spec(chapter.name)
+    assert sorted(c["name"] for c in metrics["claims"]) == sorted(spec.checked_on("smoke"))
+    assert all((c["item"], c["kind"]) == (spec.claim(c["name"]).item, spec.claim(c["name"]).kind)
+               for c in metrics["claims"])
     must = SMOKE_MUST_ENFORCE.get(chapter.name, [])
     assert sorted(set(must) - {c["name"] for c in enforced}) == [], "learned-model claims not enforced in smoke"
     assert metrics["wall_time_s"] > 0
