@@ -13,10 +13,15 @@ COMBINED = ("tvae", 1 / 3)
 """Fig 1's model: the TVAE L = S/3 on MNIST sequences changing colour and rotation together."""
 
 
+def combined_model(caps, seed: int) -> ModelSpec:
+    """Fig 1's model (:data:`COMBINED`) of the :class:`~tvae_experiments.profiles.CapsulesConfig` ``caps``."""
+    return capsule_model(caps, "mnist", COMBINED, seed, data="combined")
+
+
 def models(profile: str, seed: int, **_) -> list[ModelSpec]:
     caps = config_for("04_capsules", profile)
     out = [capsule_model(caps, ds, row, seed) for ds in ("mnist", "dsprites") for row in VARIANTS.values()]
-    return out + [capsule_model(caps, "mnist", COMBINED, seed, data="combined")]
+    return out + [combined_model(caps, seed)]
 
 
 TOY = "Toy problem: capsules that must roll (known answer)"

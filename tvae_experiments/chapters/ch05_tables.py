@@ -15,9 +15,15 @@ def models(profile: str, seed: int, n_seeds: int | None = None, rows: str = "pro
     caps = cfg.capsules
     out = capsule_rows(caps, {"mnist": cfg.mnist_rows + cfg.norm_rows, "dsprites": cfg.dsprites_rows},
                        [seed + s for s in cfg.seeds])
-    s0 = seed + cfg.seeds[0]  # Figs 18-19: the first seed's model for each figure
-    return out + [capsule_model(caps, "mnist", ("tvae", cfg.combined_frac), s0, data=kind, transform=transform)
-                  for kind, transform in COMBINED_KINDS.items()]
+    return out + [figure_model(cfg, transform, seed) for transform in COMBINED_KINDS.values()]
+
+
+def figure_model(cfg, transform: str, seed: int) -> ModelSpec:
+    """Fig 18's (``"color+rotation"``) or Fig 19's (``"color+perspective"``) TVAE L = ``combined_frac`` S of
+    the :class:`~tvae_experiments.profiles.TablesConfig` ``cfg``, trained with the first seed of ``seed``'s run."""
+    kind = {t: k for k, t in COMBINED_KINDS.items()}[transform]
+    return capsule_model(cfg.capsules, "mnist", ("tvae", cfg.combined_frac), seed + cfg.seeds[0], data=kind,
+                         transform=transform)
 
 
 TABLE1 = "Table 1: MNIST (E_eq, log-likelihood)"

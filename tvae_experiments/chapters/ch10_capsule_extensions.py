@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from tvae_experiments.chapters.base import ChapterSpec, ModelSpec, declare
+from tvae_experiments.chapters.models_capsules import capsule_model
 from tvae_experiments.profiles import CapsuleExtensionsConfig, config_for
 
 MNIST_MODELS = ("partial-linear", "partial-integer", "causal", "causal-wide", "ramps-noncyclic", "ramps-cyclic",
@@ -30,9 +31,15 @@ def mnist_model(kind: str, cfg: CapsuleExtensionsConfig, seed: int) -> ModelSpec
     return ModelSpec(f"caps-mnist-{kind}-s{seed}", model, train, data[0], data_cfg, data[1])
 
 
+def chapter4_model(cfg: CapsuleExtensionsConfig, seed: int) -> ModelSpec:
+    """Chapter 4's MNIST TVAE (``L = mnist_L_frac * S``, the same cache entry): the base of every MNIST model here
+    and the reference they are compared with."""
+    return capsule_model(cfg.capsules, "mnist", ("tvae", cfg.mnist_L_frac), seed)
+
+
 def models(profile: str, seed: int, **_) -> list[ModelSpec]:
     cfg = config_for("10_capsule_extensions", profile)
-    return [mnist_model(kind, cfg, seed) for kind in MNIST_MODELS]
+    return [mnist_model(kind, cfg, seed) for kind in MNIST_MODELS] + [chapter4_model(cfg, seed)]
 
 
 C4 = "Eq 22: causal temporal coherence (C.4, toy scale)"
