@@ -14,6 +14,7 @@ thread, so two workers never run more threads than the two cores.
 from __future__ import annotations
 
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,6 +114,31 @@ def smoke_book(smoke_run: SmokeRun, tmp_path_factory: pytest.TempPathFactory) ->
                               vendor_dir if vendored else None)
     index = bk_html.build_html(stage, out, strict=True)
     return BuiltBook(index.parent, index, smoke_run.out_dir, tuple(chapters), vendored)
+
+
+@pytest.fixture(autouse=True)
+def seeded_torch(request: pytest.FixtureRequest) -> None:
+    """Every test starts from its own fixed state of torch's global random generator (a seed from its
+    name), so a test that draws with ``torch.rand``/``torch.randn`` or initialises a model without a
+    seed of its own sees the same numbers alone, in its file's order and in any other order (without
+    this, its draws were whatever the tests before it had left)."""
+    import torch
+
+    torch.manual_seed(zlib.crc32(request.node.nodeid.rsplit("/", 1)[-1].encode()))
+
+
+@pytest.fixture(autouse=True)
+def fresh_run_context(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test starts without a process run context.  ``tvae_experiments.run.current()`` makes one
+    from the environment at its first use and keeps it for the process, so without this a test's own
+    ``TVAE_CACHE_DIR`` (``monkeypatch.setenv``) was ignored whenever an earlier test had made the
+    context: its models went to (and were loaded from) that earlier test's folder, and the test
+    passed or failed by the order the tests ran in."""
+    try:
+        from tvae_experiments import run
+    except ImportError:  # a tree without the run context
+        return
+    monkeypatch.setattr(run, "_CURRENT", [])
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the xdist_group marks

@@ -16,10 +16,16 @@ from tvae_experiments.capsule_views import (
 )
 
 C, D = 3, 6
-g = torch.Generator().manual_seed(0)
 
 
-def test_every_view_but_raw_is_invariant_to_roll():
+@pytest.fixture
+def g() -> torch.Generator:
+    """A fresh generator per test, seeded: every test draws the same numbers alone and in any order
+    (one module-level generator made each test's draws depend on the tests run before it)."""
+    return torch.Generator().manual_seed(0)
+
+
+def test_every_view_but_raw_is_invariant_to_roll(g):
     t = (torch.randn(20, C * D, generator=g) * 2 + 30).double()  # a large offset, as mu = 30 gives
     base = invariant_views(t, D, seed=1)
     assert tuple(base) == VIEW_NAMES
@@ -30,12 +36,12 @@ def test_every_view_but_raw_is_invariant_to_roll():
         assert not torch.allclose(views["raw t"], base["raw t"])  # raw t is equivariant, not invariant
 
 
-def test_standardize_commutes_with_roll():
+def test_standardize_commutes_with_roll(g):
     t = torch.randn(5, C * D, generator=g)
     torch.testing.assert_close(standardize(roll(t, 2, D)), roll(standardize(t), 2, D))
 
 
-def test_within_sequence_fraction_known_values():
+def test_within_sequence_fraction_known_values(g):
     centres = torch.randn(10, 1, 4, generator=g)
     assert within_sequence_fraction(centres.expand(10, 7, 4)) == pytest.approx(0.0, abs=1e-9)
     same = torch.randn(1, 7, 4, generator=g).expand(10, 7, 4)  # every sequence is the same: all variance within
@@ -44,7 +50,7 @@ def test_within_sequence_fraction_known_values():
         within_sequence_fraction(torch.zeros(3, 4))
 
 
-def test_quotient_distance_matrix_matches_pairwise():
+def test_quotient_distance_matrix_matches_pairwise(g):
     a, b = torch.randn(7, C * D, generator=g), torch.randn(9, C * D, generator=g)
     m = quotient_distance_matrix_cyclic(a, b, D, chunk=3)
     pair = quotient_distance_cyclic(a[:, None].expand(7, 9, -1), b[None].expand(7, 9, -1), D)
@@ -70,7 +76,7 @@ def test_reference_frames_and_missing_canonical():
         reference_frames(torch.tensor([[1, 2]]))
 
 
-def test_perfectly_equivariant_codes_classify_at_every_pose_only_when_invariant():
+def test_perfectly_equivariant_codes_classify_at_every_pose_only_when_invariant(g):
     """Codes t = Roll_step(c_class) + noise: raw t only finds its class at the references' pose;
     the quotient metric and the invariant views find it at every pose."""
     n_cls, per = 4, 30
@@ -102,7 +108,7 @@ def test_group_mask_restricts_neighbours():
     assert acc == {0: 1.0}  # the nearer reference belongs to another transformation
 
 
-def test_canonicalize_codes_keeps_scale_and_agrees_with_the_standardised_cross_section():
+def test_canonicalize_codes_keeps_scale_and_agrees_with_the_standardised_cross_section(g):
     from tvae_core.invariance import canonicalize
     from tvae_experiments.capsule_views import canonicalize_codes
 
@@ -113,7 +119,7 @@ def test_canonicalize_codes_keeps_scale_and_agrees_with_the_standardised_cross_s
     torch.testing.assert_close(canonicalize_codes(roll(t, 3, D), D), c)
 
 
-def test_decoded_pose_spread_zero_for_constant_codes_positive_for_rolled():
+def test_decoded_pose_spread_zero_for_constant_codes_positive_for_rolled(g):
     from tvae_experiments.capsule_views import decoded_pose_spread
 
     torch.manual_seed(0)
@@ -127,7 +133,7 @@ def test_decoded_pose_spread_zero_for_constant_codes_positive_for_rolled():
     assert decoded_pose_spread(model, rolled) > 1e-4
 
 
-def test_retrieval_finds_own_sequence_at_every_pose_only_with_invariants():
+def test_retrieval_finds_own_sequence_at_every_pose_only_with_invariants(g):
     from tvae_experiments.capsule_views import pose_retrieval_accuracy
 
     N = 12
@@ -143,7 +149,7 @@ def test_retrieval_finds_own_sequence_at_every_pose_only_with_invariants():
         pose_retrieval_accuracy(torch.cdist, ref[:3], q, step)
 
 
-def test_pose_knn_curves_on_rolled_prototypes():
+def test_pose_knn_curves_on_rolled_prototypes(g):
     """Sequences of rolled class prototypes: every invariant view and the quotient metric are
     perfect at every pose in both tasks; raw t is perfect only at the canonical pose."""
     from types import SimpleNamespace
@@ -175,7 +181,7 @@ def test_pose_knn_curves_on_rolled_prototypes():
     assert set(vae["class"]) == {"raw t"}
 
 
-def test_encode_frames_codes_each_frame_alone():
+def test_encode_frames_codes_each_frame_alone(g):
     """A TVAE code t_l pools u over 2L frames: encode_frames gives frame l's code from frame l only
     (a one-frame sequence, the frame held still); a VAE's codes are per frame either way."""
     from tvae_core.models import TVAE, VAE, ModelConfig
@@ -193,8 +199,13 @@ def test_encode_frames_codes_each_frame_alone():
             torch.testing.assert_close(single[:, l], tvae.encode(x[:, l:l + 1].expand(3, D, 10))[:, 0])
         x2 = x.clone()
         x2[:, 1] = torch.rand(3, 10, generator=g)  # change frame 1: only frame 1's single-frame code moves
-        moved = (encode_frames(tvae, x2) - single).abs().amax((0, 2))
-        assert moved[1] > 1e-3 and moved[[0, 2, 3, 4, 5]].max() == 0
+        moved = (encode_frames(tvae, x2, batch_size=4) - single).abs().amax((0, 2))
+        # The unchanged frames' codes are the same float32 operations on the same inputs; only the
+        # summation order inside a matrix product may differ (another batch, another kernel), which
+        # moves a code by a few ulps (measured: 1 ulp, 6e-8).  100 ulps of the codes' scale bound that
+        # with room and lie 100x below the 1e-3 that frame 1's code must move.
+        ulps = 100 * torch.finfo(torch.float32).eps * max(1.0, float(single.abs().max()))
+        assert moved[1] > 1e-3 and moved[[0, 2, 3, 4, 5]].max() <= ulps
         windowed = (encode_sequences(tvae, x2) - encode_sequences(tvae, x)).abs().amax((0, 2))
         assert windowed[0] > 1e-3  # t_0's window (frames 0..3) sees frame 1
     torch.testing.assert_close(encode_frames(vae, x), encode_sequences(vae, x))
@@ -202,7 +213,7 @@ def test_encode_frames_codes_each_frame_alone():
         encode_frames(tvae, x[0])
 
 
-def test_pose_knn_curves_runs_only_the_tasks_asked_for():
+def test_pose_knn_curves_runs_only_the_tasks_asked_for(g):
     from types import SimpleNamespace
 
     from tvae_experiments.capsule_views import pose_knn_curves

@@ -9,16 +9,21 @@ from tvae_core.invariance import (RandomInvariantProjection, canonicalize, capsu
                                   quotient_distance_cyclic, quotient_distance_cyclic_bruteforce, quotient_distance_sn,
                                   quotient_distance_sn_bruteforce, sort_projection)
 
-g = torch.Generator().manual_seed(0)
+
+@pytest.fixture
+def g() -> torch.Generator:
+    """A fresh generator per test, seeded: every test draws the same numbers alone and in any order
+    (one module-level generator made each test's draws depend on the tests run before it)."""
+    return torch.Generator().manual_seed(0)
 
 
 @pytest.mark.parametrize("n", [2, 3, 5, 7])
-def test_sort_is_isometric_to_the_quotient_metric(n):
+def test_sort_is_isometric_to_the_quotient_metric(n, g):
     z1, z2 = torch.randn(50, n, generator=g), torch.randn(50, n, generator=g)
     torch.testing.assert_close(quotient_distance_sn(z1, z2), quotient_distance_sn_bruteforce(z1, z2))
 
 
-def test_sort_is_a_cross_section_of_orbits():
+def test_sort_is_a_cross_section_of_orbits(g):
     z = torch.randn(6, generator=g)
     images = {tuple(sort_projection(z[list(p)]).tolist()) for p in itertools.permutations(range(6))}
     assert len(images) == 1  # constant on the orbit
@@ -28,7 +33,7 @@ def test_sort_is_a_cross_section_of_orbits():
     assert not torch.equal(sort_projection(z2), s)
 
 
-def test_sorted_vectors_form_a_convex_cone():
+def test_sorted_vectors_form_a_convex_cone(g):
     a, b = sort_projection(torch.randn(100, 7, generator=g)), sort_projection(torch.randn(100, 7, generator=g))
     w = torch.rand(100, 1, generator=g)
     mix = w * a + (1 - w) * b
@@ -36,7 +41,7 @@ def test_sorted_vectors_form_a_convex_cone():
     assert torch.equal(sort_projection(3.0 * a), 3.0 * a)
 
 
-def test_cyclic_quotient_distance_exact():
+def test_cyclic_quotient_distance_exact(g):
     t1, t2 = torch.randn(40, 3 * 6, generator=g), torch.randn(40, 3 * 6, generator=g)
     torch.testing.assert_close(quotient_distance_cyclic(t1, t2, 6), quotient_distance_cyclic_bruteforce(t1, t2, 6),
                                atol=1e-4, rtol=1e-4)
@@ -47,21 +52,21 @@ def test_cyclic_quotient_distance_exact():
                                 lambda t: fourier_modulus(t, 6), lambda t: capsule_norms(t, 6),
                                 RandomInvariantProjection(3, 6, 32, seed=1),
                                 RandomInvariantProjection(3, 6, 32, pool="mean", seed=2)])
-def test_invariance_to_every_roll(fn):
+def test_invariance_to_every_roll(fn, g):
     t = torch.randn(20, 3 * 6, generator=g)
     base = fn(t)
     for r in range(6):
         torch.testing.assert_close(fn(roll(t, r, 6)), base, atol=1e-5, rtol=1e-5)
 
 
-def test_invariants_are_not_trivial():
+def test_invariants_are_not_trivial(g):
     t1, t2 = torch.randn(2, 3 * 6, generator=g)
     proj = RandomInvariantProjection(3, 6, 32)
     assert (proj(t1) - proj(t2)).abs().max() > 1e-3
     assert (canonicalize(t1[None], 6) - canonicalize(t2[None], 6)).abs().max() > 1e-3
 
 
-def test_canonicalize_is_a_cross_section_but_not_isometric():
+def test_canonicalize_is_a_cross_section_but_not_isometric(g):
     t = torch.randn(200, 2 * 6, generator=g)
     c = canonicalize(t, 6)
     assert torch.allclose(quotient_distance_cyclic(c, t, 6), torch.zeros(200), atol=1e-3)  # same orbit
