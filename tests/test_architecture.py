@@ -121,3 +121,40 @@ def test_the_layout_is_what_the_readme_says():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     for pkg in LAYERS:
         assert f"{pkg}/" in readme, f"README's layout does not mention {pkg}/"
+
+
+MAX_FUNCTION_LINES = 60
+LONG_REASON = "Long because"
+
+
+def long_functions(source: str, where: str, limit: int = MAX_FUNCTION_LINES) -> list[str]:
+    """Functions in ``source`` (nested ones and methods too) longer than ``limit`` lines from ``def`` to
+    their end, docstring included, whose docstring does not say why (``"Long because ..."``)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            n = node.end_lineno - node.lineno + 1
+            if n > limit and LONG_REASON not in (ast.get_docstring(node) or ""):
+                found.append(f"{where}:{node.lineno} {node.name} ({n} lines)")
+    return found
+
+
+def test_no_function_is_long_without_a_reason():
+    """tvae_experiments and tvae_book: at most 60 lines a function, or a docstring that says why it is longer."""
+    bad = [f for pkg in LAYERS[1:] for p in sorted((ROOT / pkg).rglob("*.py")) if "__pycache__" not in p.parts
+           for f in long_functions(p.read_text(encoding="utf-8"), str(p.relative_to(ROOT)))]
+    assert not bad, f"split these or say in their docstring '{LONG_REASON} ...': {bad}"
+
+
+def test_the_length_check_finds_a_planted_long_function():
+    def planted(n_lines: int, doc: str = "Short.", nested: bool = False) -> str:
+        """A function ``f`` of ``n_lines`` lines, alone or inside a method ``C.g``."""
+        head = ["class C:", "    def g(self):"] if nested else []
+        pad = "    " * len(head)
+        lines = [f"{pad}def f():", f'{pad}    """{doc}"""'] + [f"{pad}    x = {i}" for i in range(n_lines - 2)]
+        return "\n".join(head + lines) + "\n"
+
+    assert long_functions(planted(61), "x.py") == ["x.py:1 f (61 lines)"]
+    assert long_functions(planted(60), "x.py") == []
+    assert long_functions(planted(61, "Long because it is a planted example."), "x.py") == []
+    assert sorted(f.split()[1] for f in long_functions(planted(61, nested=True), "x.py")) == ["f", "g"]

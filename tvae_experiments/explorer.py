@@ -98,7 +98,25 @@ def explorer(draw: Callable[..., Any], controls: Mapping[str, Sequence[Any]], *,
     from tvae_core.checks import check_choice
 
     check_choice("image_format", image_format, IMAGE_FORMATS)
+    names, values, first, note = _settings(controls, defaults, keep, note)
+    images = _draw_all(draw, names, values, same, dpi, image_format)
+    labels = dict(labels or {})
+    ctrls = {k: _control(labels.get(k, k), values[k], first[k]) for k in names}
+    root, stacks_by_level = _stacks(names, values, first, images, image_format)
+    links = [widgets.jslink((ctrls[k], "index"), (stack, "selected_index"))
+             for level, k in enumerate(names) for stack in stacks_by_level[level]]
+    parts = [widgets.HBox(list(ctrls.values()), layout=widgets.Layout(flex_flow="row wrap"))]
+    if note:
+        parts.append(widgets.HTML(f"<span style='font-size: 0.8em; color: #555'>{note}</span>"))
+    box = widgets.VBox(parts + [root], layout=widgets.Layout(align_items="flex-start"))
+    box.add_class("tvae-explorer")
+    return Explorer(ctrls, root, stacks_by_level, links, images, box)
 
+
+def _settings(controls: Mapping[str, Sequence[Any]], defaults: Mapping[str, Any] | None, keep: int | None,
+              note: str) -> tuple[list[str], dict[str, list], dict[str, Any], str]:
+    """The checked controls of :func:`explorer`: their names, the values drawn (thinned to ``keep``), the
+    setting shown first, and ``note`` with the thinning said."""
     names = list(controls)
     values = {k: list(v) for k, v in controls.items()}
     if not names:
@@ -119,7 +137,12 @@ def explorer(draw: Callable[..., Any], controls: Mapping[str, Sequence[Any]], *,
         if kept:
             note = (note + "; " if note else "") + "this run drew fewer values: " + ", ".join(kept)
         values = thinned
+    return names, values, first, note
 
+
+def _draw_all(draw: Callable[..., Any], names: list[str], values: dict[str, list], same: Callable[..., Any] | None,
+              dpi: int, image_format: str) -> dict[tuple, bytes]:
+    """The image of every setting (a tuple of values in ``names`` order); equal ``same`` keys share one drawing."""
     images: dict[tuple, bytes] = {}
     drawn: dict[Any, bytes] = {}
     for setting in itertools.product(*(values[k] for k in names)):
@@ -128,9 +151,14 @@ def explorer(draw: Callable[..., Any], controls: Mapping[str, Sequence[Any]], *,
         if key not in drawn:
             drawn[key] = _png(draw(**kw), dpi, image_format)
         images[setting] = drawn[key]
+    return images
 
-    labels = dict(labels or {})
-    ctrls = {k: _control(labels.get(k, k), values[k], first[k]) for k in names}
+
+def _stacks(names: list[str], values: dict[str, list], first: dict[str, Any], images: dict[tuple, bytes],
+            image_format: str) -> tuple[Any, list[list]]:
+    """The nested ``Stack`` s (one level per control, the images as leaves): the root and each level's stacks."""
+    import ipywidgets as widgets
+
     stacks_by_level: list[list] = [[] for _ in names]
 
     def build(level: int, prefix: tuple):
@@ -142,12 +170,4 @@ def explorer(draw: Callable[..., Any], controls: Mapping[str, Sequence[Any]], *,
         stacks_by_level[level].append(stack)
         return stack
 
-    root = build(0, ())
-    links = [widgets.jslink((ctrls[k], "index"), (stack, "selected_index"))
-             for level, k in enumerate(names) for stack in stacks_by_level[level]]
-    parts = [widgets.HBox(list(ctrls.values()), layout=widgets.Layout(flex_flow="row wrap"))]
-    if note:
-        parts.append(widgets.HTML(f"<span style='font-size: 0.8em; color: #555'>{note}</span>"))
-    box = widgets.VBox(parts + [root], layout=widgets.Layout(align_items="flex-start"))
-    box.add_class("tvae-explorer")
-    return Explorer(ctrls, root, stacks_by_level, links, images, box)
+    return build(0, ()), stacks_by_level

@@ -281,12 +281,33 @@ def mnist_sequences(images: Tensor, labels: Tensor, n: int, S: int = 18,
         ``factor`` in degrees (rotation, hue) or scale fraction, ``latents: (n, S, 3)`` =
         (angle, hue, scale) of every frame.
     """
-    from torchvision.transforms import InterpolationMode
-    from torchvision.transforms.v2 import functional as F
-
     n = check_int("n", n, minimum=1)
     S = check_int("S", S, minimum=2, maximum=360)
     seed = check_int("seed", seed)
+    transforms = _mnist_transforms(transforms, combined, S)
+    images, labels = _mnist_digits(images, labels)
+    M = len(images)
+    g = torch.Generator().manual_seed(seed)
+    pick, kind, idx, names = _mnist_draws(n, M, S, transforms, g)
+    grids = mnist_grids(S)
+    is_comb = torch.tensor([t in ("color+rotation", "color+perspective") for t in names])
+    persp = torch.tensor([t == "color+perspective" for t in names], dtype=torch.long)  # angle = perspective angle
+    s_code = torch.where(is_comb[:, None], torch.full_like(idx[..., 2], S), idx[..., 2])  # S: exactly 1.0
+    scale_values = torch.cat([grids["scale"], torch.ones(1, dtype=torch.float64)])
+    gray = _mnist_gray(images.float().reshape(M, 1, 28, 28), pick, idx[..., 0], s_code, persp, grids["rotation"],
+                       scale_values)
+    x = _mnist_colour(gray, hue_colors(grids["color"]).float(), idx[..., 1], uint8)
+    latents, factor, step = _mnist_labels(idx, s_code, names, grids, scale_values)
+    checksum = zlib.crc32(images[pick].float().mul(255).round().to(torch.uint8).numpy().tobytes())
+    source = (f"MNIST sequences (A.9): {n} x {S} frames of {M} digits (crc32 {checksum:08x}), "
+              f"transforms {'/'.join(transforms)}, seed {seed}") + (UINT8_TAG if uint8 else "")
+    return SequenceData(x=x, frame_shape=(3, 28, 28), transform=kind, transforms=transforms,
+                        factor=factor.float(), step=step.long(), canonical=step == 0,
+                        label=labels[pick].long(), source=source, latents=latents, latent_names=MNIST_LATENTS)
+
+
+def _mnist_transforms(transforms, combined: bool, S: int) -> tuple[str, ...]:
+    """The checked transformation names of :func:`mnist_sequences` (``combined=True``: ``("color+rotation",)``)."""
     if combined:
         if tuple([transforms] if isinstance(transforms, str) else transforms) not in (
                 ("rotation", "color", "scale"), ("color+rotation",)):
@@ -298,15 +319,25 @@ def mnist_sequences(images: Tensor, labels: Tensor, n: int, S: int = 18,
         raise ValueError(f"S={S} with 'color+perspective': a multiple of 4 puts a frame at 90 degrees, where the "
                          f"digit's plane is edge-on (perspective_frames refuses it); use S = 18 (the paper's) or "
                          f"another S not divisible by 4")
+    return transforms
+
+
+def _mnist_digits(images, labels) -> tuple[Tensor, Tensor]:
+    """``images`` as a checked ``(M, 784)`` tensor and ``labels`` as ``(M,)``."""
     images = torch.as_tensor(images)
     if images.ndim != 2 or images.shape[1] != 784:
         raise ValueError(f"images must be (M, 784) MNIST digits in [0, 1], got shape {tuple(images.shape)}")
     labels = torch.as_tensor(labels).reshape(-1)
     if len(labels) != len(images):
         raise ValueError(f"labels has {len(labels)} entries for {len(images)} images")
-    M = len(images)
-    g = torch.Generator().manual_seed(seed)
+    return images, labels
 
+
+def _mnist_draws(n: int, M: int, S: int, transforms: tuple[str, ...],
+                 g: torch.Generator) -> tuple[Tensor, Tensor, Tensor, list[str]]:
+    """Every random draw of :func:`mnist_sequences`, from ``g`` in this order: the base digits ``pick: (n,)``,
+    the transformations ``kind: (n,)`` and the starts; returns those, the grid indices ``idx: (n, S, 3)``
+    (angle, hue, scale) of every frame and each sequence's transformation name."""
     reps = -(-n // M)
     pick = torch.cat([torch.randperm(M, generator=g) for _ in range(reps)])[:n]  # (n,)
     kind = _balanced(n, len(transforms), g)                                      # (n,)
@@ -316,39 +347,52 @@ def mnist_sequences(images: Tensor, labels: Tensor, n: int, S: int = 18,
                         for t in names], dtype=torch.long).reshape(n, 3)         # which factor advances
     l = torch.arange(S)
     idx = (start[:, None, :] + adv[:, None, :] * l[None, :, None]) % S          # (n, S, 3) grid indices
-    grids = mnist_grids(S)
-    is_comb = torch.tensor([t in ("color+rotation", "color+perspective") for t in names])
-    persp = torch.tensor([t == "color+perspective" for t in names], dtype=torch.long)  # angle = perspective angle
-    s_code = torch.where(is_comb[:, None], torch.full_like(idx[..., 2], S), idx[..., 2])  # S: exactly 1.0
-    scale_values = torch.cat([grids["scale"], torch.ones(1, dtype=torch.float64)])
+    return pick, kind, idx, names
 
-    # geometric part: one affine (or perspective) call per (angle, scale) pair present, batched over frames
-    base = images.float().reshape(M, 1, 28, 28)
+
+def _mnist_gray(base: Tensor, pick: Tensor, angle_idx: Tensor, s_code: Tensor, persp: Tensor, angles: Tensor,
+                scale_values: Tensor) -> Tensor:
+    """The grey frames ``(n, S, 1, 28, 28)``: digit ``base[pick[i]]`` (``base: (M, 1, 28, 28)``) turned by
+    ``angles[angle_idx]`` and scaled by ``scale_values[s_code]`` (or seen in perspective where ``persp``),
+    one affine (or perspective) call per (angle, scale) pair present, batched over frames."""
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.v2 import functional as F
+
+    n, S = angle_idx.shape
     seq_of = torch.arange(n)[:, None].expand(n, S).reshape(-1)
-    key = ((persp[:, None] * S + idx[..., 0]) * (S + 1) + s_code).reshape(-1)
+    key = ((persp[:, None] * S + angle_idx) * (S + 1) + s_code).reshape(-1)
     order = torch.argsort(key, stable=True)
     uniq, counts = torch.unique_consecutive(key[order], return_counts=True)
     gray = torch.empty(n * S, 1, 28, 28)
     for k, pos in zip(uniq.tolist(), torch.split(order, counts.tolist())):
-        angle, sc = float(grids["rotation"][(k // (S + 1)) % S]), float(scale_values[k % (S + 1)])
+        angle, sc = float(angles[(k // (S + 1)) % S]), float(scale_values[k % (S + 1)])
         if k // (S + 1) >= S:  # a perspective frame (scale exactly 1)
             gray[pos] = perspective_frames(base[pick[seq_of[pos]]], angle)
             continue
         # v2 ``affine`` turns clockwise for positive angles (``rotate``: counter-clockwise): negate
         gray[pos] = F.affine(base[pick[seq_of[pos]]], angle=-angle, translate=[0.0, 0.0], scale=sc,
                              shear=[0.0, 0.0], interpolation=InterpolationMode.BILINEAR)
-    gray = gray.clamp_(0, 1).reshape(n, S, 1, 28, 28)
+    return gray.clamp_(0, 1).reshape(n, S, 1, 28, 28)
 
-    # colour: hue rotation of the red digit (g, 0, 0) = g * colour of the hue
-    colors = hue_colors(grids["color"]).float()                                  # (S, 3)
+
+def _mnist_colour(gray: Tensor, colors: Tensor, hue_idx: Tensor, uint8: bool) -> Tensor:
+    """Hue rotation of the red digit ``(g, 0, 0)``: ``gray: (n, S, 1, 28, 28)`` times ``colors[hue_idx]``
+    (``colors: (S, 3)``, ``hue_idx: (n, S)``) -> ``(n, S, 2352)``; ``uint8``: rounded a chunk at a time."""
+    n, S = hue_idx.shape
     if uint8:  # the same products, rounded one chunk of sequences at a time
         x = torch.empty(n, S, 3 * 28 * 28, dtype=torch.uint8)
         for i in range(0, n, _CHUNK):
             sl = slice(i, i + _CHUNK)
-            x[sl] = (gray[sl] * colors[idx[sl, :, 1]][..., None, None]).reshape(-1, S, 3 * 28 * 28).mul_(255).round_()
-    else:
-        x = (gray * colors[idx[..., 1]][..., None, None]).reshape(n, S, 3 * 28 * 28)
+            x[sl] = (gray[sl] * colors[hue_idx[sl]][..., None, None]).reshape(-1, S, 3 * 28 * 28).mul_(255).round_()
+        return x
+    return (gray * colors[hue_idx][..., None, None]).reshape(n, S, 3 * 28 * 28)
 
+
+def _mnist_labels(idx: Tensor, s_code: Tensor, names: list[str], grids: dict[str, Tensor],
+                  scale_values: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``latents: (n, S, 3)`` (angle, hue, scale of every frame), and the transformed factor's value
+    ``factor: (n, S)`` and grid steps from its canonical value ``step: (n, S)``."""
+    n, S = s_code.shape
     angle = grids["rotation"][idx[..., 0]]
     hue = grids["color"][idx[..., 1]]
     scale = scale_values[s_code]
@@ -361,12 +405,7 @@ def mnist_sequences(images: Tensor, labels: Tensor, n: int, S: int = 18,
     kc = int(grids["scale_canonical"])
     is_scale = (which == 2)[:, None]
     step = torch.where(is_scale, (step - kc) % S, step)
-    checksum = zlib.crc32(images[pick].float().mul(255).round().to(torch.uint8).numpy().tobytes())
-    source = (f"MNIST sequences (A.9): {n} x {S} frames of {M} digits (crc32 {checksum:08x}), "
-              f"transforms {'/'.join(transforms)}, seed {seed}") + (UINT8_TAG if uint8 else "")
-    return SequenceData(x=x, frame_shape=(3, 28, 28), transform=kind, transforms=transforms,
-                        factor=factor.float(), step=step.long(), canonical=step == 0,
-                        label=labels[pick].long(), source=source, latents=latents, latent_names=MNIST_LATENTS)
+    return latents, factor, step
 
 
 # --------------------------------------------------------------------------------------- dSprites
@@ -460,6 +499,25 @@ def bump_sequences(n: int, S: int = 6, radius: float = 1.0, transforms=("x", "y"
     n = check_int("n", n, minimum=1)
     S = check_int("S", S, minimum=2, maximum=256)
     seed = check_int("seed", seed)
+    size, m = _bump_grid(S, radius, size, cyclic)
+    transforms = _check_transforms(transforms, BUMP_TRANSFORMS)
+    g = torch.Generator().manual_seed(seed)
+    kind, col, pos = _bump_draws(n, S, size, m, cyclic, transforms, g)
+    x = _disc_frames(pos, size, radius)
+    step = pos[torch.arange(n), :, col] - (0 if cyclic else m)                  # (n, S)
+    grid_text = f"{S}x{S} torus" if cyclic else (f"{size}x{size} torus, non-cyclic motion (the moving coordinate "
+                                                 f"stays in {m}..{size - 1 - m})")
+    source = (f"bump sequences: {n} x {S} frames of a {grid_text}, radius {float(radius):g}, "
+              f"transforms {'/'.join(transforms)}, seed {seed}")
+    return SequenceData(x=x, frame_shape=(1, size, size), transform=kind, transforms=transforms,
+                        factor=step.float(), step=step.long(), canonical=step == 0,
+                        label=torch.zeros(n, dtype=torch.long), source=source, latents=pos.float(),
+                        latent_names=BUMP_LATENTS)
+
+
+def _bump_grid(S: int, radius, size: int | None, cyclic: bool) -> tuple[int, int]:
+    """The checked grid side ``size`` of :func:`bump_sequences` and the margin ``m = ceil(radius)`` that keeps a
+    non-cyclic disc off the edge along its motion."""
     size = S if size is None else check_int("size", size, minimum=S, maximum=256)
     if not isinstance(cyclic, bool):
         raise ValueError(f"cyclic must be True or False, got {cyclic!r}")
@@ -473,8 +531,14 @@ def bump_sequences(n: int, S: int = 6, radius: float = 1.0, transforms=("x", "y"
     if not cyclic and size < S + 2 * m:
         raise ValueError(f"size={size} is too small for a non-cyclic motion of S={S} frames with radius {radius:g}: "
                          f"need size >= S + 2*ceil(radius) = {S + 2 * m}")
-    transforms = _check_transforms(transforms, BUMP_TRANSFORMS)
-    g = torch.Generator().manual_seed(seed)
+    return size, m
+
+
+def _bump_draws(n: int, S: int, size: int, m: int, cyclic: bool, transforms: tuple[str, ...],
+                g: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+    """Every random draw of :func:`bump_sequences`, from ``g`` in this order: the transformations ``kind: (n,)``,
+    the starts and (non-cyclic) the moving coordinate's start; returns ``kind``, the moving coordinate
+    ``col: (n,)`` (0 x, 1 y) and the disc centres ``pos: (n, S, 2)`` (x, y) of every frame."""
     kind = _balanced(n, len(transforms), g)                                      # (n,)
     start = torch.randint(0, size, (n, 2), generator=g)                          # (n, 2): x_0, y_0
     col = torch.tensor([BUMP_TRANSFORMS.index(transforms[k]) for k in kind.tolist()], dtype=torch.long)
@@ -484,6 +548,13 @@ def bump_sequences(n: int, S: int = 6, radius: float = 1.0, transforms=("x", "y"
     adv = torch.zeros(n, 2, dtype=torch.long)
     adv[ar, col] = 1                                                             # which coordinate moves
     pos = (start[:, None, :] + adv[:, None, :] * torch.arange(S)[None, :, None]) % size  # (n, S, 2): x, y
+    return kind, col, pos
+
+
+def _disc_frames(pos: Tensor, size: int, radius: float) -> Tensor:
+    """Centres ``pos: (n, S, 2)`` (x, y) -> ``(n, S, size*size)`` float frames, 1 within circular (wrap-around)
+    distance ``radius`` of the centre, 0 elsewhere."""
+    n, S, _ = pos.shape
     grid = torch.arange(size)
 
     def dist2(c: Tensor) -> Tensor:  # (n, S, 1) centre -> (n, S, size) squared circular distance along one axis
@@ -491,16 +562,7 @@ def bump_sequences(n: int, S: int = 6, radius: float = 1.0, transforms=("x", "y"
         return torch.minimum(d, size - d).pow(2)
 
     d2 = dist2(pos[..., 1:2])[..., :, None] + dist2(pos[..., 0:1])[..., None, :]  # (n, S, rows, cols)
-    x = (d2 <= radius ** 2 + 1e-9).float().reshape(n, S, size * size)
-    step = pos[ar, :, col] - (0 if cyclic else m)                               # (n, S)
-    grid_text = f"{S}x{S} torus" if cyclic else (f"{size}x{size} torus, non-cyclic motion (the moving coordinate "
-                                                 f"stays in {m}..{size - 1 - m})")
-    source = (f"bump sequences: {n} x {S} frames of a {grid_text}, radius {float(radius):g}, "
-              f"transforms {'/'.join(transforms)}, seed {seed}")
-    return SequenceData(x=x, frame_shape=(1, size, size), transform=kind, transforms=transforms,
-                        factor=step.float(), step=step.long(), canonical=step == 0,
-                        label=torch.zeros(n, dtype=torch.long), source=source, latents=pos.float(),
-                        latent_names=BUMP_LATENTS)
+    return (d2 <= radius ** 2 + 1e-9).float().reshape(n, S, size * size)
 
 
 def overlap_by_offset(x: Tensor, threshold: float = 0.5) -> Tensor:
