@@ -227,7 +227,8 @@ def test_chapter_10_plans_its_seven_mnist_models_on_their_data():
     jobs = plan.training_plan("smoke", chapters=["10_capsule_extensions"])
     assert sorted(j.name for j in jobs) == ["caps-mnist-causal-s0", "caps-mnist-causal-wide-s0", "caps-mnist-lattice-s0",
                                             "caps-mnist-partial-integer-s0", "caps-mnist-partial-linear-s0",
-                                            "caps-mnist-ramps-cyclic-s0", "caps-mnist-ramps-noncyclic-s0"]
+                                            "caps-mnist-ramps-cyclic-s0", "caps-mnist-ramps-noncyclic-s0",
+                                            "caps-mnist-tvae-L6-s0"]  # and chapter 4's TVAE, its reference
     kinds = {j.name: (j.data.kind, j.part) for j in jobs}
     assert kinds["caps-mnist-lattice-s0"] == ("rotation+color", "rotation+color")
     assert kinds["caps-mnist-partial-linear-s0"] == kinds["caps-mnist-causal-s0"] == ("capsules", "mnist")

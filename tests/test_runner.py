@@ -519,11 +519,11 @@ def test_progress_shows_cells_and_training_bars_and_a_time_table(book: Path, tmp
     dry-run switch reaches the kernel (and a stray shell value cannot turn a normal run into one)."""
     body = code_cell("""
         import os
+        from tvae_experiments.run import current
         from tvae_experiments.train import _progress_bar
-        bar = _progress_bar(5, "training toy-model", True)
-        for _ in range(5):
-            bar.update(1)
-        bar.close()
+        with _progress_bar(5, "training toy-model", True, current().progress_file) as bar:
+            for _ in range(5):
+                bar.update(1)
         assert os.environ["TVAE_DRY_RUN_STEPS"] == "0", os.environ["TVAE_DRY_RUN_STEPS"]
         """)
     (book / "book" / "01_alpha.md").write_text(chapter_source("01_alpha", body))
