@@ -5,7 +5,7 @@
 #   make reproduce PROFILE=paper DRY_RUN=3   the paper's sizes, 3 steps per model: time/memory/FLOPs per model
 #   make train PROFILE=paper WORKERS=4 [ENGINE=slurm]   train every model ahead as jobs (then chapters only load)
 #   make lab                         JupyterLab on the chapters, live (book/NN_name.md open as notebooks)
-#   make mutate                      mutation testing of tvae_core (mutmut, slow: tests rerun per mutant) + score
+#   make mutate                      mutation testing of tvae_core and the claim machinery (mutmut, slow) + score
 # Optional: SEED=0 DEVICE=auto DATA_DIR=/path  (passed to every chapter's parameters cell)
 #           PARAMS="n_seeds=2"  (extra chapter parameters, e.g. two seeds in chapter 5)
 #           SLURM="slurm_partition=gpu timeout_min=720"  (submitit parameters of make train ENGINE=slurm)
