@@ -2,7 +2,8 @@
 
 Every model of the book is trained by :func:`~tvae_experiments.train.fit` and cached under a key of
 (model config, training config, data identity).  :func:`training_plan` lists those trainings for a
-profile -- one :class:`Job` per cache entry, with the chapter that first needs it -- so they can run
+profile -- one :class:`Job` per cache entry, with the chapter that first needs it, read from the chapter
+specs (:mod:`tvae_experiments.chapters`, each chapter's ``models``) -- so they can run
 ahead of the chapters, in parallel or on a cluster (``make train``, :mod:`tvae_book.jobs`); the
 chapters then load every model from the cache.  ``tests/test_plan.py`` checks that the plan of the
 smoke profile is exactly the set of models the smoke chapters use, so the two cannot drift apart.
