@@ -48,6 +48,8 @@ class PoTConfig:
     nus: tuple[int, ...] = (1, 3, 10)  # degrees of freedom checked against scipy.stats.t
     ks_alpha: float = 0.01             # a KS p-value above this passes
     n_units: int = 64                  # units of the PoT vector in the sparsity figure
+    constraint_rho_max: float = -0.3   # Sec 4.2's constraint view: Spearman(|T|, violation) below this ...
+    constraint_ratio_min: float = 3.0  # ... and mean |T| at least this many times larger in the least violated decile
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ class TPoTConfig:
     L: int = 2                 # temporal half-window: T_l sees U_{l-L} ... U_{l+L}
     temporal_K: int = 1        # capsule window per time step (K=1 as the paper's dSprites TVAE)
     cross_capsule_tol: float = 0.02  # |cross-capsule energy correlation| must stay below this
+    zero_corr_tol: float = 0.02      # |r| of energies that share no U (beyond the window, off the roll's diagonal)
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,13 @@ class TorusTVAEConfig:
     top_k: int = 10                   # max-activating images that vote a unit's preferred class
     n_effect_images: int = 100        # test codes averaged for each unit's decoded effect
     n_perm: int = 2000                # random placements in the permutation tests
+    alpha: float = 0.01               # permutation tests: p below this
+    agreement_margin: float = 0.1     # Fig 3: class agreement of torus neighbours above random pairs' by this
+    excess_min: float = 0.2           # neighbours' decoded effects: TVAE excess similarity above this, and above the
+                                      # controls' by this
+    control_excess_max: float = 0.05  # ... the VAE's and the untrained TVAE's below this
+    is_slack: float = 0.5             # IS log p >= ELBO - this (nats per image: the IS estimate's noise)
+    min_kl: float = 5.0               # KL_z + KL_u above this: the TVAE is not the collapsed mean image
 
     def model(self, kind: str):
         """The TVAE (torus, weight norm) or VAE (no weight norm, A.1) of this chapter."""
@@ -248,6 +258,9 @@ class CapsulesConfig:
     capcorr_margin: float = 0.5      # ... and at least this above its untrained control (L = S/3): half the range
                                      # from no correlation to a perfect one (Table 2's own contrast is >= 0.75)
     centred_eeq_factor: float = 0.8  # trained centred E_eq <= this x the untrained model's
+    low_eeq_factor: float = 0.1      # E_eq "already low": below this x the VAE's / the i.i.d. codes'
+    iid_centred_factor: float = 0.9  # centred E_eq of a code with no roll structure >= this x the i.i.d. codes'
+    square_iou_min: float = 0.9      # a square 5 orientation steps on overlaps itself at least this much (IoU)
     recon_factor: float = 1.5        # TVAE direct BCE within this x the VAE's (not collapsed)
 
 
@@ -295,6 +308,9 @@ class TablesConfig:
     combined_frac: float = 13 / 36                         # Figs 18-19 (appendix D): TVAE L = 13/36 S, K = 3
     is_samples: int = 10                                   # Table 1: IS with 10 samples
     n_is_sequences: int = 100                              # test sequences in the IS estimate
+    iid_scale_tol: float = 0.02                            # E_eq of i.i.d. codes within this of the paper's VAE row
+                                                           # (relative): our E_eq has the paper's scale
+    capcorr_low_max: float = 0.5                           # BubbleVAE, VAE, TVAE L=0: mean CapCorr below this
 
 
 def tables_config(profile: str, n_seeds: int | None = None, rows: str = "profile") -> TablesConfig:
@@ -333,6 +349,8 @@ class CapsuleInvariantsConfig:
                                        # queries near 0.35, so six of them)
     collapse_max: float = 0.25         # invariant views: within-sequence variance share below this
     spread_ratio_max: float = 0.5      # decoded canonicalised codes vary this much less over a sequence
+    collapse_ratio: float = 0.5        # ... and the best view's within-sequence share at most this x raw t's
+    shared_frames_margin: float = 0.1  # control: windowed codes retrieve this much better than single-frame ones
 
 
 @dataclass(frozen=True)
@@ -358,6 +376,8 @@ class CapsuleExtensionsConfig:
     control_margin: float = 1.3        # untrained traversal BCE >= this x the trained model's (chapter 4's margin)
     capcorr_min: float = 0.9           # CapCorr of a learned capsule (Table 2: 1.0 for the TVAE L=S/3)
     capcorr_margin: float = 0.5        # ... and at least this much above the untrained model's (half CapCorr's range)
+    circle_margin: float = 0.25        # C.1: share of sequences rolled alpha x shift on the circle, above the
+                                       # untrained model's by this (a quarter of the share's range)
     future_tol: float = 1e-2           # C.4's broken variant: the forward window cut off from the future changes its
                                        # codes by at least 1% of their scale (else the known answer tells nothing)
     online_tol: float = 1e-5           # C.4 known answer: |t_l(frames 0..l) - t_l(all frames)| / max|t|
