@@ -14,7 +14,7 @@ import nbformat
 import pytest
 
 from conftest import run_chapter_once
-from tvae_book import chapters as bk, execute, report
+from tvae_book import chapters as bk, report
 from tvae_experiments.chapters import chapter_spec
 
 CHAPTERS = bk.discover_chapters(bk.REPO_ROOT)

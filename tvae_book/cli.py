@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tvae_book.chapters import (REPO_ROOT, Chapter, ChapterError, RunConfig, check_profile, default_results_dir,
+from tvae_book.chapters import (REPO_ROOT, Chapter, RunConfig, check_profile, default_results_dir,
                                 discover_chapters, parse_param)
 from tvae_book.execute import DEFAULT_TIMEOUT_S, run_chapters
 from tvae_book.html import build_html, fetch_vendor, stage_book, write_report
