@@ -542,3 +542,18 @@ def test_progress_shows_cells_and_training_bars_and_a_time_table(book: Path, tmp
     assert not list(out.glob(".*.progress"))
     table = execute.time_table(results)
     assert table.splitlines()[1].startswith("01_alpha") and "ran" in table and "total" in table
+
+
+def test_the_summary_counts_paper_claims_apart_from_controls_and_checks() -> None:
+    """The headline counts the papers' claims (reproduced / only reported / failed) apart from the controls,
+    known-answer and sanity checks; the kind comes from the metrics, else from the chapter spec's declaration."""
+    claims = [claim("capcorr_x", True), claim("capcorr_y", False),
+              claim("capcorr_orientation", True, enforced=False), claim("capcorr_orientation_heart", False, enforced=False),
+              {**claim("mnist_metrics_finite", True), "kind": None},         # declared a sanity check in chapter 4
+              claim("mnist_controls_fail_traversal", True, kind="control"),
+              claim("toy_x_capcorr", False, kind="known-answer")]
+    text = report.summarize_kinds({"04_capsules": {"claims": claims}})
+    assert text.startswith("Paper claims: 1 reproduced (enforced, held), 2 only reported at this profile "
+                           "(1 of them met; each with its reason below), 1 failed.")
+    assert "1 control checks (1 held)" in text and "1 known-answer checks (0 held, 1 failed)" in text
+    assert "1 sanity checks (1 held)" in text

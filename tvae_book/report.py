@@ -313,6 +313,33 @@ def render_chapter(chapter: str, metrics: Mapping[str, Any] | None, title: str |
     return "\n".join(lines)
 
 
+def claim_kind(chapter: str, claim: Mapping[str, Any]) -> str:
+    """What ``claim`` is (paper / control / known-answer / sanity): the metrics' ``kind``, else its declaration."""
+    declared = _declared(chapter, str(claim.get("name", "")))
+    return str(claim.get("kind") or (declared.kind if declared else "paper"))
+
+
+def summarize_kinds(present: Mapping[str, Mapping[str, Any]]) -> str:
+    """How many of the papers' claims were reproduced, how many only reported (met or not) and how many failed;
+    then the controls, known-answer and sanity checks apart (they support a claim, they are not one)."""
+    counts: dict[str, dict[str, int]] = {}
+    for chapter, m in present.items():
+        for c in m.get("claims") or []:
+            if isinstance(c, dict):
+                state = ("held" if _met(c) else "failed") if _enforced(c) else ("met" if _met(c) else "unmet")
+                by = counts.setdefault(claim_kind(chapter, c), dict.fromkeys(("held", "failed", "met", "unmet"), 0))
+                by[state] += 1
+    paper = counts.pop("paper", dict.fromkeys(("held", "failed", "met", "unmet"), 0))
+    text = (f"Paper claims: {paper['held']} reproduced (enforced, held), {paper['met'] + paper['unmet']} only reported "
+            f"at this profile ({paper['met']} of them met; each with its reason below), {paper['failed']} failed.")
+    others = []
+    for kind, by in sorted(counts.items()):
+        failed = f", {by['failed']} failed" if by["failed"] else ""
+        reported = f", {by['met'] + by['unmet']} only reported" if by["met"] + by["unmet"] else ""
+        others.append(f"{sum(by.values())} {kind} checks ({by['held']} held{failed}{reported})")
+    return text + (" Beside them: " + ", ".join(others) + "." if others else "")
+
+
 def summarize(all_metrics: Mapping[str, Mapping[str, Any] | None]) -> str:
     """One summary line: how many chapters have metrics and how many claims passed."""
     present = {name: m for name, m in all_metrics.items() if m is not None}
@@ -324,7 +351,7 @@ def summarize(all_metrics: Mapping[str, Mapping[str, Any] | None]) -> str:
             + (f" (profile {', '.join(f'`{p}`' for p in profiles)})" if profiles else "")
             + f"; {passed} of {len(claims)} enforced claims passed.")
     if present:
-        text += " " + summarize_status(status_counts(all_metrics))
+        text += " " + summarize_kinds(present) + " " + summarize_status(status_counts(all_metrics))
         walls = [m["wall_time_s"] for m in present.values() if isinstance(m.get("wall_time_s"), (int, float))]
         if walls:
             text += f" Chapters' wall time: {sum(walls) / 60:.1f} min in total."
