@@ -1,5 +1,7 @@
 # tvae-book: thin wrappers over `python -m tvae_book` and pytest.
 #   make book                        install, train every model as jobs (one per core), execute the chapters (cpu), build the HTML
+#   make book WEIGHTS=<url or path>  the same, the weight cache first filled from a bundle (verified; the rest trains)
+#   make weights-pack PROFILE=cpu    every trained model of a profile in one bundle: _build/tvae-weights-<profile>.tar
 #   make test                        unit tests + every chapter in the smoke profile
 #   make reproduce PROFILE=paper     execute with a profile; results + report in _results/<profile>/
 #   make reproduce PROFILE=paper DRY_RUN=3   the paper's sizes, 3 steps per model: time/memory/FLOPs per model
@@ -20,17 +22,19 @@ DEVICE   ?= auto
 DATA_DIR ?=
 PARAMS   ?=
 DRY_RUN  ?= 0
+WEIGHTS  ?=
 WORKERS  ?= 1
 BOOK_WORKERS ?= auto
 TEST_WORKERS ?= 2
 ENGINE   ?= local
 SLURM    ?=
 RUN_ARGS  = --profile $(PROFILE) --seed $(SEED) --device $(DEVICE) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(foreach p,$(PARAMS),--param $(p))
+WEIGHTS_ARG = $(if $(WEIGHTS),--weights $(WEIGHTS))
 
-.PHONY: help install book reproduce report train test test-paper lab test-lab mutate clean distclean
+.PHONY: help install book reproduce report train weights-pack test test-paper lab test-lab mutate clean distclean
 
 help:
-	@sed -n '2,11p' Makefile | sed 's/^# //'
+	@sed -n '2,13p' Makefile | sed 's/^# //'
 
 install: $(STAMP)
 
@@ -43,16 +47,21 @@ $(STAMP): pyproject.toml
 	touch $@
 
 book: $(STAMP)
-	$(PY) -m tvae_book book $(RUN_ARGS) --workers $(BOOK_WORKERS)
+	$(PY) -m tvae_book book $(RUN_ARGS) --workers $(BOOK_WORKERS) $(WEIGHTS_ARG)
 
 reproduce: $(STAMP)
-	$(PY) -m tvae_book run $(RUN_ARGS) --workers $(BOOK_WORKERS) $(if $(filter-out 0,$(DRY_RUN)),--dry-run $(DRY_RUN))
+	$(PY) -m tvae_book run $(RUN_ARGS) --workers $(BOOK_WORKERS) $(WEIGHTS_ARG) $(if $(filter-out 0,$(DRY_RUN)),--dry-run $(DRY_RUN))
 
 # The chapters' trainings as independent jobs (tvae_book/jobs.py): prints the plan, trains what is not
 # cached on WORKERS local processes (one GPU each when there are GPUs) or as a Slurm array (ENGINE=slurm).
 train: $(STAMP)
 	$(if $(filter slurm slurm_local,$(ENGINE)),$(PY) -m pip install -q -e ".[cluster]")
 	$(PY) -m tvae_book train $(RUN_ARGS) --workers $(WORKERS) --engine $(ENGINE) $(foreach p,$(SLURM),--slurm $(p))
+
+# Every trained model the profile's chapters use, in one verified bundle (tvae_experiments/bundles.py); the
+# weights must be in the cache (make train / make book first).
+weights-pack: $(STAMP)
+	$(PY) -m tvae_book weights pack $(RUN_ARGS)
 
 report: $(STAMP)
 	$(PY) -m tvae_book report $(RUN_ARGS)

@@ -11,15 +11,16 @@ from tvae_book import cli
 
 CONFIG = {"--profile", "--seed", "--device", "--data-dir", "--param", "--chapters", "--root"}
 RESULTS = {"--out", "--dry-run"}
-EXECUTION = {"--workers", "--timeout", "--force", "--keep-going", "--verbose", "--quiet"}
+EXECUTION = {"--workers", "--timeout", "--force", "--keep-going", "--verbose", "--quiet", "--weights"}
 OWN_FLAGS = {
     "run": CONFIG | RESULTS | EXECUTION,
     "book": CONFIG | RESULTS | EXECUTION | {"--cdn", "--no-strict"},
     "report": CONFIG | RESULTS,
     "train": CONFIG | {"--workers", "--engine", "--slurm", "--threads", "--plan-only"},
+    "weights": CONFIG | {"--out", "--sha256", "--lock"},
 }
 ALL_FLAGS = set().union(*OWN_FLAGS.values())
-FLAG = re.compile(r"(?<![\w-])--[a-z][a-z-]*")
+FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 
 
 def help_text(capsys, *argv: str) -> str:
@@ -118,7 +119,7 @@ def test_top_level_help_lists_the_commands_and_the_docstring_every_flag(capsys) 
     text = help_text(capsys)
     assert text.startswith("usage: python -m tvae_book [-h] COMMAND ...")
     commands = text.split("positional arguments:")[1].split("options:")[0]
-    assert re.findall(r"^    (\w+) ", commands, re.MULTILINE) == ["run", "book", "report", "train"]
+    assert re.findall(r"^    (\w+) ", commands, re.MULTILINE) == ["run", "book", "report", "train", "weights"]
     # the module docstring (the description) names every flag, and no flag that is gone
     assert set(FLAG.findall(cli.__doc__)) == ALL_FLAGS | {"--help"}
 

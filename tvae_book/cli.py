@@ -7,11 +7,14 @@
                                                  #  then run the chapters N at a time)
     python -m tvae_book report --profile cpu     # only (re)write the report Markdown
     python -m tvae_book train  --profile cpu --workers 2   # train every model ahead (tvae_book.jobs)
+    python -m tvae_book weights pack --profile cpu        # every trained model of cpu in one bundle
+    python -m tvae_book book --weights URL_OR_PATH        # fill the weight cache from a bundle first
 
 Every command takes the run configuration (--profile, --seed, --device, --data-dir, --param,
 --chapters, --root); run, book and report the results folder (--out, --dry-run); run and book the
-execution flags (--timeout, --force, --keep-going, --verbose, --quiet) and --workers; book
---cdn and --no-strict; train --workers, --engine, --slurm, --threads and --plan-only.
+execution flags (--timeout, --force, --keep-going, --verbose, --quiet, --weights) and --workers; book
+--cdn and --no-strict; train --workers, --engine, --slurm, --threads and --plan-only; weights
+(pack | install PATH_OR_URL) --out, --sha256 and --lock.
 """
 
 from __future__ import annotations
@@ -83,6 +86,9 @@ def _execution_parser() -> argparse.ArgumentParser:
     group.add_argument("--quiet", action="store_true",
                        help="one line per chapter (default: also each cell as it starts and every "
                             "training's progress bar with its ETA)")
+    group.add_argument("--weights", default=None, metavar="PATH_OR_URL",
+                       help="a weight bundle (make weights-pack): its entries that match what this code would "
+                            "train fill the weight cache first, checksums verified; the rest train as usual")
     return parser
 
 
@@ -93,6 +99,19 @@ def _add_book_flags(parser: argparse.ArgumentParser) -> None:
                        help="load MathJax and widget JavaScript from CDNs instead of fetching them with npm "
                             "into _build/vendor")
     group.add_argument("--no-strict", action="store_true", help="do not turn Sphinx warnings into errors")
+
+
+def _add_weights_flags(parser: argparse.ArgumentParser) -> None:
+    """``weights``' own arguments: pack the cached weights of a profile, or install a bundle."""
+    parser.add_argument("action", choices=("pack", "install"),
+                        help="pack: write every cached model the profile's chapters use into one bundle; "
+                             "install: fill the weight cache from a bundle")
+    parser.add_argument("source", nargs="?", default=None, metavar="PATH_OR_URL", help="install: the bundle")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="pack: the bundle file (default: _build/tvae-weights-<profile>.tar)")
+    parser.add_argument("--sha256", default=None,
+                        help="install: the bundle's expected sha256 (default: its pin in bundles.lock.json)")
+    parser.add_argument("--lock", action="store_true", help="pack: pin the new bundle's sha256 in bundles.lock.json")
 
 
 def _add_train_flags(parser: argparse.ArgumentParser) -> None:
@@ -132,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
             ("run", cmd_run, [config, results, execution], "execute the chapters, then write the report"),
             ("book", cmd_book, [config, results, execution], "run, then stage and build the HTML book"),
             ("report", cmd_report, [config, results], "only write the report from existing metrics"),
-            ("train", cmd_train, [config], "list the chapters' trainings and run the missing ones as jobs")):
+            ("train", cmd_train, [config], "list the chapters' trainings and run the missing ones as jobs"),
+            ("weights", cmd_weights, [config], "pack the trained weights of a profile into a bundle, or install one")):
         sub = commands.add_parser(name, parents=parents, help=summary, description=summary)
         sub.set_defaults(handler=handler)
         if name in ("run", "book"):
@@ -141,6 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
             _add_book_flags(sub)
         if name == "train":
             _add_train_flags(sub)
+        if name == "weights":
+            _add_weights_flags(sub)
     return parser
 
 
@@ -189,6 +211,8 @@ def cmd_run(args: argparse.Namespace, context: Context) -> int:
     and write the report; 1 when a training or a chapter failed."""
     config, out_dir = context.config, context.out_dir(args)
     start = time.perf_counter()
+    if args.weights and not config.dry_run and install_weights(args.weights, context) != 0:
+        return 2
     if args.workers > 1 and not config.dry_run:  # a dry run writes no weights: nothing to train ahead
         print(f"training every model first, {args.workers} jobs at a time (then the chapters load them)", flush=True)
         if train(args, config, context.root, [c.name for c in context.chapters]) != 0:
@@ -239,6 +263,74 @@ def cmd_report(args: argparse.Namespace, context: Context) -> int:
 def cmd_train(args: argparse.Namespace, context: Context) -> int:
     """``train``: see :func:`train`."""
     return train(args, context.config, context.root, [c.name for c in context.chapters])
+
+
+def cmd_weights(args: argparse.Namespace, context: Context) -> int:
+    """``weights pack`` / ``weights install SOURCE`` (:mod:`tvae_experiments.bundles`)."""
+    if args.action == "install":
+        if not args.source:
+            print("error: weights install needs the bundle: python -m tvae_book weights install PATH_OR_URL",
+                  file=sys.stderr)
+            return 2
+        return install_weights(args.source, context, sha256=args.sha256)
+    return pack_weights(context, args.out, lock=args.lock)
+
+
+def _plan(context: Context):
+    """The training plan of the context's profile and chapters (every model they use, with its key)."""
+    from tvae_experiments.plan import training_plan
+
+    config = context.config
+    return training_plan(config.profile, config.seed, config.parameters()["data_dir"],
+                         [c.name for c in context.chapters], dict(config.extra))
+
+
+def install_weights(source: str, context: Context, sha256: str | None = None) -> int:
+    """Fill the weight cache from the bundle ``source`` with the entries the plan asks for; says which models
+    still train (their key is not in the bundle: other code or another profile trained it)."""
+    from tvae_experiments.bundles import BundleError, open_bundle
+    from tvae_experiments.weights import WeightCache
+
+    start = time.perf_counter()
+    try:
+        bundle = open_bundle(source, sha256=sha256)
+        jobs = _plan(context)
+        done = bundle.install(WeightCache(), keys=[j.key for j in jobs])
+    except BundleError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    train = [j.name for j in jobs if not j.cached()]
+    print(f"weights from {bundle.path.name}: {len(done['installed'])} installed, {len(done['cached'])} already "
+          f"cached, {len(train)} to train" + (f" ({', '.join(train)}: not in the bundle under this code's key)"
+                                              if train else "")
+          + (f"; {len(done['unused'])} bundle entries this code does not use" if done["unused"] else "")
+          + f" ({time.perf_counter() - start:.1f} s)", flush=True)
+    return 0
+
+
+def pack_weights(context: Context, out: Path | None, lock: bool = False) -> int:
+    """Write every cached model of the plan into one bundle (``_build/tvae-weights-<profile>.tar``)."""
+    import json
+
+    from tvae_experiments.bundles import LOCK_FILE, BundleError, bundle_name, pack_bundle, sha256_of
+
+    profile = context.config.profile
+    out = out or context.root / "_build" / bundle_name(profile)
+    jobs = _plan(context)
+    try:
+        path = pack_bundle([(j.name, j.key, j.model, j.train, j.data_id) for j in jobs], out, profile=profile)
+    except BundleError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    digest = sha256_of(path)
+    print(f"bundle {path}: {len(jobs)} models, {path.stat().st_size / 2**20:,.1f} MiB, sha256 {digest}", flush=True)
+    if lock:
+        lock_path = context.root / LOCK_FILE
+        pins = json.loads(lock_path.read_text(encoding="utf-8")) if lock_path.is_file() else {}
+        pins[path.name] = {**pins.get(path.name, {}), "sha256": digest}
+        lock_path.write_text(json.dumps(pins, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        print(f"pinned in {lock_path}", flush=True)
+    return 0
 
 
 def resolve_workers(value: str | int, device: str = "auto") -> int:

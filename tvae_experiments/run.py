@@ -10,6 +10,8 @@ these variables are read)::
     TVAE_DRY_RUN_STEPS   every training stops after this many optimiser steps (tvae_experiments.dry_run)
     TVAE_PROGRESS_FILE   progress bars are appended to this file (the runner shows it), not the notebook
     TVAE_CACHE_DIR       the weight cache folder (default <repo>/_cache/models)
+    TVAE_WEIGHTS         a weight bundle (path or URL, tvae_experiments.bundles): a missing cache entry whose
+                         key it holds is filled from it instead of training
 """
 from __future__ import annotations
 
@@ -22,7 +24,10 @@ from tvae_experiments import dry_run
 from tvae_experiments.files import PROGRESS_ENV
 from tvae_experiments.weights import WeightCache
 
-__all__ = ["RunContext", "current", "using"]
+__all__ = ["RunContext", "current", "using", "WEIGHTS_ENV"]
+
+WEIGHTS_ENV = "TVAE_WEIGHTS"
+"""Environment variable: a weight bundle (path or URL) that fills missing cache entries (module doc)."""
 
 
 @dataclass
@@ -42,7 +47,13 @@ class RunContext:
     @classmethod
     def from_env(cls) -> RunContext:
         """The context the environment describes (module doc); a bad value raises naming its variable."""
-        return cls(cache=WeightCache(), dry_run_steps=dry_run.steps(),
+        bundle = None
+        if source := os.environ.get(WEIGHTS_ENV):
+            from tvae_experiments.bundles import open_bundle
+
+            bundle = open_bundle(source)
+            bundle.verify()
+        return cls(cache=WeightCache(bundle=bundle), dry_run_steps=dry_run.steps(),
                    progress_file=os.environ.get(PROGRESS_ENV) or None)
 
     def trained_reason(self) -> str | None:

@@ -56,8 +56,11 @@ class CacheEntry(dict):
 class WeightCache:
     """The cache folder ``root``: path, load and atomic save of weights."""
 
-    def __init__(self, root: str | os.PathLike | None = None) -> None:
+    def __init__(self, root: str | os.PathLike | None = None, bundle: Any = None) -> None:
+        """``bundle``: a verified :class:`~tvae_experiments.bundles.Bundle` to fill a missing entry from (its key
+        must match: the bundle then holds exactly what this code would train)."""
         self._root = Path(root) if root is not None else None
+        self.bundle = bundle
         self._reported: set[Path] = set()  # stale files already named in this run
 
     @property
@@ -76,6 +79,8 @@ class WeightCache:
         """The cached weights of ``(name, key)`` in a fresh ``build()`` (on the CPU), with the file's entry; None
         if there is no usable file (an unusable one is reported; stale files of the name are named once)."""
         path = self.path(name, key)
+        if not path.exists() and self.bundle is not None and self.bundle.fetch_entry(self, name, key):
+            print(f"{name}: weights from the bundle {self.bundle.path.name}")
         if not path.exists():
             self._report_stale(name, key)
             return None
