@@ -117,7 +117,9 @@ class RandomInvariantProjection(nn.Module):
     The linear map is a circular convolution along the capsule axis that mixes capsules,
     ``y_{o,d} = sum_{c,j} W_{o,c,j} t_{c,(d+j) mod D} + b_o`` (it commutes with ``Roll``), the
     ReLU acts pointwise, and max- (or mean-) pooling over ``d`` removes the pose.
-    Weights are fixed random draws (seeded), as the paper's random escnn layers.
+    Weights are fixed random draws (seeded).  The second paper (Sec 3.2) proposes random invariant
+    *linear* maps; on a regular representation a linear invariant map sees only each channel's group
+    mean (``C`` numbers), so this nonlinear form (the ReLU before the pooling) is the book's own.
     ``(..., C*D) -> (..., out_channels)``."""
 
     def __init__(self, n_caps: int, capsule_dim: int, out_channels: int = 256, pool: str = "max", seed: int = 0) -> None:
