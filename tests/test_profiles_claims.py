@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from tvae_experiments import ClaimFailed, ClaimReport, config_for, resolve_device
 from tvae_experiments.claims import OPS, Comparison
@@ -51,6 +52,9 @@ def test_claim_report_writes_and_raises(tmp_path, monkeypatch):
                                  "paper": "0.6", "passed": True, "enforced": True, "reason": None,
                                  "item": "Fig 1", "kind": "paper"}
     assert data["claims"][1]["kind"] == "control"
+    # where and when, recorded by the code (the report's timings are read against it)
+    assert data["machine"]["cpu_count"] >= 1 and data["machine"]["torch"] == torch.__version__
+    assert data["machine"]["date"][:4].isdigit() and data["machine"]["date"].endswith("+00:00")
 
 
 @pytest.mark.parametrize("value, op, bound, passed", [

@@ -22,7 +22,8 @@ Results dir: ``$TVAE_RESULTS_DIR`` if set (the runner sets it), else
     {"chapter", "title", "profile", "seed", "device",
      "claims": [{"name", "statement", "value", "threshold", "paper", "passed", "enforced", "reason",
                  "item", "kind"}],
-     "all_passed", "elapsed_s"}
+     "all_passed", "elapsed_s", "machine": {"date", "platform", "processor", "cpu_count", "torch_threads",
+                                            "python", "torch", "gpu"}}
 
 ``threshold`` is the generated rule text; ``reason`` is null for an enforced claim.
 """
@@ -135,6 +136,20 @@ def _jsonable(v: Any) -> float | str:
     return str(v)
 
 
+def machine(device: str = "cpu") -> dict[str, Any]:
+    """Where and when the run happened, recorded by the code (the report's timings are read against it)."""
+    import datetime
+    import platform
+
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if device.startswith("cuda") and torch.cuda.is_available() else None
+    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
+            "torch": torch.__version__, "gpu": gpu}
+
+
 class ClaimReport:
     """Collects a chapter's claim checks; see the module docstring."""
 
@@ -213,6 +228,7 @@ class ClaimReport:
             "claims": [asdict(c) for c in self.claims],
             "all_passed": self.all_passed and not unchecked,
             "elapsed_s": round(time.perf_counter() - self._t0, 3),
+            "machine": machine(self.device),
         }
         if unchecked:
             record["unchecked"] = unchecked
