@@ -128,8 +128,8 @@ the VAE), ``"wn"`` (weight normalisation, Eq 15), ``"pgd"`` (projected gradient 
 class CapsuleDataConfig:
     """One data set's capsule experiment (Sec 6.3, A.1-A.6); chapters 4, 5 and 8 share it.
 
-    The ``cpu`` recipe (found on this 2-core machine, see chapter 4) differs from the paper in
-    three places, each measured on rotating-MNIST prototypes (L = S/3, 3,000 Adam steps):
+    The ``cpu`` recipe (see chapter 4) differs from the paper in three places, each chosen on
+    rotating-MNIST prototypes (L = S/3, 3,000 Adam steps):
     Adam(1e-3) instead of SGD(1e-4); smaller MLPs; and ``decoder_norm=True`` (``t`` standardised
     over its units before the decoder; it commutes with Roll).  With ``mu = 30`` and no
     standardisation the TVAE stayed on the mean-image plateau (held-out BCE 204.5 = direct
@@ -489,8 +489,8 @@ PROFILE_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
     "02_tpot": {
         # 4,000 draws give a cross-capsule CI of about +-0.01 -- enough for the +-0.02 check
         "smoke": dict(n_samples=4_000, ring_n=16, torus_side=10, n_caps=4, seq_len=8),
-        # 50,000 draws: the paper runs no prior-sample experiment; 200,000 x 18 frames x 324 units was killed for
-        # memory at 24 GB (4.7 GB per tensor); 50,000 measured in the dry run (README)
+        # 50,000 draws: the paper runs no prior-sample experiment; 200,000 x 18 frames x 324 units needs more than
+        # 24 GB (4.7 GB per tensor)
         "paper": dict(n_samples=50_000, ring_n=36, torus_side=18, n_caps=18, capsule_dim=18, seq_len=18),
     },
     "03_tvae_torus": {
@@ -530,8 +530,8 @@ EXPERIMENTS["08_capsule_invariants"] = CapsuleInvariantsConfig
 PROFILE_OVERRIDES["08_capsule_invariants"] = {p: dict(capsules=CapsulesConfig(**PROFILE_OVERRIDES["04_capsules"][p]))
                                               for p in ("smoke", "paper")}
 
-# Chapter 10: toy scale, the same on every profile (each model trains in seconds on a CPU).  Smoke with 700 steps
-# per model was tried (2026-12-02, seed 0): causal CapCorr_x 0.70 < 0.9, so smoke keeps chapter 4's 1,500 steps.
+# Chapter 10: toy scale, the same on every profile (each model trains in seconds on a CPU).  Smoke keeps chapter 4's
+# 1,500 toy steps: with 700 the causal model's CapCorr_x stays below the 0.9 bar (tests/test_capsule_extensions.py).
 EXPERIMENTS["10_capsule_extensions"] = CapsuleExtensionsConfig
 # ... except the MNIST sections (C.1-C.4), which use chapter 4's per-profile MNIST data and recipe.
 PROFILE_OVERRIDES["10_capsule_extensions"] = {p: dict(capsules=CapsulesConfig(**PROFILE_OVERRIDES["04_capsules"][p]))
