@@ -293,3 +293,17 @@ def test_traversal_sheet_rows_and_ratio_on_an_exactly_rolling_code():
     wrong = traversal_sheet(RollingModel(D, L=2, sign=-1), test, [3, 5, 7])
     assert torch.allclose(wrong.rolled[:, 0], wrong.direct[:, 0])  # frame 0: Roll_0(t_0) = t_0 for any model
     assert wrong.ratio() > 100  # rolled the wrong way: the held-out frames are other images
+
+
+def test_untrained_variant_builds_the_normalisation_asked_for():
+    """The control of a Table 3 row has that row's normalisation (PGD: ProjectedLinear layers), at its seed."""
+    from tvae_core.models import ProjectedLinear
+    from tvae_experiments.capsules import untrained_variant
+    from tvae_experiments.profiles import config_for
+
+    dcfg = config_for("04_capsules", "smoke").mnist
+    pgd, plain = untrained_variant(dcfg, "vae", 0, 0, "cpu", "pgd"), untrained_variant(dcfg, "vae", 0, 0, "cpu")
+    assert any(isinstance(m, ProjectedLinear) for m in pgd.modules())
+    assert not any(isinstance(m, ProjectedLinear) for m in plain.modules()) and not plain.training
+    again = untrained_variant(dcfg, "vae", 0, 0, "cpu")
+    assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), again.state_dict().values()))

@@ -249,3 +249,79 @@ def test_L_of_and_the_bubble_K_rule():
     assert m.model("bubble", 6).K == 12 and d.model("bubble", 2.5).K == 5  # K = 2L (A.5)
     assert m.model("bubble", 9).K == 18 and m.model("tvae_l0").K == 9 and d.model("tvae_l0").K == 10
     assert m.model("bubble", 6).mode == "stationary" and m.model("tvae", 6).mode == "shifting"
+
+
+def test_declare_gives_each_name_its_profiles_first_matching_reason():
+    """``declare`` (called at run time here: the chapter specs call it at import) maps each name to the first glob
+    of each profile that matches it, keeps the item, kind and profiles, and leaves unmatched profiles enforced."""
+    from tvae_experiments.chapters.base import declare
+
+    specs = declare("Fig 9", ["a_x", "b_x", "c"], kind="control", profiles=("cpu", "paper"),
+                    not_enforced={"cpu": {"a_*": "reason a", "*_x": "reason x"}, "*": {"c": "reason c"}})
+    assert [s.name for s in specs] == ["a_x", "b_x", "c"]
+    assert all((s.item, s.kind, s.profiles) == ("Fig 9", "control", ("cpu", "paper")) for s in specs)
+    assert [dict(s.not_enforced) for s in specs] == [{"cpu": "reason a"}, {"cpu": "reason x"}, {"*": "reason c"}]
+    assert specs[0].reason("cpu") == "reason a" and specs[0].reason("paper") is None
+    assert specs[2].reason("smoke") == specs[2].reason("cpu") == "reason c"  # every profile
+    assert declare("Fig 9", ["d"]) == (ClaimSpec("d", "Fig 9", "paper", {}, PROFILES),)
+    assert ChapterSpec("99", "t", "p", claims=specs).items() == ["Fig 9"]
+    assert ChapterSpec("99", "t", "p", claims=specs).checked_on("smoke") == []
+
+
+# ------------------------------------------------------------------------- claim machinery, known answers
+
+def test_numbers_in_rule_text_and_metrics_have_known_forms():
+    """0-d arrays and tensors become their Python numbers; floats print to 4 significant digits, bools as
+    true/false; the metrics file gets floats, "inf"/"nan" as strings and anything else as text."""
+    from tvae_experiments.claims import _fmt, _jsonable, _scalar
+
+    assert _scalar(torch.tensor(3.0)) == 3.0 and type(_scalar(torch.tensor(3.0))) is float
+    assert type(_scalar(np.float32(0.5))) is float and _scalar(np.int64(4)) == 4
+    vec = torch.tensor([1.0, 2.0])
+    assert _scalar(vec) is vec and _scalar("x") == "x"
+    assert [_fmt(v) for v in (torch.tensor(True), np.int64(3), 1 / 3, torch.tensor(2.0), "text", 1234567.0)] == \
+        ["true", "3", "0.3333", "2", "text", "1.235e+06"]
+    assert [_jsonable(v) for v in (np.float32(0.25), math.inf, math.nan, True, 7, torch.tensor(1.5), (1, 2))] == \
+        [0.25, "inf", "nan", "True", 7.0, 1.5, "(1, 2)"]
+    assert Comparison(torch.tensor(0.3), "<", torch.tensor(0.5), bound_text="half").text == "< half (0.5)"
+    assert Comparison(0.3, "<", True, bound_text="yes").text == "< yes"  # a bool bound is not a number
+
+
+def test_check_records_the_rule_the_value_and_prints_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TVAE_RESULTS_DIR", str(tmp_path))
+    spec = ChapterSpec("99_demo", "Demo", "none", claims=(
+        ClaimSpec("one", "Fig 1"), ClaimSpec("two", "Fig 2", "sanity", {"smoke": "too small here"})))
+    rep = ClaimReport("99_demo", "Demo", "smoke", 0, spec=spec)
+    assert rep.check("one", 0.25, "<", 0.5, "first", what="error", bound_text="half", paper="0.1") is True
+    assert capsys.readouterr().out == "[PASS] one: 0.25 (error < half (0.5))\n"
+    assert rep.check_all("two", [Comparison(3, ">", 4, "a"), Comparison(1.0, "==", 1, "b")], "second") is False
+    out = capsys.readouterr().out
+    assert out == "[not met (not enforced)] two: a 3; b 1 (a > 4 and b == 1) -- not enforced: too small here\n"
+    one, two = rep.claims
+    assert (one.value, one.threshold, one.paper, one.enforced, one.reason) == (0.25, "error < half (0.5)", "0.1", True, None)
+    assert (two.value, two.threshold, two.passed, two.enforced, two.item, two.kind) == \
+        ("a 3; b 1", "a > 4 and b == 1", False, False, "Fig 2", "sanity")
+    assert rep.all_passed  # the failed claim is not enforced
+    assert rep.table().splitlines() == [
+        "| claim | this run | rule | paper | result |", "|---|---|---|---|---|",
+        "| first | 0.25 | error < half (0.5) | 0.1 | pass |",
+        "| second | a 3; b 1 | a > 4 and b == 1 | - | not met (not enforced: too small here) |"]
+    path = rep.finish()
+    data = json.loads(path.read_text())
+    assert path == tmp_path / "99_demo.json" and not list(tmp_path.glob(".*.tmp"))
+    assert {k: data[k] for k in ("chapter", "title", "profile", "seed", "device", "all_passed")} == \
+        {"chapter": "99_demo", "title": "Demo", "profile": "smoke", "seed": 0, "device": "cpu", "all_passed": True}
+    assert data["elapsed_s"] >= 0 and "unchecked" not in data and "dry_run" not in data and "models" not in data
+    assert [c["name"] for c in data["claims"]] == ["one", "two"]
+
+
+def test_the_table_marks_failures_and_escapes_pipes(tmp_path, monkeypatch):
+    monkeypatch.setenv("TVAE_RESULTS_DIR", str(tmp_path))
+    spec = ChapterSpec("99_demo", "Demo", "none", claims=(ClaimSpec("x", "Fig 1"), ClaimSpec("y", "Fig 1", "control",
+                                                                                             {"*": "a|b"})))
+    rep = ClaimReport("99_demo", "Demo", "cpu", 0, spec=spec)
+    rep.check("x", 1.23456789, ">", 2, "x | y\nz")
+    rep.check("y", 5, ">", 2, "kept")
+    assert rep.table().splitlines()[2:] == ["| x \\| y z | 1.235 | > 2 | - | **FAIL** |",
+                                            "| kept | 5 | > 2 | - | met (not enforced: a\\|b) |"]
+    assert not rep.all_passed

@@ -79,3 +79,23 @@ def test_fit_records_in_its_own_context(tmp_path):
     assert current().used == before
     fit(CFG, x, TRAIN, data_id="d", name="toy", use_cache=False, progress=False, ctx=a)
     assert len(a.used) == 1 and not (tmp_path / "toy").exists()  # an uncached model is not a cache entry
+
+
+def test_the_default_cache_folder(monkeypatch, tmp_path):
+    from tvae_experiments.files import repo_root
+    from tvae_experiments.weights import default_cache_dir
+
+    monkeypatch.delenv("TVAE_CACHE_DIR", raising=False)
+    assert default_cache_dir() == repo_root() / "_cache" / "models" and WeightCache().root == default_cache_dir()
+    monkeypatch.setenv("TVAE_CACHE_DIR", str(tmp_path))
+    assert default_cache_dir() == tmp_path and WeightCache().root == tmp_path  # read at each use
+
+
+def test_stale_skips_other_names_wherever_they_sort(tmp_path):
+    """A file of another name sharing the prefix (``m-00-x-...``) sorts before ``m-<hash>``: it is skipped, not
+    the end of the search."""
+    cache = WeightCache(tmp_path)
+    torch.save({"key": "2" * 64}, tmp_path / f"m-00-x-{'2' * 12}.pt")
+    old = tmp_path / f"m-{'0' * 12}.pt"
+    torch.save({"key": "0" * 64}, old)
+    assert cache.stale("m", cache_key(CFG, TRAIN, "d")) == [old]
