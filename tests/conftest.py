@@ -150,3 +150,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "smoke_book" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group("book"))
+
+
+@pytest.fixture
+def tiny_mnist(tmp_path):
+    """torchvision's four MNIST IDX files in ``tmp_path/MNIST/raw`` with random digits (40 train, 12 test)."""
+    import numpy as np
+
+    from tvae_experiments.data.mnist import write_idx
+
+    rng = np.random.default_rng(0)
+    raw = tmp_path / "MNIST" / "raw"
+    for prefix, n in (("train", 40), ("t10k", 12)):
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, (n,)))
+    return tmp_path

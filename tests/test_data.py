@@ -3,17 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from tvae_experiments.data.mnist import mnist, write_idx
-
-
-@pytest.fixture
-def tiny_mnist(tmp_path):
-    rng = np.random.default_rng(0)
-    raw = tmp_path / "MNIST" / "raw"
-    for prefix, n in (("train", 40), ("t10k", 12)):
-        write_idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
-        write_idx(raw / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, (n,)))
-    return tmp_path
+from tvae_experiments.data.mnist import mnist
 
 
 def test_torchvision_files_are_used(tiny_mnist, capsys):

@@ -18,12 +18,11 @@ test sequences built from the training digits, ...), then the plant was reverted
 """
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from torch import Tensor
 
-from tvae_experiments.data.mnist import ImageData, mnist, write_idx
+from tvae_experiments.data.mnist import ImageData, mnist
 from tvae_experiments.profiles import config_for
 
 SEEDS = (0, 1)
@@ -108,17 +107,6 @@ def test_embedded_mnist_test_digits_are_not_training_digits(seed, n_train, n_tes
     d = mnist(None, seed=seed, n_train=n_train, n_test=n_test, verbose=False)
     assert len(set(content(d.train_x))) == len(d.train_x)  # every embedded digit is different: content = identity
     assert_disjoint(content(d.train_x), content(d.test_x), "embedded MNIST")
-
-
-@pytest.fixture
-def tiny_mnist(tmp_path):
-    """torchvision's four IDX files with random digits (no two alike)."""
-    rng = np.random.default_rng(0)
-    raw = tmp_path / "MNIST" / "raw"
-    for prefix, n in (("train", 40), ("t10k", 12)):
-        write_idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
-        write_idx(raw / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, (n,)))
-    return tmp_path
 
 
 @pytest.mark.parametrize("seed", SEEDS)
