@@ -7,6 +7,7 @@ importing torch, so each execution costs about a kernel start.
 
 from __future__ import annotations
 
+import json
 import sys
 import textwrap
 from pathlib import Path
@@ -376,6 +377,7 @@ def test_book_command_stages_executed_notebooks_and_builds_html(book: Path, caps
     for rel in bk_html.VENDOR_JS.values():
         (vendor / rel).parent.mkdir(parents=True, exist_ok=True)
         (vendor / rel).write_text("/* stand-in */\n")
+    (vendor / bk_html.VENDOR_MANIFEST).write_text(json.dumps({rel: 15 for rel in bk_html.VENDOR_JS.values()}))
     args = ["book", "--profile", "smoke", "--root", str(book), "--timeout", "120"]
     assert cli.main(args) == 0
     stage = book / "_build" / "src"
@@ -557,3 +559,61 @@ def test_the_summary_counts_paper_claims_apart_from_controls_and_checks() -> Non
                            "(1 of them met; each with its reason below), 1 failed.")
     assert "1 control checks (1 held)" in text and "1 known-answer checks (0 held, 1 failed)" in text
     assert "1 sanity checks (1 held)" in text
+
+
+def _fake_npm(tmp_path: Path) -> Path:
+    """An ``npm`` whose ``pack`` writes a tarball per package with each wanted entry point."""
+    script = tmp_path / "npm"
+    script.write_text(f"""#!{sys.executable}
+import io, sys, tarfile, time
+from pathlib import Path
+args = sys.argv[1:]
+dest = Path(args[args.index("--pack-destination") + 1])
+specs = [a for a in args[args.index("--pack-destination") + 2:]]
+files = {{"mathjax": "es5/tex-mml-chtml.js", "html-manager": "dist/embed-amd.js", "requirejs": "require.js"}}
+for i, spec in enumerate(specs):
+    name = spec.rsplit("@", 1)[0].split("/")[-1]
+    out = dest / f"pkg{{i}}.tgz"
+    with tarfile.open(out, "w:gz") as tar:
+        data = (name * 200_000).encode()      # large, so a half-written copy would show
+        info = tarfile.TarInfo("package/" + files[name]); info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    time.sleep(0.2)
+    print(out.name)
+""")
+    script.chmod(0o755)
+    return script
+
+
+def test_vendor_fetch_is_atomic(tmp_path: Path, monkeypatch) -> None:
+    """Two fetches at once both end with complete files; an incomplete folder left by an
+    interrupted fetch is replaced; nothing temporary is left beside the folder."""
+    import threading
+
+    npm = _fake_npm(tmp_path)
+    monkeypatch.setattr(bk_html.shutil, "which", lambda name: str(npm) if name == "npm" else None)
+    vendor = tmp_path / "build" / "vendor"
+    (vendor / "requirejs").mkdir(parents=True)
+    (vendor / "requirejs" / "require.js").write_text("half")     # incomplete: no MathJax, no widgets
+    full = {rel: len(rel.split("/")[0]) * 200_000 for rel in bk_html.VENDOR_JS.values()}
+    results: list[bool] = []
+    threads = [threading.Thread(target=lambda: results.append(bk_html.fetch_vendor(vendor)))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    seen = []                 # what a third process finds whenever the folder looks complete
+    while any(t.is_alive() for t in threads):
+        if bk_html.vendor_complete(vendor):
+            seen.append({rel: len((vendor / rel).read_bytes()) for rel in full})
+    for t in threads:
+        t.join()
+    assert results == [True, True]
+    assert {rel: len((vendor / rel).read_bytes()) for rel in full} == full
+    assert all(sizes == full for sizes in seen), [s for s in seen if s != full][:1]
+    assert sorted(p.name for p in vendor.parent.iterdir()) == ["vendor"]
+
+    widgets = vendor / bk_html.VENDOR_JS["widgets"]       # a copy cut short is not complete: fetched again
+    widgets.write_bytes(widgets.read_bytes()[:1000])
+    assert not bk_html.vendor_complete(vendor)
+    assert bk_html.fetch_vendor(vendor) and len(widgets.read_bytes()) == full[bk_html.VENDOR_JS["widgets"]]
+    assert sorted(p.name for p in vendor.parent.iterdir()) == ["vendor"]

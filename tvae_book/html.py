@@ -6,6 +6,7 @@ MathJax, require.js and the widget manager are fetched once with ``npm pack`` in
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -74,9 +75,21 @@ def sync_file(src: Path, dst: Path) -> None:
     shutil.copy2(src, dst)
 
 
+VENDOR_MANIFEST = "manifest.json"
+"""File in the vendor folder listing every unpacked file and its size (written last)."""
+
+
 def vendor_complete(vendor_dir: Path) -> bool:
-    """True if ``vendor_dir`` holds the MathJax, require.js and widget-manager entry points."""
-    return all((Path(vendor_dir) / rel).is_file() for rel in VENDOR_JS.values())
+    """True if ``vendor_dir`` holds the MathJax, require.js and widget-manager entry points and every
+    file of its manifest at its recorded size (so a truncated copy is never served)."""
+    vendor_dir = Path(vendor_dir)
+    try:
+        sizes = json.loads((vendor_dir / VENDOR_MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (all(rel in sizes for rel in VENDOR_JS.values())
+            and all((vendor_dir / rel).is_file() and (vendor_dir / rel).stat().st_size == size
+                    for rel, size in sizes.items()))
 
 
 def _wanted(name: str, entry: str) -> bool:
@@ -89,7 +102,11 @@ def _wanted(name: str, entry: str) -> bool:
 def fetch_vendor(vendor_dir: Path) -> bool:
     """Put the JavaScript of :data:`VENDOR_FILES` into ``vendor_dir`` with ``npm pack``.
 
-    Returns False (and says why) when npm is missing or fails: the HTML then uses CDNs.
+    The packages are unpacked into a temporary folder beside ``vendor_dir`` and renamed into
+    place only when complete, so a process that finds ``vendor_dir`` never reads a file another
+    process is still writing (two builds at once, e.g. test workers, each unpack their own copy and
+    the first rename wins). Returns False (and says why) when npm is missing or fails: the HTML
+    then uses CDNs.
     """
     vendor_dir = Path(vendor_dir)
     if vendor_complete(vendor_dir):
@@ -100,7 +117,9 @@ def fetch_vendor(vendor_dir: Path) -> bool:
         return False
     import tarfile
 
-    with tempfile.TemporaryDirectory() as tmp:
+    vendor_dir.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp, \
+            tempfile.TemporaryDirectory(dir=vendor_dir.parent, prefix=f".{vendor_dir.name}-") as part:
         cmd = [npm, "pack", "--silent", "--pack-destination", tmp, *VENDOR_FILES]
         done = subprocess.run(cmd, capture_output=True, text=True)
         tarballs = done.stdout.split()
@@ -108,6 +127,7 @@ def fetch_vendor(vendor_dir: Path) -> bool:
             print(f"note: `npm pack` failed ({done.stderr.strip()[-300:]}); the HTML will load "
                   "MathJax and widgets from CDNs", flush=True)
             return False
+        staged = Path(part) / "vendor"
         for spec, tarball in zip(VENDOR_FILES, tarballs, strict=True):
             name = spec.rsplit("@", 1)[0].split("/")[-1]
             with tarfile.open(Path(tmp) / tarball) as tar:
@@ -116,7 +136,19 @@ def fetch_vendor(vendor_dir: Path) -> bool:
                 for member in members:
                     member.name = member.name.removeprefix("package/")
                 safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-                tar.extractall(vendor_dir / name, members=members, **safe)
+                tar.extractall(staged / name, members=members, **safe)
+        sizes = {p.relative_to(staged).as_posix(): p.stat().st_size for p in sorted(staged.rglob("*")) if p.is_file()}
+        (staged / VENDOR_MANIFEST).write_text(json.dumps(sizes, indent=1), encoding="utf-8")
+        if not vendor_complete(staged):
+            print("note: the npm packages lack an entry point; the HTML will load MathJax and "
+                  "widgets from CDNs", flush=True)
+            return False
+        if vendor_dir.exists() and not vendor_complete(vendor_dir):
+            shutil.rmtree(vendor_dir, ignore_errors=True)  # left incomplete by an interrupted fetch
+        try:
+            staged.rename(vendor_dir)
+        except OSError:  # another process put a complete copy there first
+            pass
     return vendor_complete(vendor_dir)
 
 
@@ -138,7 +170,7 @@ def use_vendor(config: dict, vendor_dir: Path | None) -> dict[Path, Path]:
         f"vendor/{VENDOR_JS['widgets']}": {"data-jupyter-widgets-cdn": "https://cdn.jsdelivr.net/npm/"},
     }
     return {Path("_vendor/vendor") / p.relative_to(vendor_dir): p
-            for p in sorted(vendor_dir.rglob("*")) if p.is_file()}
+            for p in sorted(vendor_dir.rglob("*")) if p.is_file() and p.name != VENDOR_MANIFEST}
 
 
 def stage_book(chapters: Sequence[Chapter], results_dir: Path, stage_dir: Path,
