@@ -26,7 +26,7 @@ from .studentt import sample_tpot, tpot
 from .topography import (BANDS, CAPSULE_BOUNDARIES, CAPSULE_ROLLS, TIME_BOUNDARIES, CapsuleTopography,
                          TemporalTopography, TemporalTopography2D, TorusTopography)
 
-__all__ = ["ModelConfig", "AppendixModelConfig", "MLP", "ProjectedLinear", "project_weights_", "GaussianEncoder", "BernoulliDecoder", "ELBOParts", "TVAE",
+__all__ = ["ModelConfig", "AppendixModelConfig", "MLP", "ProjectedLinear", "project_rows_", "project_weights_", "GaussianEncoder", "BernoulliDecoder", "ELBOParts", "loss_terms", "TVAE",
            "VAE", "build_model", "sample_prior", "log_likelihood_is", "MODEL_KINDS", "TOPOGRAPHIES",
            "APPENDIX_TOPOGRAPHIES", "MODEL_ROLLS"]
 
@@ -149,7 +149,14 @@ class ProjectedLinear(nn.Linear):
     @torch.no_grad()
     def project_(self) -> None:
         """``w_i <- w_i / ||w_i||`` for every row (in place)."""
-        self.weight.div_(self.weight.norm(dim=1, keepdim=True).clamp_min(1e-12))
+        project_rows_(self.weight)
+
+
+@torch.no_grad()
+def project_rows_(weight: Tensor) -> Tensor:
+    """``w_i <- w_i / ||w_i||_2`` over the last axis, in place: the rows of ``(out, in)`` or of a stack
+    ``(K, out, in)`` of K models' layers (an ensemble)."""
+    return weight.div_(weight.norm(dim=-1, keepdim=True).clamp_min(1e-12))
 
 
 def project_weights_(model: nn.Module) -> int:
@@ -231,6 +238,12 @@ class ELBOParts(NamedTuple):
         return self.recon - self.kl_z - self.kl_u
 
 
+def loss_terms(p: ELBOParts) -> tuple[Tensor, dict[str, Tensor]]:
+    """Minus the batch-mean ELBO (the loss) and the logged batch means of its parts."""
+    elbo = p.elbo.mean()
+    return -elbo, {"elbo": elbo, "recon": p.recon.mean(), "kl_z": p.kl_z.mean(), "kl_u": p.kl_u.mean()}
+
+
 def _kl_std_normal(mean: Tensor, log_std: Tensor) -> Tensor:
     return 0.5 * (mean.pow(2) + torch.exp(2 * log_std) - 1.0 - 2 * log_std)
 
@@ -291,18 +304,33 @@ class TVAE(nn.Module):
         """Pixel logits ``(..., P)``."""
         return self.dec(t)
 
-    def forward(self, x: Tensor) -> ELBOParts:
-        """One-sample ELBO parts (Eq 12) for ``x: (B, P)`` or ``(B, S, P)``."""
-        zm, zs, um, us = self.posterior(x)
-        z = zm + torch.exp(zs) * torch.randn_like(zm)
-        u = um + torch.exp(us) * torch.randn_like(um)
-        recon = -_sum_event(_bce(self.decode(self.to_t(z, u)), x), 1)
+    def draw_noise(self, post: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
+        """The reparameterisation noise ``(eps_z, eps_u) ~ N(0, I)`` for a :meth:`posterior`, drawn from
+        torch's global generator (``eps_z`` first)."""
+        return torch.randn_like(post[0]), torch.randn_like(post[2])
+
+    def sample_t(self, post: tuple[Tensor, ...], noise: tuple[Tensor, Tensor]) -> Tensor:
+        """``t`` of Eq 11 from posterior samples ``z = m_z + s_z eps_z``, ``u = m_u + s_u eps_u``."""
+        zm, zs, um, us = post
+        return self.to_t(zm + torch.exp(zs) * noise[0], um + torch.exp(us) * noise[1])
+
+    @staticmethod
+    def elbo_parts(x: Tensor, post: tuple[Tensor, ...], logits: Tensor) -> ELBOParts:
+        """Eq 12's parts from the data, the posterior and the decoder's logits (no parameters used)."""
+        zm, zs, um, us = post
+        recon = -_sum_event(_bce(logits, x), 1)
         return ELBOParts(recon, _sum_event(_kl_std_normal(zm, zs), 1), _sum_event(_kl_std_normal(um, us), 1))
 
-    def training_loss(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    def forward(self, x: Tensor, noise: tuple[Tensor, Tensor] | None = None) -> ELBOParts:
+        """One-sample ELBO parts (Eq 12) for ``x: (B, P)`` or ``(B, S, P)``; ``noise`` (default: drawn by
+        :meth:`draw_noise`) is given by an ensemble, which draws each model's noise itself."""
+        post = self.posterior(x)
+        noise = self.draw_noise(post) if noise is None else noise
+        return self.elbo_parts(x, post, self.decode(self.sample_t(post, noise)))
+
+    def training_loss(self, x: Tensor, noise: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         """:func:`~tvae_experiments.train.fit`'s objective: minus the batch-mean ELBO, and its parts."""
-        p = self(x)
-        return -p.elbo.mean(), {"elbo": p.elbo.mean(), "recon": p.recon.mean(), "kl_z": p.kl_z.mean(), "kl_u": p.kl_u.mean()}
+        return loss_terms(self(x, noise))
 
     def log_weights(self, x: Tensor, k: int) -> Tensor:
         """``log p(x, z, u) - log q(z, u | x)`` for ``k`` posterior samples: ``(k, B)``."""
@@ -344,17 +372,33 @@ class VAE(nn.Module):
     def decode(self, t: Tensor) -> Tensor:
         return self.dec(t)
 
-    def forward(self, x: Tensor) -> ELBOParts:
-        zm, zs = self.enc_z(x)
-        z = zm + torch.exp(zs) * torch.randn_like(zm)
-        recon = -_sum_event(_bce(self.decode(z), x), 1)
-        kl = _sum_event(_kl_std_normal(zm, zs), 1)
+    def posterior(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(z_mean, z_log_std)``, each ``(..., n)``."""
+        return self.enc_z(x)
+
+    def draw_noise(self, post: tuple[Tensor, ...]) -> tuple[Tensor]:
+        """The reparameterisation noise ``eps_z ~ N(0, I)`` (torch's global generator)."""
+        return (torch.randn_like(post[0]),)
+
+    def sample_t(self, post: tuple[Tensor, ...], noise: tuple[Tensor]) -> Tensor:
+        """``t = z = m_z + s_z eps_z``."""
+        return post[0] + torch.exp(post[1]) * noise[0]
+
+    @staticmethod
+    def elbo_parts(x: Tensor, post: tuple[Tensor, ...], logits: Tensor) -> ELBOParts:
+        """The ELBO's parts from the data, the posterior and the decoder's logits (``kl_u = 0``)."""
+        recon = -_sum_event(_bce(logits, x), 1)
+        kl = _sum_event(_kl_std_normal(*post), 1)
         return ELBOParts(recon, kl, torch.zeros_like(kl))
 
-    def training_loss(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    def forward(self, x: Tensor, noise: tuple[Tensor] | None = None) -> ELBOParts:
+        post = self.posterior(x)
+        noise = self.draw_noise(post) if noise is None else noise
+        return self.elbo_parts(x, post, self.decode(self.sample_t(post, noise)))
+
+    def training_loss(self, x: Tensor, noise: tuple[Tensor] | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         """:func:`~tvae_experiments.train.fit`'s objective: minus the batch-mean ELBO, and its parts."""
-        p = self(x)
-        return -p.elbo.mean(), {"elbo": p.elbo.mean(), "recon": p.recon.mean(), "kl_z": p.kl_z.mean(), "kl_u": p.kl_u.mean()}
+        return loss_terms(self(x, noise))
 
     def log_weights(self, x: Tensor, k: int) -> Tensor:
         zm, zs = self.enc_z(x)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -44,7 +44,7 @@ from tvae_experiments.run import RunContext, current
 from tvae_experiments.weights import CACHE_FORMAT, WeightCache, cache_key, default_cache_dir
 
 __all__ = ["TrainConfig", "AUGMENTATIONS", "LOSS_SCALES", "objective", "Buildable", "FitResult", "TrainingDiverged",
-           "fit", "train_loop", "evaluate", "batched", "accuracy", "cache_key", "default_cache_dir", "cache_path",
+           "fit", "train_loop", "loss_scale", "evaluate", "batched", "accuracy", "cache_key", "default_cache_dir", "cache_path",
            "CACHE_FORMAT"]
 
 OPTIMIZERS = ("sgd", "adam")
@@ -118,11 +118,14 @@ def cache_path(name: str, key: str, cache_dir: str | os.PathLike | None = None) 
     return WeightCache(cache_dir).path(name, key)
 
 
-def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+def _optimizer(params: Iterable[Tensor], cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The optimiser of ``cfg`` over ``params`` (a model's, or an ensemble's stacked tensors: both are
+    element-wise, so one optimiser over K stacked models is K optimisers)."""
+    params = list(params)
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     # fused: one kernel per step, the same maths as torch's loop (benchmarks/bench_train_step.py measures the gain)
-    return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
 
 
 def as_float(x: Tensor) -> Tensor:
@@ -139,13 +142,18 @@ def objective(model: nn.Module, batch: Sequence[Tensor], train_cfg: TrainConfig)
     logged terms stay per sequence either way.  ``"frame"`` needs a TVAE / VAE on sequences
     ``(B, S, P)``; anything else raises."""
     loss, terms = model.training_loss(*batch)
-    if train_cfg.loss == "frame":
-        x = batch[0]
-        if not isinstance(model, (TVAE, VAE)) or x.ndim != 3:
-            raise ValueError(f"loss='frame' divides a sequence model's loss by its S frames; it needs a TVAE/VAE "
-                             f"on (B, S, P) sequences, got {type(model).__name__} on {tuple(x.shape)}")
-        loss = loss / x.shape[1]
-    return loss, terms
+    return loss_scale(loss, batch[0], train_cfg.loss, model), terms
+
+
+def loss_scale(loss: Tensor, x: Tensor, scale: str, model: nn.Module) -> Tensor:
+    """``loss`` as minimised under ``TrainConfig.loss == scale``: unchanged for ``"sequence"``, divided by the
+    ``S`` frames of ``x: (B, S, P)`` for ``"frame"`` (a TVAE / VAE only; anything else raises)."""
+    if scale != "frame":
+        return loss
+    if not isinstance(model, (TVAE, VAE)) or x.ndim != 3:
+        raise ValueError(f"loss='frame' divides a sequence model's loss by its S frames; it needs a TVAE/VAE "
+                         f"on (B, S, P) sequences, got {type(model).__name__} on {tuple(x.shape)}")
+    return loss / x.shape[1]
 
 
 def fit(model_cfg: Buildable, data: Tensor | Sequence[Tensor], train_cfg: TrainConfig, *, data_id: str = "",
@@ -233,7 +241,7 @@ def train_loop(model: nn.Module, tensors: Sequence[Tensor], train_cfg: TrainConf
     too), so a CPU run is repeatable; models with :class:`~tvae_core.models.ProjectedLinear` layers (A.8) are
     projected after every step.  Raises :class:`TrainingDiverged` on a non-finite loss."""
     dev = next(model.parameters()).device
-    opt = _optimizer(model, train_cfg)
+    opt = _optimizer(model.parameters(), train_cfg)
     augment = AUGMENTATIONS[train_cfg.augment]
     g = torch.Generator().manual_seed(train_cfg.seed)
     tensors = tuple(t.to(dev) for t in tensors)
