@@ -16,7 +16,7 @@ OWN_FLAGS = {
     "run": CONFIG | RESULTS | EXECUTION,
     "book": CONFIG | RESULTS | EXECUTION | {"--cdn", "--no-strict"},
     "report": CONFIG | RESULTS,
-    "train": CONFIG | {"--workers", "--engine", "--slurm", "--threads", "--plan-only"},
+    "train": CONFIG | {"--workers", "--engine", "--slurm", "--threads", "--ensemble", "--plan-only"},
     "weights": CONFIG | {"--out", "--sha256", "--lock"},
 }
 ALL_FLAGS = set().union(*OWN_FLAGS.values())
@@ -63,16 +63,31 @@ def test_each_command_parses_its_own_flags() -> None:
     report = cli.parse_args(["report", "--out", "o", "--dry-run", "4"])
     assert (str(report.out), report.dry_run, report.profile) == ("o", 4, "cpu")
     train = cli.parse_args(["train", "--workers", "auto", "--engine", "slurm_local", "--slurm", "x=y",
-                            "--threads", "1", "--plan-only"])
+                            "--threads", "1", "--plan-only", "--ensemble", "4"])
     assert (train.workers, train.engine, train.slurm, train.threads, train.plan_only) == ("auto", "slurm_local",
                                                                                          ["x=y"], 1, True)
+    assert train.ensemble == "4" and cli.parse_args(["train"]).ensemble == "auto"
+
+
+def test_ensemble_option_resolves_auto_off_and_rejects_nonsense(monkeypatch) -> None:
+    import torch
+
+    assert cli.resolve_ensemble("off") == 1 and cli.resolve_ensemble("7") == 7
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert cli.resolve_ensemble("auto") == 1                         # a CPU: batching gains nothing
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert cli.resolve_ensemble("auto") == cli.ENSEMBLE_AUTO and cli.resolve_ensemble("auto", "cpu") == 1
+    for bad in ("0", "-2", "many"):
+        with pytest.raises(ValueError, match=f"--ensemble '{bad}' is not allowed: 'auto', 'off' or a positive"):
+            cli.resolve_ensemble(bad)
 
 
 def test_run_and_book_train_ahead_with_trains_defaults() -> None:
     """``run``/``book --workers N``: the training stage gets train's defaults (local jobs), not flags."""
     for command in ("run", "book"):
         args = cli.parse_args([command])
-        assert (args.engine, args.slurm, args.threads, args.plan_only) == ("local", (), None, False)
+        assert (args.engine, args.slurm, args.threads, args.plan_only, args.ensemble) == ("local", (), None, False,
+                                                                                          "auto")
 
 
 # --------------------------------------------------------------------------- flags a command does not take
@@ -80,7 +95,7 @@ def test_run_and_book_train_ahead_with_trains_defaults() -> None:
 
 @pytest.mark.parametrize("argv", [
     ["report", "--workers", "2"], ["report", "--cdn"], ["report", "--force"],
-    ["run", "--engine", "slurm"], ["run", "--cdn"], ["run", "--plan-only"],
+    ["run", "--engine", "slurm"], ["run", "--cdn"], ["run", "--plan-only"], ["run", "--ensemble", "2"],
     ["book", "--slurm", "x=y"], ["book", "--threads", "2"],
     ["train", "--out", "o"], ["train", "--dry-run", "3"], ["train", "--timeout", "5"], ["train", "--no-strict"],
 ])

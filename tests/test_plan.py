@@ -212,3 +212,25 @@ def test_job_cost_is_the_flops_of_the_training_measured_on_the_meta_device(smoke
     assert gcnn.cost > 100 * gcnn.steps * gcnn.train.batch_size * params  # many FLOPs per weight: convolutions
     no_example = dataclasses.replace(job, example=())
     assert 0 < no_example.cost != job.cost  # the parameter-count fallback
+
+
+@pytest.mark.timeout(600)
+def test_ensembles_write_the_same_cache_entries_and_weights_as_single_jobs(smoke_plan, tmp_path):
+    """``make train --ensemble N``: compatible jobs train together (on a CPU each model with the kernels of a
+    single training) and leave exactly the cache files, bit for bit, that one job per model leaves."""
+    jobs = [j for j in smoke_plan if j.name.startswith("caps-dsprites-") and j.chapter == "05_tables"]
+    units = plan.group_ensembles(jobs, 3)
+    sizes = sorted(len(getattr(u, "jobs", (u,))) for u in units)
+    assert max(sizes) == 3 and sum(sizes) == len(jobs) >= 4, sizes           # the VAE cannot join the TVAEs
+    assert plan.group_ensembles(jobs, 1) == jobs
+    single, together = tmp_path / "single", tmp_path / "together"
+    out = io.StringIO()
+    a = bk_jobs.run_plan(jobs, workers=1, threads=1, cache_dir=single, device="cpu", stream=out)
+    b = bk_jobs.run_plan(jobs, workers=1, threads=1, cache_dir=together, device="cpu", ensemble=3, stream=out)
+    assert [o.status for o in a] == [o.status for o in b] == ["trained"] * len(jobs)
+    assert f"as {len(units)} units (ensembles of up to 3)" in out.getvalue()
+    files = sorted(p.name for p in single.glob("*.pt"))
+    assert files == sorted(p.name for p in together.glob("*.pt")) == sorted(j.path().name for j in jobs)
+    for name in files:
+        x, y = _weights(single / name), _weights(together / name)
+        assert x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x), name

@@ -7,13 +7,14 @@
                                                  #  then run the chapters N at a time)
     python -m tvae_book report --profile cpu     # only (re)write the report Markdown
     python -m tvae_book train  --profile cpu --workers 2   # train every model ahead (tvae_book.jobs)
+    python -m tvae_book train  --profile paper --ensemble auto  # on a GPU: 16 compatible models at once
     python -m tvae_book weights pack --profile cpu        # every trained model of cpu in one bundle
     python -m tvae_book book --weights URL_OR_PATH        # fill the weight cache from a bundle first
 
 Every command takes the run configuration (--profile, --seed, --device, --data-dir, --param,
 --chapters, --root); run, book and report the results folder (--out, --dry-run); run and book the
 execution flags (--timeout, --force, --keep-going, --verbose, --quiet, --weights) and --workers; book
---cdn and --no-strict; train --workers, --engine, --slurm, --threads and --plan-only; weights
+--cdn and --no-strict; train --workers, --engine, --slurm, --threads, --ensemble and --plan-only; weights
 (pack | install PATH_OR_URL) --out, --sha256 and --lock.
 """
 
@@ -38,7 +39,11 @@ from tvae_book.jobs import ENGINES
 WORKERS_AUTO = "'auto': one per GPU, else one per CPU core (at most 8), 1 torch thread each (default: 1)"
 
 # run/book --workers N > 1 train ahead through train(): as local jobs with train's own defaults
-TRAIN_AHEAD = {"engine": "local", "slurm": (), "threads": None, "plan_only": False}
+TRAIN_AHEAD = {"engine": "local", "slurm": (), "threads": None, "plan_only": False, "ensemble": "auto"}
+
+ENSEMBLE_AUTO = 16
+"""``--ensemble auto`` on a GPU: at most this many models per ensemble (the capsule models at paper widths
+fit many times over in one GPU's memory; the device check measures K = 1, 4, 16)."""
 
 
 def _config_parser() -> argparse.ArgumentParser:
@@ -125,6 +130,10 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
                             "--slurm timeout_min=720")
     group.add_argument("--threads", type=int, default=None,
                        help="torch threads per local worker (default: CPU cores // workers)")
+    group.add_argument("--ensemble", default="auto", metavar="auto|N|off",
+                       help="train up to N compatible models (same architecture, data and recipe but the seed) "
+                            f"together in one process (tvae_experiments.ensemble); 'auto': {ENSEMBLE_AUTO} on a GPU, "
+                            "off on a CPU (where batching gains nothing); 'off': each alone (default: auto)")
     group.add_argument("--plan-only", action="store_true", help="print the plan, train nothing")
 
 
@@ -355,6 +364,25 @@ def resolve_workers(value: str | int, device: str = "auto") -> int:
     return n
 
 
+def resolve_ensemble(value: str | int, device: str = "auto") -> int:
+    """``--ensemble``: models per ensemble.  ``"off"``: 1; ``"auto"``: :data:`ENSEMBLE_AUTO` when ``device`` may use
+    a GPU and one is there, else 1 (on a CPU an ensemble is as fast as one model after another or slower:
+    ``benchmarks/bench_ensemble.py``); a positive integer: itself."""
+    if str(value) == "off":
+        return 1
+    if str(value) == "auto":
+        import torch
+
+        return ENSEMBLE_AUTO if device != "cpu" and torch.cuda.is_available() else 1
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ValueError(f"--ensemble {value!r} is not allowed: 'auto', 'off' or a positive integer")
+    return n
+
+
 def train(args: argparse.Namespace, config: RunConfig, root: Path, chapters: list[str]) -> int:
     """``train``: print the plan of ``config.profile`` and run its missing jobs (:mod:`tvae_book.jobs`)."""
     try:
@@ -370,8 +398,13 @@ def train(args: argparse.Namespace, config: RunConfig, root: Path, chapters: lis
     print(plan_table(jobs, costs=measured_costs(default_results_dir(config.profile, root, dry_run=1))), flush=True)
     if args.plan_only:
         return 0
+    try:
+        ensemble = resolve_ensemble(args.ensemble, config.device)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     outcomes = run_plan(jobs, workers=args.workers, engine=args.engine, device=config.device, slurm=slurm,
-                        threads=args.threads)
+                        threads=args.threads, ensemble=ensemble)
     failed = [o for o in outcomes if o.status == "failed"]
     print(f"{sum(o.status == 'trained' for o in outcomes)} trained, {sum(o.status == 'cached' for o in outcomes)} "
           f"cached, {len(failed)} failed in {time.perf_counter() - start:.1f} s", flush=True)

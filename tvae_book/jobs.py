@@ -115,22 +115,34 @@ def worker_pool(workers: int, device: str = "auto", threads: int | None = None):
     return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(threads, gpu_queue))
 
 
-def _run_logged(job, cache_dir: str | None, log_path: str | None, device: str) -> dict:
-    """Run one job with its output in ``log_path`` (None: the process's own stdout/stderr, as under
-    submitit, which keeps its own logs); a failure re-raises naming the log."""
-    from tvae_experiments.plan import run_job
+def _run_logged(job, cache_dir: str | None, log_path: str | None, device: str) -> list[dict]:
+    """Run one job or ensemble (:class:`~tvae_experiments.plan.Ensemble`) with its output in ``log_path``
+    (None: the process's own stdout/stderr, as under submitit, which keeps its own logs); one summary per
+    trained model.  A failure re-raises naming the log."""
+    from tvae_experiments.plan import Ensemble, run_ensemble, run_job
+
+    def run() -> list[dict]:
+        if isinstance(job, Ensemble):
+            return run_ensemble(job, device=device, cache_dir=cache_dir)
+        return [run_job(job, device=device, cache_dir=cache_dir)]
 
     if log_path is None:
-        return run_job(job, device=device, cache_dir=cache_dir)
+        return run()
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w", encoding="utf-8", buffering=1) as log, \
             contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-        print(f"job {job.name} (key {job.key[:12]}, chapter {job.chapter}), pid {os.getpid()}")
+        members = f" = {', '.join(j.name for j in job.jobs)}" if isinstance(job, Ensemble) else ""
+        print(f"job {job.name}{members} (key {job.key[:12]}, chapter {job.chapter}), pid {os.getpid()}")
         try:
-            return run_job(job, device=device, cache_dir=cache_dir)
+            return run()
         except BaseException as exc:
             traceback.print_exc(file=log)
             raise RuntimeError(f"{type(exc).__name__}: {exc}") from None
+
+
+def _members(unit) -> tuple:
+    """The jobs of a unit of work: an ensemble's jobs, or the job itself."""
+    return getattr(unit, "jobs", (unit,))
 
 
 # --------------------------------------------------------------------------- running the plan
@@ -138,7 +150,7 @@ def _run_logged(job, cache_dir: str | None, log_path: str | None, device: str) -
 
 def run_plan(jobs: Sequence, *, workers: int = 1, engine: str = "local", cache_dir: Path | None = None,
              log_dir: Path | None = None, device: str = "auto", slurm: dict | None = None,
-             threads: int | None = None, stream=None) -> list[JobOutcome]:
+             threads: int | None = None, ensemble: int = 1, stream=None) -> list[JobOutcome]:
     """Run every job of ``jobs`` whose cache file is missing; returns one outcome per job, in order.
     Jobs start longest first (:attr:`~tvae_experiments.plan.Job.cost`), so no worker is left with a
     long job at the end while the others idle.
@@ -149,7 +161,9 @@ def run_plan(jobs: Sequence, *, workers: int = 1, engine: str = "local", cache_d
     give weights that differ in the last bits (measured after 60 smoke steps: max |diff| 1.5e-5; 4.4e-4
     after 4 G-CNN steps), under the same cache key.  ``workers=1`` with the default threads trains
     exactly as a chapter does in its own kernel.  ``slurm``: extra submitit parameters (e.g.
-    ``{"slurm_partition": "gpu", "timeout_min": 720}``).  Prints a line per finished job."""
+    ``{"slurm_partition": "gpu", "timeout_min": 720}``).  ``ensemble``: at most this many compatible jobs
+    train together as one (:func:`~tvae_experiments.plan.group_ensembles`; 1: each alone).  Prints a line
+    per finished job."""
     from tvae_core.checks import check_choice, check_int
 
     check_choice("engine", engine, ENGINES)
@@ -160,8 +174,12 @@ def run_plan(jobs: Sequence, *, workers: int = 1, engine: str = "local", cache_d
     cache_dir = Path(cache_dir or default_cache_dir())
     log_dir = Path(log_dir or cache_dir / "logs")
     outcomes = {j.key: JobOutcome(j.name, j.key, "cached") for j in jobs if j.cached(cache_dir)}
-    pending = sorted((j for j in jobs if j.key not in outcomes), key=lambda j: -j.cost)
-    print(f"{len(jobs)} jobs: {len(outcomes)} cached (skipped), {len(pending)} to train on {engine} "
+    from tvae_experiments.plan import group_ensembles
+
+    todo = [j for j in jobs if j.key not in outcomes]
+    pending = sorted(group_ensembles(todo, ensemble), key=lambda u: -u.cost)
+    grouped = f" as {len(pending)} units (ensembles of up to {ensemble})" if len(pending) < len(todo) else ""
+    print(f"{len(jobs)} jobs: {len(outcomes)} cached (skipped), {len(todo)} to train{grouped} on {engine} "
           f"with {workers} worker(s)", file=stream, flush=True)
     if pending:
         threads = threads or max(1, (os.cpu_count() or 1) // workers)
@@ -192,11 +210,11 @@ def _run_local(pending, workers, cache_dir, log_dir, device, _slurm, _engine, th
             j = futures[fut]
             log = _log_path(log_dir, j)
             try:
-                r = fut.result()
-                out.append(JobOutcome(j.name, j.key, "trained", r["seconds"], log))
-                msg = f"trained in {r['seconds']:.1f} s"
+                rs = fut.result()
+                out.extend(JobOutcome(r["name"], r["key"], "trained", r["seconds"], log) for r in rs)
+                msg = f"trained in {rs[0]['seconds']:.1f} s"
             except Exception as exc:  # the job's own error (its traceback is in the log) or a dead worker
-                out.append(JobOutcome(j.name, j.key, "failed", 0.0, log, str(exc)))
+                out.extend(JobOutcome(m.name, m.key, "failed", 0.0, log, str(exc)) for m in _members(j))
                 msg = f"FAILED ({exc})"
             print(f"[{i}/{len(pending)}] {j.name} ({j.key[:12]}): {msg}; {time.perf_counter() - t0:.0f} s so far",
                   file=stream, flush=True)
@@ -260,12 +278,13 @@ def _run_submitit(pending, workers, cache_dir, log_dir, device, slurm, engine, _
     out: list[JobOutcome] = []
     for i, (j, sj) in enumerate(zip(pending, sjobs), 1):
         try:
-            r = sj.result()
-            out.append(JobOutcome(j.name, j.key, "trained", r["seconds"], Path(sj.paths.stdout)))
-            msg = f"trained in {r['seconds']:.1f} s"
+            rs = sj.result()
+            out.extend(JobOutcome(r["name"], r["key"], "trained", r["seconds"], Path(sj.paths.stdout)) for r in rs)
+            msg = f"trained in {rs[0]['seconds']:.1f} s"
         except Exception as exc:  # submitit.FailedJobError / UncompletedJobError carry the traceback / log tail
             first = str(exc).strip().splitlines()
-            out.append(JobOutcome(j.name, j.key, "failed", 0.0, Path(sj.paths.stderr), first[-1] if first else repr(exc)))
+            out.extend(JobOutcome(m.name, m.key, "failed", 0.0, Path(sj.paths.stderr),
+                                  first[-1] if first else repr(exc)) for m in _members(j))
             msg = "FAILED"
         print(f"[{i}/{len(pending)}] {j.name} ({j.key[:12]}, job {sj.job_id}): {msg}", file=stream, flush=True)
     return out

@@ -16,6 +16,7 @@ always train, in seconds, by design.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from typing import Any
 from tvae_experiments.chapters import chapter_spec, planned_chapters
 from tvae_experiments.chapters.ch05_tables import COMBINED_KINDS
 
-__all__ = ["DataSpec", "Job", "training_plan", "run_job"]
+__all__ = ["DataSpec", "Job", "Ensemble", "training_plan", "run_job", "group_ensembles", "run_ensemble"]
 
 
 @dataclass(frozen=True)
@@ -192,3 +193,65 @@ def run_job(job: Job, device: str = "auto", cache_dir: str | Path | None = None,
     r = fit(job.model, tensors, job.train, data_id=data_id, device=device, cache_dir=cache_dir, name=job.name,
             progress=progress)
     return {"name": job.name, "key": job.key, "path": str(r.path), "seconds": r.seconds, "from_cache": r.from_cache}
+
+
+@dataclass(frozen=True)
+class Ensemble:
+    """Jobs trained together in one process (:mod:`tvae_experiments.ensemble`): the same data, architecture and
+    training config but the seed.  Has a job's ``name``, ``key``, ``chapter`` and ``cost`` for the runner."""
+
+    jobs: tuple[Job, ...]
+
+    @property
+    def name(self) -> str:
+        return f"{self.jobs[0].name}+{len(self.jobs) - 1}"
+
+    @property
+    def key(self) -> str:
+        return self.jobs[0].key
+
+    @property
+    def chapter(self) -> str:
+        return self.jobs[0].chapter
+
+    @property
+    def cost(self) -> float:
+        return sum(j.cost for j in self.jobs)
+
+
+def group_ensembles(jobs: Sequence[Job], size: int) -> list[Job | Ensemble]:
+    """``jobs`` with those that can train together (:func:`~tvae_experiments.ensemble.ensemble_key`) gathered
+    into ensembles of at most ``size`` (in plan order); ``size`` 1 leaves every job alone."""
+    from tvae_experiments.ensemble import ensemble_key
+
+    if size < 1:
+        raise ValueError(f"ensemble size must be >= 1, got {size}")
+    groups: dict[object, list[Job]] = {}
+    for i, job in enumerate(jobs):
+        key = ensemble_key(job.model, job.train, job.data_id) if size > 1 else None
+        groups.setdefault(key if key is not None else ("alone", i), []).append(job)
+    units: list[Job | Ensemble] = []
+    for members in groups.values():
+        for start in range(0, len(members), size):
+            chunk = tuple(members[start:start + size])
+            units.append(chunk[0] if len(chunk) == 1 else Ensemble(chunk))
+    return units
+
+
+def run_ensemble(ensemble: Ensemble, device: str = "auto", cache_dir: str | Path | None = None,
+                 progress: bool = True) -> list[dict]:
+    """Train the jobs of ``ensemble`` together (the cached ones are loaded); one :func:`run_job` summary each."""
+    from tvae_experiments.ensemble import Member, fit_ensemble
+    from tvae_experiments.run import current
+    from tvae_experiments.weights import WeightCache
+
+    jobs = ensemble.jobs
+    tensors, data_id = jobs[0].data.load()[jobs[0].part]
+    if data_id != jobs[0].data_id:
+        raise RuntimeError(f"{ensemble.name}: the training data built here ({data_id!r}) differ from the planned "
+                           f"({jobs[0].data_id!r}); the data must be deterministic given the spec")
+    ctx = current() if cache_dir is None else dataclasses.replace(current(), cache=WeightCache(cache_dir))
+    results = fit_ensemble([Member(j.name, j.model, j.train) for j in jobs], tensors, data_id=data_id, device=device,
+                           progress=progress, ctx=ctx)
+    return [{"name": j.name, "key": j.key, "path": str(r.path), "seconds": r.seconds, "from_cache": r.from_cache}
+            for j, r in zip(jobs, results)]
