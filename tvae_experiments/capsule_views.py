@@ -11,8 +11,11 @@ the pose:
   ``Z / C_D`` (decodable: it is still a code), not isometric;
 * ``Fourier modulus`` and ``capsule norms`` -- invariants of the larger group rolling every
   capsule independently (they drop the relative phase of capsules too);
-* ``random invariant`` -- :class:`~tvae_core.invariance.RandomInvariantProjection`, the second
-  paper's random equivariant layer + nonlinearity + group pooling;
+* ``random invariant`` -- :class:`~tvae_core.invariance.RandomInvariantProjection`: a random
+  ``C_D``-equivariant linear map, ReLU and a max over the group.  The second paper (Sec 3.2) proposes
+  random invariant *linear* maps; on a capsule, where ``C_D`` permutes the units (a regular
+  representation), an invariant linear map has the same weight on every unit of a capsule, so it
+  only sees the capsule sums.  The nonlinear form is this book's construction;
 * the isometric quotient metric ``min_r ||t_1 - Roll_r t_2||`` (the second paper, Sec 2), used directly
   as a kNN distance (:func:`quotient_distance_matrix_cyclic`).
 
@@ -39,7 +42,7 @@ from tvae_core.invariance import (
 )
 from tvae_core.roll import roll
 
-__all__ = ["standardize", "canonicalize_codes", "decoded_pose_spread", "invariant_views", "VIEW_NAMES", "within_sequence_fraction", "encode_sequences",
+__all__ = ["capsule_activity", "roll_consistency", "standardize", "canonicalize_codes", "decoded_pose_spread", "invariant_views", "VIEW_NAMES", "within_sequence_fraction", "encode_sequences",
            "encode_frames", "KNN_TASKS",
            "quotient_distance_matrix_cyclic", "knn_vote", "reference_frames", "pose_knn_accuracy", "pose_retrieval_accuracy",
            "pose_knn_curves", "off_pose"]
@@ -53,6 +56,43 @@ KNN_TASKS = ("retrieval", "class")
 def standardize(t: Tensor) -> Tensor:
     """``(t - mean_i t_i) / std_i t_i`` over the last axis; commutes with any permutation of units."""
     return (t - t.mean(-1, keepdim=True)) / (t.std(-1, keepdim=True) + 1e-5)
+
+
+def roll_consistency(t: Tensor, capsule_dim: int) -> Tensor:
+    """How closely each capsule of one sequence's codes ``t: (S, C*D)`` follows ``t_l = Roll_l(t_0)``:
+    the mean over frames ``l >= 1`` of the cosine between ``Roll_l`` of frame 0's centred capsule and
+    frame ``l``'s centred capsule -> ``(C,)`` in [-1, 1] (1: the capsule rolls one unit per frame)."""
+    if t.dim() != 2:
+        raise ValueError(f"t must be (S, C*D), got shape {tuple(t.shape)}")
+    C = check_capsules("t", t.shape[-1], capsule_dim)
+    S = t.shape[0]
+    c = _centred(t, capsule_dim).reshape(S, C, capsule_dim)
+    rolled = torch.stack([roll(c[0], l, capsule_dim) for l in range(S)])         # (S, C, D): Roll_l(t_0)
+    cos = torch.nn.functional.cosine_similarity(rolled[1:], c[1:], dim=-1, eps=1e-8)  # (S-1, C)
+    return cos.mean(0)
+
+
+def capsule_activity(t: Tensor, capsule_dim: int, capsule: int | None = None) -> tuple[Tensor, int]:
+    """One capsule's activity over a sequence, as an image: ``t: (S, C*D)`` codes of one sequence ->
+    ``((S, D), c)``: frames by units of capsule ``c``, each frame's capsule centred (its mean over the
+    ``D`` units removed: with ``mu = 30`` a TVAE code is a large constant plus a small part that moves)
+    and the whole image scaled to a largest absolute value of 1.
+
+    ``capsule=None`` picks the capsule that best follows ``Roll`` (:func:`roll_consistency`), the same
+    rule for every model, so a model without a rolling capsule shows its best attempt."""
+    C = check_capsules("t", t.shape[-1], capsule_dim)
+    if capsule is None:
+        capsule = int(roll_consistency(t, capsule_dim).argmax())
+    if not 0 <= capsule < C:
+        raise ValueError(f"capsule={capsule} is outside 0..{C - 1}")
+    a = _centred(t, capsule_dim).reshape(t.shape[0], C, capsule_dim)[:, capsule]
+    return a / a.abs().max().clamp_min(1e-12), capsule
+
+
+def _centred(t: Tensor, capsule_dim: int) -> Tensor:
+    """``t: (..., C*D)`` with every capsule's mean over its ``D`` units removed."""
+    c = t.reshape(*t.shape[:-1], -1, capsule_dim)
+    return (c - c.mean(-1, keepdim=True)).reshape(t.shape)
 
 
 def canonicalize_codes(t: Tensor, capsule_dim: int) -> Tensor:

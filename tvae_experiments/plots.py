@@ -16,7 +16,7 @@ from torch import Tensor
 from tvae_core.stats import EnergyCorr
 
 __all__ = ["use_book_style", "student_t_panel", "matrix_image", "energy_profile", "lag_shift_map", "tile",
-           "image_grid", "pca_rgb_map", "traversal_rows", "frame_table", "traversal_sheet_figure", "knn_curves", "embedding_scatter"]
+           "image_grid", "pca_rgb_map", "traversal_rows", "frame_table", "traversal_sheet_figure", "capsule_activity_figure", "knn_curves", "embedding_scatter"]
 
 
 def use_book_style() -> None:
@@ -194,6 +194,38 @@ def traversal_rows(rows: dict[str, Tensor], frame_shape: tuple[int, int, int], h
     for side in ("left", "bottom"):
         ax.spines[side].set_visible(False)
     return ax
+
+
+def capsule_activity_figure(panels: dict[str, Tensor], held_out: Tensor | None = None, title: str = "",
+                            aligned: bool = True):
+    """Capsules as images: for each entry of ``panels`` a ``(S, D)`` activity of one capsule over a sequence
+    (:func:`~tvae_experiments.capsule_views.capsule_activity`), frames down, units across.  A capsule that
+    rolls one unit per frame draws a diagonal band.  With ``aligned`` a second row shows each frame rolled
+    back by its index, ``Roll_{-l}(t_l)``: the band of a rolling capsule becomes vertical stripes.
+    A dashed line marks the first frame of ``held_out`` (frames outside ``t_0``'s window).  Returns the figure."""
+    names = list(panels)
+    n_rows = 2 if aligned else 1
+    fig, axes = plt.subplots(n_rows, len(names), figsize=(2.6 * len(names) + 0.6, 2.7 * n_rows + 0.5),
+                             squeeze=False)
+    for j, name in enumerate(names):
+        a = np.asarray(panels[name], dtype=float)                             # (S, D)
+        S, D = a.shape
+        rows = [(a, "t_l")]
+        if aligned:
+            rows.append((np.stack([np.roll(a[l], -l) for l in range(S)]), "Roll_{-l}(t_l)"))
+        for i, (img, what) in enumerate(rows):
+            ax = axes[i, j]
+            ax.imshow(img, cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest", aspect="auto")
+            ax.set_title(f"{name}\n{what}", fontsize=9)
+            ax.set_xlabel("unit d of the capsule", fontsize=8)
+            ax.set_ylabel("frame l", fontsize=8)
+            if held_out is not None and bool(np.asarray(held_out).any()):
+                ax.axhline(int(np.asarray(held_out).argmax()) - 0.5, color="k", ls="--", lw=1)
+            ax.tick_params(labelsize=7)
+            ax.grid(False)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
 
 
 def traversal_sheet_figure(sheet, frame_shape: tuple[int, int, int], title: str = "", cols: int = 2):
