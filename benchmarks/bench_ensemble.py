@@ -92,4 +92,11 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    from tvae_book.performance import write_benchmark
+
+    done = main()
+    write_benchmark("bench_ensemble", [{"way": "one after another", "seconds": done["alone_s"], "throughput vs one "
+                                        "after another": 1.0}] + [
+        {"way": f"as ensembles ({mode})", "seconds": done[mode]["seconds"],
+         "throughput vs one after another": done[mode]["ratio"]} for mode in ("per-model", "vmap")],
+        title=__doc__.splitlines()[0].removeprefix("Benchmark: "))

@@ -16,6 +16,7 @@ import time
 import torch
 from torch.nn import functional as F
 
+from tvae_book.performance import write_benchmark
 from tvae_core.topography import TemporalTopography, window_offsets
 
 
@@ -59,6 +60,7 @@ def main() -> None:
     args = ap.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; forward + backward, seconds per call")
     print(f"{'shape (B,S,C,D) K L mode':<40}{'fast op':>10}{'conv3d':>10}{'speed-up':>10}")
+    rows = []
     for B, S, C, D, K, L, mode in [(8, 18, 18, 18, 3, 6, "shifting"), (8, 18, 18, 18, 3, 9, "shifting"),
                                    (8, 15, 15, 15, 1, 5, "shifting"), (8, 18, 18, 18, 12, 6, "stationary"),
                                    (32, 18, 18, 18, 3, 6, "shifting")]:
@@ -69,6 +71,11 @@ def main() -> None:
         fast = bench(topo, v, args.repeats)
         ref = bench(lambda x: conv3d_reference(x, topo, kern), v, args.repeats)
         print(f"{str((B, S, C, D)) + f' K={K} L={L} {mode}':<40}{fast:>10.5f}{ref:>10.5f}{ref / fast:>9.1f}x")
+        rows.append({"shape (B, S, C, D)": str((B, S, C, D)), "K": K, "L": L, "mode": mode,
+                     "fast op (ms/call)": fast * 1e3, "conv3d (ms/call)": ref * 1e3, "speed-up": ref / fast})
+    write_benchmark("bench_topography", rows, title=__doc__.splitlines()[0].removeprefix("Benchmark: "),
+                    notes=[f"forward + backward per call, mean of {args.repeats} calls after 3 warm-up calls; "
+                           f"{torch.get_num_threads()} torch thread(s)"])
 
 
 if __name__ == "__main__":

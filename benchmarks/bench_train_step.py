@@ -20,6 +20,7 @@ import time
 
 import torch
 
+from tvae_book.performance import write_benchmark
 from tvae_experiments.profiles import config_for
 
 OPTIONS = ("eager", "adam_foreach", "adam_fused", "bf16_autocast", "compile")
@@ -66,6 +67,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; cpu-profile MNIST capsule models, "
           f"median of {args.steps} steps")
+    rows = []
     for variant in args.variants:
         base = None
         for option in args.options:
@@ -73,6 +75,11 @@ def main() -> None:
             base = base or s
             print(f"{variant:5s} {option:14s} {s * 1e3:7.1f} ms/step  x{base / s:4.2f} vs eager  "
                   f"(warm-up {warm:.1f} s)", flush=True)
+            rows.append({"model": variant, "option": option, "ms/step": s * 1e3, "speed vs eager": base / s,
+                         "warm-up (s)": warm})
+    write_benchmark("bench_train_step", rows, title=__doc__.splitlines()[0].removeprefix("Benchmark: "),
+                    notes=[f"median of {args.steps} steps after 3 untimed warm-up steps; "
+                           f"{torch.get_num_threads()} torch thread(s)"])
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from tvae_book import report
+from tvae_book import performance, report
 from tvae_book.chapters import (REPO_ROOT, RESULTS_ENV, Chapter, chapter_title, default_results_dir,
                                 discover_chapters, output_paths)
 from tvae_experiments.files import atomic_write_text
@@ -30,6 +30,9 @@ VENDOR_FILES: dict[str, tuple[str, ...]] = {
     "requirejs@2.3.7": ("require.js",),
 }
 """npm packages (and the files of them: path prefixes or globs) the HTML needs to show math and widgets offline."""
+
+PERFORMANCE_PAGE = Path("book/performance.md")
+"""The Performance page (:mod:`tvae_book.performance`): staged generated, like ``book/report.md``."""
 
 VENDOR_JS = {"mathjax": "mathjax/es5/tex-mml-chtml.js",
              "requirejs": "requirejs/require.js",
@@ -192,7 +195,7 @@ def stage_book(chapters: Sequence[Chapter], results_dir: Path, stage_dir: Path,
     for src in sorted((root / "book").rglob("*")):
         rel = src.relative_to(root)
         if (src.is_file() and src.resolve() not in chapter_sources
-                and rel != Path("book/report.md") and src.suffix != ".ipynb"
+                and rel not in (Path("book/report.md"), PERFORMANCE_PAGE) and src.suffix != ".ipynb"
                 and "__pycache__" not in rel.parts and ".ipynb_checkpoints" not in rel.parts):
             wanted[rel] = src
     for chapter in chapters:
@@ -215,6 +218,11 @@ def stage_book(chapters: Sequence[Chapter], results_dir: Path, stage_dir: Path,
     atomic_write_text_if_changed(stage_dir / "book" / "report.md",
                                  report_text(chapters, results_dir, book_links=True))
     keep = set(wanted) | {Path("_config.yml"), Path("book/report.md")}
+    if (root / PERFORMANCE_PAGE).is_file():  # generated in place of its source page, as the report is
+        atomic_write_text_if_changed(stage_dir / PERFORMANCE_PAGE, performance.performance_text(
+            results_dir, [c.name for c in chapters], titles={c.name: chapter_title(c.path) for c in chapters},
+            root=root, book_links=True))
+        keep.add(PERFORMANCE_PAGE)
     for path in sorted(stage_dir.rglob("*"), reverse=True):
         rel = path.relative_to(stage_dir)
         if path.is_file() and rel not in keep and rel.parts[0] != "_build":
