@@ -139,3 +139,41 @@ def test_ensemble_key_names_what_must_match() -> None:
     with pytest.raises(ValueError, match="ensemble_key.*a, wide"):
         fit_ensemble([a, Member("wide", capsules(1, enc_hidden=(20,)), a.train)], torch.zeros(16, S, P),
                      data_id="d", progress=False)
+
+
+@pytest.mark.parametrize("vectorized", [False, True], ids=["per-model", "vmap"])
+def test_static_step_is_the_eager_step(vectorized: bool, sequences) -> None:
+    """The step a CUDA graph captures (fixed input buffers, the loss flag checked every CHECK_EVERY steps), run
+    eagerly on the CPU: the same weights and history, bit for bit, as the eager step."""
+    members = CASES["windows+clip"]
+    eager, h_eager = train_ensemble(members, (sequences,), STEPS, device="cpu", vectorized=vectorized, mode="eager")
+    static, h_static = train_ensemble(members, (sequences,), STEPS, device="cpu", vectorized=vectorized, mode="static")
+    assert h_eager == h_static
+    for a, b in zip(eager, static):
+        assert rel_diff(a, b) == 0
+
+
+def test_a_static_step_names_a_diverging_model_at_the_next_check(monkeypatch, sequences) -> None:
+    from tvae_experiments import ensemble
+
+    monkeypatch.setattr(ensemble, "CHECK_EVERY", 4)
+    calls = []
+    losses = ensemble._Stack.losses
+
+    def nan_from_step_6(self, xs, post, noise):       # model 1's loss becomes NaN at the 7th step
+        loss, terms = losses(self, xs, post, noise)
+        calls.append(1)
+        if len(calls) > 6:
+            loss = loss * torch.tensor([1.0, float("nan"), 1.0])
+        return loss, terms
+    monkeypatch.setattr(ensemble._Stack, "losses", nan_from_step_6)
+    # warm-up steps 0-2 eager; 3-4 static, checked at the end of the first epoch (5 batches); then 5-8
+    with pytest.raises(TrainingDiverged, match=r"stopped at step 5-8 .*1 model\(s\).*\n  b: loss nan"):
+        train_ensemble(CASES["windows+clip"], (sequences,), STEPS, device="cpu", mode="static")
+
+
+def test_graph_mode_needs_cuda(sequences) -> None:
+    with pytest.raises(ValueError, match="mode='graph' captures a CUDA graph and needs a CUDA device, got cpu"):
+        train_ensemble(CASES["vae"], (sequences,), 2, device="cpu", mode="graph")
+    with pytest.raises(ValueError, match="mode='lazy' is not allowed"):
+        train_ensemble(CASES["vae"], (sequences,), 2, device="cpu", mode="lazy")

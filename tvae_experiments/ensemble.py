@@ -41,6 +41,7 @@ naming the model(s), the step and their logged terms; nothing of that ensemble i
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Sequence
@@ -52,6 +53,7 @@ from torch.nn.utils import parametrize
 from torch.func import functional_call, stack_module_state, vmap
 from torch.utils._pytree import tree_map
 
+from tvae_core.checks import check_choice
 from tvae_core.models import TVAE, VAE, ProjectedLinear, loss_terms, project_rows_
 from tvae_experiments.device import resolve_device
 from tvae_experiments.run import RunContext, current
@@ -59,7 +61,7 @@ from tvae_experiments.train import (AUGMENTATIONS, FitResult, TrainConfig, Train
                                     _optimizer, _progress_bar, as_float, loss_scale)
 from tvae_experiments.weights import WeightCache, cache_key
 
-__all__ = ["Member", "EXACT_RTOL", "ensemble_key", "fit_ensemble", "train_ensemble"]
+__all__ = ["Member", "EXACT_RTOL", "MODES", "ensemble_key", "fit_ensemble", "train_ensemble"]
 
 EXACT_RTOL = 1e-4
 """Relative tolerance (largest absolute difference over the largest absolute value, per parameter tensor)
@@ -158,17 +160,24 @@ class _Stack:
             return self._batched("sample_t", post, noise)
         return self._per_model("sample_t", post, noise)                # per model: its own W
 
-    def losses(self, xs: Tensor, rng: list[Tensor], dev: torch.device) -> tuple[Tensor, dict[str, Tensor]]:
-        """Each model's loss on its batch ``xs[k]`` (``xs: (K, B, ...)``): ``(K,)`` losses and ``(K,)`` terms.
-        Model k's noise is drawn with its generator state ``rng[k]`` (updated in place of the list)."""
-        post = self._batched("posterior", xs)                          # tuple of (K, B, ..., n)
+    def posterior(self, xs: Tensor) -> tuple[Tensor, ...]:
+        """Every model's posterior on its batch ``xs[k]`` (``xs: (K, B, ...)``): a tuple of ``(K, B, ..., n)``."""
+        return self._batched("posterior", xs)
+
+    def draw_noise(self, post: tuple[Tensor, ...], rng: list[Tensor], dev: torch.device) -> tuple[Tensor, ...]:
+        """Each model's reparameterisation noise, drawn with its own generator state ``rng[k]`` (updated in the
+        list): exactly the numbers it draws when trained alone.  ``post`` only gives the shapes."""
         noise = []
         for k, model in enumerate(self.models):
             _set_rng_state(dev, rng[k])
             noise.append(model.draw_noise(tuple(p[k] for p in post)))
             rng[k] = _rng_state(dev)
-        noise = tuple(torch.stack(e) for e in zip(*noise))             # tuple of (K, B, ..., n)
+        return tuple(torch.stack(e) for e in zip(*noise))             # tuple of (K, B, ..., n)
+
+    def losses(self, xs: Tensor, post: tuple[Tensor, ...], noise: tuple[Tensor, ...]) -> tuple[Tensor, dict[str, Tensor]]:
+        """Each model's loss (as :func:`~tvae_experiments.train.objective` scales it) and logged terms, ``(K,)`` each."""
         logits = self._batched("decode", self._sample_t(post, noise))  # (K, B, ..., P)
+
         def terms_of(x, p, lg):
             return loss_terms(self.elbo_parts(x, p, lg))
         if self.vectorized:
@@ -220,59 +229,172 @@ def _set_rng_state(dev: torch.device, state: Tensor) -> None:
         torch.set_rng_state(state)
 
 
+MODES = ("eager", "static", "graph")
+"""How an ensemble step runs: ``"eager"`` (op by op, the loss checked every step), ``"static"`` (on fixed
+input buffers, the loss checked every :data:`CHECK_EVERY` steps: what a CUDA graph replays, run eagerly), or
+``"graph"`` (the static step captured once as a CUDA graph and replayed: no kernel launches from Python)."""
+WARMUP_STEPS = 3       # eager steps before a static / graph step is set up (on a side stream on CUDA, as capture needs)
+CHECK_EVERY = 100      # static / graph steps between two checks for a non-finite loss (each check waits for the GPU)
+
+
 def train_ensemble(members: Sequence[Member], tensors: Sequence[Tensor], total: int, *, device: str = "auto",
-                   vectorized: bool | None = None, bar=None) -> tuple[list[nn.Module], list[list[dict]]]:
+                   vectorized: bool | None = None, mode: str | None = None,
+                   bar=None) -> tuple[list[nn.Module], list[list[dict]]]:
     """Build and train the models of ``members`` together for ``total`` steps on ``tensors`` (shared data);
     returns the trained models and each one's history (per epoch, as :func:`~tvae_experiments.train.train_loop`).
 
     ``vectorized``: the layers of all models in one ``vmap``-ed call (batched matrix products: the point of an
     ensemble on a GPU), or each model's layers in turn with the kernels of a single training (bit-identical to
-    :func:`~tvae_experiments.train.fit` on a CPU, where batching gains nothing).  Default: vectorized on CUDA."""
+    :func:`~tvae_experiments.train.fit` on a CPU, where batching gains nothing).  Default: vectorized on CUDA.
+    ``mode``: one of :data:`MODES`; default ``"graph"`` on CUDA when vectorized, else ``"eager"``."""
     dev = resolve_device(device)
     vectorized = dev.type == "cuda" if vectorized is None else vectorized
-    cfg0 = members[0].train
-    models, rng = [], []
-    for m in members:
-        torch.manual_seed(m.train.seed)
-        models.append(m.model.build().to(dev))
-        rng.append(_rng_state(dev))                                     # this model's noise stream
-    stack = _Stack(models, cfg0.loss, vectorized)
-    opt = _optimizer(stack.params.values(), cfg0)
-    augment = AUGMENTATIONS[cfg0.augment]
-    gens = [torch.Generator().manual_seed(m.train.seed) for m in members]
-    tensors = tuple(t.to(dev) for t in tensors)
-    n, bs, K = len(tensors[0]), cfg0.batch_size, len(members)
-    per_epoch = n // bs
-    histories: list[list[dict]] = [[] for _ in members]
-    step, epoch = 0, 0
-    while step < total:
-        orders = [torch.randperm(n, generator=g)[: per_epoch * bs].to(dev).view(per_epoch, bs)[: total - step]
-                  for g in gens]                                         # each model's batches of this epoch
-        sums: dict[str, Tensor] = {}
+    mode = ("graph" if dev.type == "cuda" and vectorized else "eager") if mode is None else mode
+    check_choice("mode", mode, MODES)
+    if mode == "graph" and dev.type != "cuda":
+        raise ValueError(f"mode='graph' captures a CUDA graph and needs a CUDA device, got {dev}; "
+                         "use mode='static' to run the same step eagerly")
+    trainer = _Trainer(members, tensors, dev, vectorized, mode)
+    while trainer.step < total:
+        trainer.epoch_(total, bar)
+    return trainer.stack.unstack(), trainer.histories
+
+
+class _Trainer:
+    """The state of one ensemble training: models, optimiser, generators, and the static step once set up."""
+
+    def __init__(self, members: Sequence[Member], tensors: Sequence[Tensor], dev: torch.device, vectorized: bool,
+                 mode: str) -> None:
+        self.members, self.dev, self.mode, self.cfg = list(members), dev, mode, members[0].train
+        models, self.rng = [], []
+        for m in members:
+            torch.manual_seed(m.train.seed)
+            models.append(m.model.build().to(dev))
+            self.rng.append(_rng_state(dev))                             # this model's noise stream
+        self.stack = _Stack(models, self.cfg.loss, vectorized)
+        self.opt = _optimizer(self.stack.params.values(), self.cfg, capturable=mode == "graph")
+        self.augment = AUGMENTATIONS[self.cfg.augment]
+        self.gens = [torch.Generator().manual_seed(m.train.seed) for m in members]
+        self.x = tensors[0].to(dev)
+        self.histories: list[list[dict]] = [[] for _ in members]
+        self.step, self.epoch = 0, 0
+        self.static: _StaticStep | None = None
+        self.sums: dict[str, Tensor] = {}
+
+    def batch(self, orders: list[Tensor], i: int) -> Tensor:
+        """Every model's batch ``i`` of this epoch, ``(K, B, ...)`` as float, augmented with its own generator."""
+        xs = []
+        for k, order in enumerate(orders):
+            x = as_float(self.x[order[i]])
+            xs.append(self.augment(x, self.gens[k]) if self.augment is not None else x)
+        return torch.stack(xs)
+
+    def epoch_(self, total: int, bar) -> None:
+        n, bs = len(self.x), self.cfg.batch_size
+        per_epoch = n // bs
+        orders = [torch.randperm(n, generator=g)[: per_epoch * bs].to(self.dev).view(per_epoch, bs)[: total - self.step]
+                  for g in self.gens]                                    # each model's batches of this epoch
+        for v in self.sums.values():
+            v.zero_()
         for i in range(len(orders[0])):
-            xs = []
-            for k in range(K):
-                x = as_float(tensors[0][orders[k][i]])
-                xs.append(augment(x, gens[k]) if augment is not None else x)
-            xs = torch.stack(xs)                                         # (K, B, ...)
-            loss, terms = stack.losses(xs, rng, dev)
-            _check_finite(loss, terms, members, step, epoch)
-            opt.zero_grad(set_to_none=True)
-            loss.sum().backward()                                        # model k's gradient is d loss_k
-            if cfg0.grad_clip:
-                stack.clip_(cfg0.grad_clip)
-            opt.step()
-            stack.project_()
-            for name, v in terms.items():
-                sums[name] = sums[name] + v.detach() if name in sums else v.detach()
-            step += 1
+            xs = self.batch(orders, i)
+            if self.static is None and self.mode != "eager" and self.step >= WARMUP_STEPS:
+                self.static = _StaticStep(self, xs)
+            if self.static is None:
+                self.eager_step(xs)
+            else:
+                self.static.run(xs)
+            self.step += 1
             if bar is not None:
                 bar.update(1)
-        epoch += 1
-        for k in range(K):
-            histories[k].append({"epoch": epoch, "step": step,
-                                 **{name: (v[k] / len(orders[0])).item() for name, v in sums.items()}})
-    return stack.unstack(), histories
+        if self.static is not None:
+            self.static.check()
+        self.epoch += 1
+        for k, history in enumerate(self.histories):
+            history.append({"epoch": self.epoch, "step": self.step,
+                            **{name: (v[k] / len(orders[0])).item() for name, v in self.sums.items()}})
+
+    def eager_step(self, xs: Tensor) -> None:
+        side = torch.cuda.Stream(self.dev) if self.mode == "graph" else None   # graph capture wants warm-up aside
+        with torch.cuda.stream(side) if side is not None else contextlib.nullcontext():
+            if side is not None:
+                side.wait_stream(torch.cuda.current_stream(self.dev))
+            post = self.stack.posterior(xs)
+            loss, terms = self.stack.losses(xs, post, self.stack.draw_noise(post, self.rng, self.dev))
+            _check_finite(loss, terms, self.members, self.step, self.epoch)
+            self.opt.zero_grad(set_to_none=True)
+            self.update(loss, terms)
+        if side is not None:
+            torch.cuda.current_stream(self.dev).wait_stream(side)
+
+    def update(self, loss: Tensor, terms: dict[str, Tensor]) -> None:
+        """Backward, clipping, the optimiser step, PGD, and the terms added to the epoch's sums (all in place)."""
+        loss.sum().backward()                                            # model k's gradient is d loss_k
+        if self.cfg.grad_clip:
+            self.stack.clip_(self.cfg.grad_clip)
+        self.opt.step()
+        self.stack.project_()
+        with torch.no_grad():
+            for name, v in terms.items():
+                if name not in self.sums:
+                    self.sums[name] = torch.zeros_like(v)
+                self.sums[name].add_(v.detach())
+
+
+class _StaticStep:
+    """One ensemble step on fixed buffers: the batch and the noise are copied in, the step reads them.
+
+    In ``"graph"`` mode the step is captured once as a CUDA graph (PyTorch's whole-network capture: warm-up
+    steps on a side stream, gradients set to None, the optimiser capturable) and every later step replays it.
+    The loss is checked for NaN/inf inside the step into a flag, read every :data:`CHECK_EVERY` steps and at
+    the end of every epoch (reading it waits for the GPU)."""
+
+    def __init__(self, trainer: _Trainer, xs: Tensor) -> None:
+        self.t = trainer
+        self.x = xs.clone()
+        with torch.no_grad():   # tensors of the posterior's shapes (draw_noise reads only shapes), and the noise buffers
+            self.post_like = tuple(p.detach() for p in trainer.stack.posterior(xs))
+        self.noise = trainer.stack.draw_noise(self.post_like, [s.clone() for s in trainer.rng], trainer.dev)
+        self.bad = torch.zeros(len(trainer.members), dtype=torch.bool, device=trainer.dev)
+        self.since_check = 0
+        self.graph = None
+        if trainer.mode == "graph":
+            trainer.opt.zero_grad(set_to_none=True)
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                self.body()
+
+    def body(self) -> None:
+        t = self.t
+        if self.graph is None:
+            t.opt.zero_grad(set_to_none=True)
+        loss, terms = t.stack.losses(self.x, t.stack.posterior(self.x), self.noise)
+        with torch.no_grad():
+            self.bad.logical_or_(~torch.isfinite(loss))
+        self.loss, self.terms = loss.detach(), {k: v.detach() for k, v in terms.items()}
+        t.update(loss, terms)
+
+    def run(self, xs: Tensor) -> None:
+        t = self.t
+        self.x.copy_(xs)
+        with torch.no_grad():
+            for buf, e in zip(self.noise, t.stack.draw_noise(self.post_like, t.rng, t.dev)):
+                buf.copy_(e)
+        if self.graph is not None:
+            self.graph.replay()
+        else:
+            self.body()
+        self.since_check += 1
+        if self.since_check >= CHECK_EVERY:
+            self.check()
+
+    def check(self) -> None:
+        """Raise :class:`TrainingDiverged` naming every model whose loss was non-finite since the last check."""
+        if self.since_check and bool(self.bad.any()):
+            first = self.t.step - self.since_check + 1
+            loss = torch.where(self.bad, torch.full_like(self.loss, float("nan")), self.loss)
+            _check_finite(loss, self.terms, self.t.members, f"{first}-{self.t.step}", self.t.epoch)
+        self.since_check = 0
 
 
 def _check_finite(loss: Tensor, terms: dict[str, Tensor], members: Sequence[Member], step: int, epoch: int) -> None:

@@ -118,14 +118,15 @@ def cache_path(name: str, key: str, cache_dir: str | os.PathLike | None = None) 
     return WeightCache(cache_dir).path(name, key)
 
 
-def _optimizer(params: Iterable[Tensor], cfg: TrainConfig) -> torch.optim.Optimizer:
+def _optimizer(params: Iterable[Tensor], cfg: TrainConfig, capturable: bool = False) -> torch.optim.Optimizer:
     """The optimiser of ``cfg`` over ``params`` (a model's, or an ensemble's stacked tensors: both are
-    element-wise, so one optimiser over K stacked models is K optimisers)."""
+    element-wise, so one optimiser over K stacked models is K optimisers).  ``capturable``: Adam keeps its
+    step count on the device, so its step can be captured in a CUDA graph (SGD can be as it is)."""
     params = list(params)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     # fused: one kernel per step, the same maths as torch's loop (benchmarks/bench_train_step.py measures the gain)
-    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True, capturable=capturable)
 
 
 def as_float(x: Tensor) -> Tensor:
