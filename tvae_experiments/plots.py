@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.ticker import MaxNLocator
 from scipy import stats as sps
 import torch
 from torch import Tensor
@@ -210,9 +211,9 @@ def capsule_activity_figure(panels: dict[str, Tensor], held_out: Tensor | None =
     for j, name in enumerate(names):
         a = np.asarray(panels[name], dtype=float)                             # (S, D)
         S, D = a.shape
-        rows = [(a, "t_l")]
+        rows = [(a, r"$\mathbf{t}_l$")]
         if aligned:
-            rows.append((np.stack([np.roll(a[l], -l) for l in range(S)]), "Roll_{-l}(t_l)"))
+            rows.append((np.stack([np.roll(a[l], -l) for l in range(S)]), r"$\mathrm{Roll}_{-l}(\mathbf{t}_l)$"))
         for i, (img, what) in enumerate(rows):
             ax = axes[i, j]
             ax.imshow(img, cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest", aspect="auto")
@@ -221,6 +222,7 @@ def capsule_activity_figure(panels: dict[str, Tensor], held_out: Tensor | None =
             ax.set_ylabel("frame l", fontsize=8)
             if held_out is not None and bool(np.asarray(held_out).any()):
                 ax.axhline(int(np.asarray(held_out).argmax()) - 0.5, color="k", ls="--", lw=1)
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
             ax.tick_params(labelsize=7)
             ax.grid(False)
     fig.suptitle(title, fontsize=10)

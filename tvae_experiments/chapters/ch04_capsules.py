@@ -50,14 +50,13 @@ NOT_ENFORCED = {
                                                    "closer than the opposite pose (this claim's value) and "
                                                    "CapCorr_rotation stays low (the CapCorr table above); enforced "
                                                    "on paper",
-            "dsprites_scale_traversal_right_pose": "dSprites scale capsules form only after about three times the "
-                                                   "cpu recipe's 3,000 steps (the training-length experiment in the "
-                                                   "note of this chapter): the traversal is no closer than the "
-                                                   "opposite pose (this claim's value); enforced on paper",
-            **dict.fromkeys(("dsprites_x_traversal_ratio", "dsprites_y_traversal_ratio"),
-                            "the rolled code decodes the right pose (the right-pose claims for x and y, enforced) but "
-                            "less sharply than a direct encoding after 3,000 steps: the ratio (this claim's value) "
-                            "sits at chapter 4's traversal bar, which the x/y average meets; enforced on paper")},
+            "dsprites_scale_traversal_right_pose": "dSprites scale capsules form only with longer training than the "
+                                                   "cpu recipe's: the traversal is no closer than the opposite pose "
+                                                   "(this claim's value); enforced on paper",
+            "dsprites_traversal_ratio": "the rolled code decodes x and y in the right pose (dsprites_x_traversal_right_pose "
+                                        "and dsprites_y_traversal_right_pose, enforced) but less sharply than a direct "
+                                        "encoding after the cpu recipe's training: the worst transformation's ratio "
+                                        "(this claim's value) is above the bar; enforced on paper"},
     "paper": {"*_eeq_trained_below_untrained": RAW_EEQ},
 }
 
@@ -67,8 +66,11 @@ SPEC = ChapterSpec(
                      + ["toy_centred_eeq_below_untrained"], kind="known-answer"),
             *declare(TOY, [f"toy_{f}_untrained_fails_traversal" for f in ("x", "y")], kind="control"),
             *declare(FIG1, ["fig1_combined_traversal"], not_enforced=NOT_ENFORCED),
-            *declare(FIG4, [f"{ds}{t}_traversal_{c}" for ds in DATASETS for t in ("", *(f"_{t}" for t in TRANSFORMS[ds]))
-                            for c in ("ratio", "right_pose")], not_enforced=NOT_ENFORCED),
+            # per transformation: an average over transformations hides one that is not learned (Sec 6.3: "the
+            # model is able to successfully learn all transformations simultaneously")
+            *declare(FIG4, [f"{ds}_traversal_ratio" for ds in DATASETS]
+                     + [f"{ds}_{t}_traversal_right_pose" for ds in DATASETS for t in TRANSFORMS[ds]],
+                     not_enforced=NOT_ENFORCED),
             *declare(FIG4, [f"{ds}_controls_fail_traversal" for ds in DATASETS] + ["untrained_S/2_looks_equivariant"],
                      kind="control", not_enforced=NOT_ENFORCED),
             *declare(FIG4, [f"{ds}_not_collapsed" for ds in DATASETS], kind="sanity", not_enforced=NOT_ENFORCED),
