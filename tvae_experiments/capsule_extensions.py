@@ -1,6 +1,7 @@
 """Appendix C's proposed extensions of the TVAE, trained and measured at toy and MNIST scale (chapter 10).
 
-The paper proposes four extensions (appendix C) and trains none of them.  Each is already a
+The paper proposes four extensions (appendix C) and publishes no experiment with them (for C.3 one
+sentence says such models "can indeed disentangle up to 2 distinct transformations").  Each is already a
 building block of ``tvae_core`` (:class:`~tvae_core.models.AppendixModelConfig`, tested in
 ``tests/test_appendix_c.py``); this module trains them on chapter 4's toy problem (a 5-pixel plus
 on a torus moving one column or one row per frame, :func:`~tvae_experiments.capsules.learn_toy`)

@@ -90,7 +90,7 @@ NOT_ENFORCED = {
 
 SPEC = ChapterSpec(
     "10_capsule_extensions", "Beyond the paper: the appendix-C capsules",
-    "Keller & Welling 2021, appendix C (proposed there, not trained)",
+    "Keller & Welling 2021, appendix C (proposed there; no experiment published, one sentence on C.3)",
     claims=(*declare(C4, ["causal_online_equals_full"], kind="known-answer"),
             *declare(C4, [f"causal_{c}" for n in TOY for c in (f"online_{n}_decodes_pose", f"{n}_traversal_predicts_pose",
                                                                 f"{n}_capcorr")]),
