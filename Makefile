@@ -6,6 +6,7 @@
 #   make reproduce PROFILE=paper     execute with a profile; results + report in _results/<profile>/
 #   make reproduce PROFILE=paper DRY_RUN=3   the paper's sizes, 3 steps per model: time/memory/FLOPs per model
 #   make train PROFILE=paper WORKERS=4 [ENGINE=slurm]   train every model ahead as jobs (then chapters only load)
+#   make gpu-check                   on a GPU: step times, ensembles of 1/4/16, chapter 4 cut short, the paper's GPU-hours
 #   make lab                         JupyterLab on the chapters, live (book/NN_name.md open as notebooks)
 #   make mutate                      mutation testing of tvae_core and the claim machinery (mutmut, slow) + score
 # Optional: SEED=0 DEVICE=auto DATA_DIR=/path  (passed to every chapter's parameters cell)
@@ -27,14 +28,15 @@ WORKERS  ?= 1
 BOOK_WORKERS ?= auto
 TEST_WORKERS ?= 2
 ENGINE   ?= local
+ENSEMBLE ?= auto
 SLURM    ?=
 RUN_ARGS  = --profile $(PROFILE) --seed $(SEED) --device $(DEVICE) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(foreach p,$(PARAMS),--param $(p))
 WEIGHTS_ARG = $(if $(WEIGHTS),--weights $(WEIGHTS))
 
-.PHONY: help install book reproduce report train weights-pack test test-paper lab test-lab mutate clean distclean
+.PHONY: help install book reproduce report train weights-pack test test-paper gpu-check lab test-lab mutate clean distclean
 
 help:
-	@sed -n '2,13p' Makefile | sed 's/^# //'
+	@sed -n '2,14p' Makefile | sed 's/^# //'
 
 install: $(STAMP)
 
@@ -56,7 +58,7 @@ reproduce: $(STAMP)
 # cached on WORKERS local processes (one GPU each when there are GPUs) or as a Slurm array (ENGINE=slurm).
 train: $(STAMP)
 	$(if $(filter slurm slurm_local,$(ENGINE)),$(PY) -m pip install -q -e ".[cluster]")
-	$(PY) -m tvae_book train $(RUN_ARGS) --workers $(WORKERS) --engine $(ENGINE) $(foreach p,$(SLURM),--slurm $(p))
+	$(PY) -m tvae_book train $(RUN_ARGS) --workers $(WORKERS) --engine $(ENGINE) --ensemble $(ENSEMBLE) $(foreach p,$(SLURM),--slurm $(p))
 
 # Every trained model the profile's chapters use, in one verified bundle (tvae_experiments/bundles.py); the
 # weights must be in the cache (make train / make book first).
@@ -74,6 +76,12 @@ test: $(STAMP)
 # duration on CI is in the README): the paper configs cannot rot. CI runs it after `make test` (.ci/run).
 test-paper: $(STAMP)
 	$(PY) -m pytest -q tests_paper
+
+# The device check (benchmarks/gpu_check.py): on a GPU the paper size (the plan read from
+# benchmarks/paper_plan.json, written by `gpu_check.py --write-plan paper ...`), on a CPU the small size
+# that `make test` runs too. Writes _results/gpu-check/gpu_check.{json,md}.
+gpu-check: $(STAMP)
+	$(PY) benchmarks/gpu_check.py
 
 # Running the chapters live: JupyterLab with the jupytext extension (right-click a book/NN_name.md >
 # Open With > Notebook; the first cell switches profile, seed, device). test-lab (not in `make test`:
