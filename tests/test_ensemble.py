@@ -177,3 +177,14 @@ def test_graph_mode_needs_cuda(sequences) -> None:
         train_ensemble(CASES["vae"], (sequences,), 2, device="cpu", mode="graph")
     with pytest.raises(ValueError, match="mode='lazy' is not allowed"):
         train_ensemble(CASES["vae"], (sequences,), 2, device="cpu", mode="lazy")
+
+
+def test_augmented_images_train_as_alone() -> None:
+    """Single images (no time axis) with rotation augmentation: each model rotates its own batch with its own
+    generator, as it does alone."""
+    images = (torch.rand(40, P, generator=torch.Generator().manual_seed(4)) * 255).to(torch.uint8)   # 6 x 6 digits
+    cfg = capsules(0, kind="vae", topography="capsules", weight_norm=False)
+    members = [Member(f"r{s}", cfg, recipe(s, augment="rotation", loss="sequence")) for s in (0, 1)]
+    models, _ = train_ensemble(members, (images,), STEPS, device="cpu")
+    for member, model in zip(members, models):
+        assert rel_diff(alone(member, images), model) == 0, member.name

@@ -290,19 +290,18 @@ class _Trainer:
         self.static: _StaticStep | None = None
         self.sums: dict[str, Tensor] = {}
 
-    def batch(self, orders: list[Tensor], i: int) -> Tensor:
-        """Every model's batch ``i`` of this epoch, ``(K, B, ...)`` as float, augmented with its own generator."""
-        xs = []
-        for k, order in enumerate(orders):
-            x = as_float(self.x[order[i]])
-            xs.append(self.augment(x, self.gens[k]) if self.augment is not None else x)
-        return torch.stack(xs)
+    def batch(self, orders: Tensor, i: int) -> Tensor:
+        """Every model's batch ``i`` of this epoch (``orders: (K, batches, B)``), ``(K, B, ...)`` as float, augmented
+        with each model's own generator; without augmentation one gather for all models."""
+        if self.augment is None:
+            return as_float(self.x[orders[:, i]])
+        return torch.stack([self.augment(as_float(self.x[order[i]]), g) for order, g in zip(orders, self.gens)])
 
     def epoch_(self, total: int, bar) -> None:
         n, bs = len(self.x), self.cfg.batch_size
         per_epoch = n // bs
-        orders = [torch.randperm(n, generator=g)[: per_epoch * bs].to(self.dev).view(per_epoch, bs)[: total - self.step]
-                  for g in self.gens]                                    # each model's batches of this epoch
+        orders = torch.stack([torch.randperm(n, generator=g)[: per_epoch * bs].view(per_epoch, bs)[: total - self.step]
+                              for g in self.gens]).to(self.dev)          # (K, batches, B): each model's batches
         for v in self.sums.values():
             v.zero_()
         for i in range(len(orders[0])):
