@@ -368,9 +368,14 @@ class _StaticStep:
         self.graph = None
         if trainer.mode == "graph":
             trainer.opt.zero_grad(set_to_none=True)
-            self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph):
-                self.body()
+            graph = torch.cuda.CUDAGraph()
+            try:
+                with torch.cuda.graph(graph):
+                    self.body()
+                self.graph = graph
+            except Exception as err:  # noqa: BLE001 -- say it and train on with the same step, uncaptured
+                print(f"note: the ensemble step could not be captured as a CUDA graph ({type(err).__name__}: "
+                      f"{str(err)[:300]}); training on with the same step, launched op by op", flush=True)
 
     def body(self) -> None:
         t = self.t
