@@ -49,6 +49,9 @@ CASES = {
     "windows+clip": [Member("a", capsules(1), recipe(0, grad_clip=2.0)),
                      Member("b", capsules(1.5), recipe(1, grad_clip=2.0)),
                      Member("c", capsules(1, "stationary"), recipe(2, grad_clip=2.0))],
+    # one decoder standardises its input, the other does not (no parameter differs)
+    "decoder norms": [Member("d0", capsules(1, decoder_norm=True), recipe(0)),
+                      Member("d1", capsules(1.5), recipe(1))],
     # A.8's projected gradient descent with Adam, per-sequence loss
     "pgd+adam": [Member("p0", capsules(1, weight_norm=False, pgd=True), recipe(0, optimizer="adam", loss="sequence")),
                  Member("p1", capsules(2, weight_norm=False, pgd=True), recipe(5, optimizer="adam", loss="sequence"))],

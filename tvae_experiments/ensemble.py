@@ -12,8 +12,8 @@ has when trained alone by :func:`~tvae_experiments.train.fit`:
   reparameterisation noise (:meth:`~tvae_core.models.TVAE.draw_noise`), set and saved around each
   draw -- so model k sees exactly the noise it would see alone;
 * its topography (``L``, window, ``K``, mode, boundaries) and decoder normalisation: the layers
-  run batched, ``t = (z - mu) / sqrt(W u^2)`` runs per model (:meth:`~tvae_core.models.TVAE.sample_t`)
-  when the topographies differ, batched when they are equal;
+  run batched, but ``t = (z - mu) / sqrt(W u^2)`` (:meth:`~tvae_core.models.TVAE.sample_t`) runs per
+  model when the topographies differ, and the decoder when its input standardisation differs;
 * its optimiser state (SGD momentum, Adam moments: element-wise, so one optimiser over the stacked
   tensors is K optimisers), its gradient clipping (the norm per model) and PGD projection;
 * its weight-cache entry, under the key :func:`fit` would give it, so chapters load it unchanged.
@@ -129,7 +129,9 @@ class _Stack:
             base = dataclasses.replace(self.models[0].cfg, weight_norm=False).build()
         self.pgd = [f"{n}.weight" for n, m in base.named_modules() if isinstance(m, ProjectedLinear)]
         self.calls = {m: _Method(base, m) for m in ("posterior", "decode", "sample_t")}
-        self.same_topography = all(_topography(m) == _topography(self.models[0]) for m in self.models)
+        self.same_topography = all(getattr(m, "topo", None) == getattr(self.models[0], "topo", None)
+                                   for m in self.models)
+        self.same_decoder = all(m.cfg.decoder_norm == self.models[0].cfg.decoder_norm for m in self.models)
         self.loss = loss
         self.elbo_parts = type(base).elbo_parts
 
@@ -185,7 +187,8 @@ class _Stack:
 
     def losses(self, xs: Tensor, post: tuple[Tensor, ...], noise: tuple[Tensor, ...]) -> tuple[Tensor, dict[str, Tensor]]:
         """Each model's loss (as :func:`~tvae_experiments.train.objective` scales it) and logged terms, ``(K,)`` each."""
-        logits = self._batched("decode", self._sample_t(post, noise))  # (K, B, ..., P)
+        t = self._sample_t(post, noise)                                # (K, B, ..., n)
+        logits = self._batched("decode", t) if self.same_decoder else self._per_model("decode", t)  # (K, B, ..., P)
 
         def terms_of(x, p, lg):
             return loss_terms(self.elbo_parts(x, p, lg))
@@ -220,11 +223,6 @@ class _Stack:
             model.load_state_dict(state)
             model.eval()
         return self.models
-
-
-def _topography(model: nn.Module):
-    cfg = model.cfg
-    return getattr(model, "topo", None), cfg.decoder_norm
 
 
 def _rng_state(dev: torch.device) -> Tensor:
