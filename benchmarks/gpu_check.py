@@ -41,6 +41,8 @@ PAPER_PLAN = REPO / "benchmarks" / "paper_plan.json"
 """The paper profile's trainings (steps, FLOPs per step, ensemble group), written here by ``--write-plan paper``:
 building the paper-size data sets to key the models takes minutes; ``tests/test_gpu_check.py`` checks the
 names against the chapter specs, so it cannot drift unnoticed."""
+ASSUMED_TFLOPS = 30.0
+"""Sustained fp32 rate assumed for the arithmetic floor printed under the table (not a measurement)."""
 SIZES = {  # profile of the model and plan, steps timed, Ks, chapter run end to end and its steps
     "paper": dict(profile="paper", steps=60, ks=(1, 4, 16), chapter="04_capsules", chapter_steps=20),
     "small": dict(profile="smoke", steps=8, ks=(1, 2, 4), chapter="01_pot", chapter_steps=2),
@@ -204,6 +206,7 @@ def hours_table(rows: list[PlanRow], ref_flops: float, eager_s: float, per_k: di
             per_step = eager_s if len(chunk) == 1 else ensemble_step(len(chunk))
             chapters[chapter]["ensembles_h"] += steps * per_step * max(scale(r) for r in chunk) / 3600
     total = {k: sum(c[k] for c in chapters.values()) for k in ("trainings", "steps", "alone_h", "ensembles_h")}
+    total["pflop"] = sum(r.steps * r.flops_per_step for r in rows) / 1e15
     return {"chapters": chapters, "total": total}
 
 
@@ -231,6 +234,9 @@ def markdown(result: dict) -> str:
         t = h["total"]
         lines.append(f"| **all** | {t['trainings']} | {t['steps']:,} | {t['alone_h']:.2f} | {t['ensembles_h']:.2f} |")
         lines += [f"\nNot in the table (could not be planned here): {c}: {why}" for c, why in h.get("not_planned", {}).items()]
+        lines += ["", f"Arithmetic: {t['pflop']:.1f} PFLOP in all, {t['pflop'] * 1e3 / ASSUMED_TFLOPS / 3600:.2f} h at an "
+                  f"assumed sustained {ASSUMED_TFLOPS:.0f} TFLOP/s (fp32 on an H100 at about 45% of its peak; TF32 "
+                  "would be several times faster but is off: the claims are not yet shown not to move under it)."]
     return "\n".join(lines) + "\n"
 
 
