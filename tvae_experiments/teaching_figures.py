@@ -172,7 +172,7 @@ def orbit_spread(d_all: Any, d_sorted: Any | None = None, ax: plt.Axes | None = 
             ax.plot([float(np.asarray(d_sorted)[i])], [i], "o", mfc="none", ms=9, color="k",
                     label="||s(z1) - s(z2)|| (sorted)" if i == 0 else None)
     ax.set(yticks=range(len(d)), yticklabels=[f"pair {i}" for i in range(len(d))], xlabel="distance",
-           title=f"one pair of molecules, {d.shape[1]} node orders: many Euclidean distances")
+           title=f"random pairs of latents, {d.shape[1]} orders each: many Euclidean distances")
     ax.invert_yaxis()
     ax.legend(fontsize=7, loc="lower right")
     return ax
