@@ -93,7 +93,8 @@ def _execution_parser() -> argparse.ArgumentParser:
                             "training's progress bar with its ETA)")
     group.add_argument("--weights", default=None, metavar="PATH_OR_URL",
                        help="a weight bundle (make weights-pack): its entries that match what this code would "
-                            "train fill the weight cache first, checksums verified; the rest train as usual")
+                            "train fill the weight cache first, checksums verified; the rest train as usual. 'latest': "
+                            "this profile's bundle of the release pinned in bundles.lock.json")
     return parser
 
 
@@ -302,7 +303,7 @@ def install_weights(source: str, context: Context, sha256: str | None = None) ->
 
     start = time.perf_counter()
     try:
-        bundle = open_bundle(source, sha256=sha256)
+        bundle = open_bundle(source, sha256=sha256, profile=context.config.profile)
         jobs = _plan(context)
         done = bundle.install(WeightCache(), keys=[j.key for j in jobs])
     except BundleError as err:

@@ -39,12 +39,16 @@ from typing import Any
 from tvae_experiments.files import atomic_file, repo_root
 from tvae_experiments.weights import CACHE_FORMAT, WeightCache
 
-__all__ = ["BUNDLE_FORMAT", "LOCK_FILE", "BundleError", "BundleEntry", "Bundle", "pack_bundle", "open_bundle",
-           "pinned_sha256", "sha256_of", "bundle_name"]
+__all__ = ["BUNDLE_FORMAT", "LOCK_FILE", "LATEST", "BundleError", "BundleEntry", "Bundle", "pack_bundle", "open_bundle",
+           "pinned_sha256", "pin_bundle", "sha256_of", "bundle_name", "repository_url", "release_url", "resolve_source"]
 
 BUNDLE_FORMAT = 1
 LOCK_FILE = "bundles.lock.json"
-"""In the repository root: ``{bundle file name: {"sha256": ..., "url": ...}}``, the published bundles' checksums."""
+"""In the repository root: ``{bundle file name: {"sha256": ..., "tag": ...}}``, the published bundles' checksums
+and the release each is attached to (written by the release workflow, :func:`pin_bundle`; committed, so a clone
+carries the pins and a file changed on the server is refused)."""
+LATEST = "latest"
+"""``--weights latest`` / ``TVAE_WEIGHTS=latest[:<profile>]``: the pinned release's bundle (:func:`resolve_source`)."""
 _CHUNK = 1 << 20
 
 
@@ -86,6 +90,56 @@ def pinned_sha256(file_name: str, lock: str | os.PathLike | None = None) -> str 
     if not path.is_file():
         return None
     return (json.loads(path.read_text(encoding="utf-8")).get(file_name) or {}).get("sha256")
+
+
+def pin_bundle(bundle: str | os.PathLike, tag: str, lock: str | os.PathLike | None = None) -> dict[str, str]:
+    """Pin ``bundle``'s sha256 under its file name in the lock file (default ``<repo>/bundles.lock.json``), with
+    ``tag``, the release it is attached to; other pins are kept.  Returns the pin."""
+    from tvae_experiments.files import atomic_write_text
+
+    path = Path(lock) if lock is not None else repo_root() / LOCK_FILE
+    pins = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    pin = {"sha256": sha256_of(bundle), "tag": str(tag)}
+    pins[Path(bundle).name] = pin
+    atomic_write_text(path, json.dumps(pins, indent=2, sort_keys=True) + "\n")
+    return pin
+
+
+def repository_url(root: str | os.PathLike | None = None) -> str:
+    """The repository's URL: ``repository.url`` in ``<root>/_config.yml`` (default: this repository), the one
+    setting the launch buttons, the bundle downloads and the release workflow read."""
+    import yaml
+
+    path = Path(root or repo_root()) / "_config.yml"
+    try:
+        url = ((yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("repository") or {}).get("url")
+    except (OSError, yaml.YAMLError) as e:
+        raise BundleError(f"cannot read repository.url from {path} ({type(e).__name__}: {e})") from e
+    if not url:
+        raise BundleError(f"{path} sets no repository.url: the release downloads are found under it")
+    return str(url).rstrip("/")
+
+
+def release_url(file_name: str, tag: str, root: str | os.PathLike | None = None) -> str:
+    """Where a release ``tag``'s asset ``file_name`` is downloaded from (GitHub's release download URL)."""
+    return f"{repository_url(root)}/releases/download/{urllib.parse.quote(tag)}/{file_name}"
+
+
+def resolve_source(source: str, profile: str | None = None, lock: str | os.PathLike | None = None,
+                   root: str | os.PathLike | None = None) -> str:
+    """``source`` itself, or for ``latest`` (``latest:<profile>``) the download URL of the profile's bundle
+    (``profile``, default ``cpu``) of the release pinned in the lock file."""
+    if source != LATEST and not source.startswith(LATEST + ":"):
+        return source
+    profile = source.partition(":")[2] or profile or "cpu"
+    name = bundle_name(profile)
+    path = Path(lock) if lock is not None else Path(root or repo_root()) / LOCK_FILE
+    pins = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    tag = (pins.get(name) or {}).get("tag")
+    if not tag:
+        raise BundleError(f"--weights {source}: {path} pins no released {name} (the release workflow pins one "
+                          f"when it publishes a release); give a path or URL instead")
+    return release_url(name, tag, root)
 
 
 def pack_bundle(entries: Iterable[tuple[str, str, Any, Any, str]], out: str | os.PathLike, *, profile: str,
@@ -214,12 +268,13 @@ class Bundle:
 
 
 def open_bundle(source: str | os.PathLike, *, sha256: str | None = None, download_dir: str | os.PathLike | None = None,
-                lock: str | os.PathLike | None = None, progress: bool = True) -> Bundle:
+                lock: str | os.PathLike | None = None, progress: bool = True, profile: str | None = None) -> Bundle:
     """The bundle at ``source`` (a path, or an ``http(s)://`` / ``file://`` URL downloaded once into
     ``download_dir``, default ``<repo>/_cache/bundles``).  Its sha256 must be ``sha256`` when given, else the
     lock file's pin for its file name when there is one; a URL with neither pin is refused (a file on a server
-    can change); a local path without a pin is read after its entries verify."""
-    src = str(source)
+    can change); a local path without a pin is read after its entries verify.  ``latest``: the pinned release's
+    bundle of ``profile`` (:func:`resolve_source`)."""
+    src = resolve_source(str(source), profile, lock)
     is_url = urllib.parse.urlparse(src).scheme in ("http", "https", "file")
     name = Path(urllib.parse.urlparse(src).path).name if is_url else Path(src).name
     expected = sha256 or pinned_sha256(name, lock)
