@@ -83,7 +83,7 @@ def check_repository_url(expected: str, root: Path = REPO_ROOT) -> str:
         raise PublishError(str(err)) from err
     if url.rstrip("/").lower() != expected.rstrip("/").lower():
         raise PublishError(f"_config.yml's repository.url is {url}, but this repository is {expected}: set "
-                           "repository.url there (launch buttons, weight downloads and the README's links read it)")
+                           "repository.url there (launch buttons and weight downloads read it)")
     return url
 
 
