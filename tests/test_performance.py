@@ -46,8 +46,8 @@ def test_the_page_shows_what_the_records_hold(records):
     root, results, cache, bench = records
     text = performance.performance_text(results, ["01_a", "02_b"], root=root, cache_dir=cache, bench_dir=bench)
     # chapters: wall times, own time, loaded/trained counts, machine reference and the recorded date
-    assert "| Title 01_a (`01_a`) | 12.2 s | 11.2 s | 1 | 1 | M1 | 2031-03-04 05:06 UTC |" in text
-    assert "| Title 02_b (`02_b`) | 1 h 06 min | 1 h 06 min | 1 | 0 | M2 | 2031-03-05 00:00 UTC |" in text
+    assert "| Title 01_a (`01_a`) | 12.2 s | 11.2 s | 1 | 1 | M1 | 2031-03-04 05:06 |" in text
+    assert "| Title 02_b (`02_b`) | 1 h 06 min | 1 h 06 min | 1 | 0 | M2 | 2031-03-05 00:00 |" in text
     assert "2 chapter(s), 1 h 06 min of chapter time in all" in text
     # trainings: the cache entry's seconds; a model missing from the cache says so; who uses which
     assert "| `m1` | `aaaaaaaaaaaa` | 4 min 05 s | 01_a, 02_b |" in text
@@ -60,6 +60,9 @@ def test_the_page_shows_what_the_records_hold(records):
     assert "| M1 | Linux-A | x86_64 | 2 | 1 | 3.11.7 | 2.14.1 | none |" in text
     assert "| M2 | Linux-A | x86_64 | 64 | 1 | 3.11.7 | 2.14.1 | Some GPU 80GB |" in text
     assert "M3" not in text
+    linked = performance.performance_text(results, ["01_a", "02_b"], root=root, cache_dir=cache, bench_dir=bench,
+                                          book_links=True)
+    assert "| {doc}`01_a` | 12.2 s | 11.2 s | 1 | 1 | M1 |" in linked  # the link shows the chapter's title
 
 
 def test_other_result_folders_and_empty_sources(records, tmp_path):

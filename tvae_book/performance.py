@@ -105,7 +105,7 @@ def _date(machine: Mapping[str, Any] | None) -> str:
         when = datetime.datetime.fromisoformat(str(text)).astimezone(datetime.timezone.utc)
     except ValueError:
         return cell(text)
-    return when.strftime("%Y-%m-%d %H:%M UTC")
+    return when.strftime("%Y-%m-%d %H:%M")
 
 
 class _Machines:
@@ -217,14 +217,14 @@ def _chapters_section(heading: str, metrics: Mapping[str, dict], machines: _Mach
     out += [f"Profile {', '.join(f'`{p}`' for p in profiles)}, device {', '.join(f'`{d}`' for d in devices)}: "
             f"{len(metrics)} chapter(s), {format_duration(sum(walls))} of chapter time in all "
             "(each chapter's wall time, kernel start to finish; chapters that ran side by side overlap).", "",
-            "| chapter | wall time | of it, the chapter's own cells | cached models loaded | trained in the chapter "
-            "| machine | date |", "|---|---|---|---|---|---|---|"]
+            "Wall time: kernel start to finish; cells: the chapter's own clock; models: cached models it loaded, "
+            "models it trained itself.", "",
+            "| chapter | wall time | cells | loaded | trained | machine | date (UTC) |", "|---|---|---|---|---|---|---|"]
     for name, m in metrics.items():
         models = m.get("models") or []
         loaded = sum(bool(r.get("from_cache")) for r in models)
-        link = f"{{doc}}`{name}`" if book_links else f"`{name}`"
-        title = cell(titles.get(name) or m.get("title") or name)
-        out.append(f"| {title} ({link}) | {format_duration(m.get('wall_time_s'))} | "
+        title = f"{{doc}}`{name}`" if book_links else f"{cell(titles.get(name) or m.get('title') or name)} (`{name}`)"
+        out.append(f"| {title} | {format_duration(m.get('wall_time_s'))} | "
                    f"{format_duration(m.get('elapsed_s'))} | {loaded} | {len(models) - loaded} | "
                    f"{machines.ref(m.get('machine'))} | {_date(m.get('machine'))} |")
     return out + [""]
@@ -261,7 +261,7 @@ def _benchmark_section(records: Sequence[dict], machines: _Machines) -> list[str
     for rec in records:
         command = " ".join(["python", f"benchmarks/{rec['benchmark']}.py", *map(str, rec.get("argv") or [])])
         out += [f"### {cell(rec.get('title') or rec['benchmark'])}", "",
-                f"`{command}` on {machines.ref(rec.get('machine'))}, {_date(rec.get('machine'))}.", ""]
+                f"`{command}` on {machines.ref(rec.get('machine'))}, {_date(rec.get('machine'))} UTC.", ""]
         rows = [r for r in rec["rows"] if isinstance(r, dict)]
         columns: list[str] = []
         for r in rows:
