@@ -123,7 +123,7 @@ class _Stack:
         self.params, self.buffers = params, buffers
         self.vectorized = vectorized
         # The vmapped calls run on a copy without weight-norm parametrisations (vmap has no batching rule for
-        # torch._weight_norm): :meth:`_weights` computes each weight-normalised layer's weight, batched.
+        # torch._weight_norm): :meth:`posterior` computes every weight-normalised layer's K weights at once.
         self.weight_norm = [n for n, m in self.models[0].named_modules() if parametrize.is_parametrized(m, "weight")]
         with torch.device("meta"):
             base = dataclasses.replace(self.models[0].cfg, weight_norm=False).build()
@@ -136,14 +136,15 @@ class _Stack:
         self.elbo_parts = type(base).elbo_parts
 
     def _batched(self, method: str, *args):
-        """``method`` of every model on its slice of ``args`` (tensors ``(K, ...)``): one vmapped call, or
-        (not :attr:`vectorized`) each model in turn with the kernels of a single training."""
+        """``method`` of every model on its slice of ``args`` (tensors ``(K, ...)``): one vmapped call over the
+        step's weights (:meth:`posterior`), or (not :attr:`vectorized`) each model in turn with the kernels of a
+        single training."""
         if not self.vectorized:
             return self._per_model(method, *args)
 
         def one(p, b, *a):
-            return functional_call(self.calls[method], (_prefixed(self._weights(p)), _prefixed(b)), a)
-        return vmap(one)(self.params, self.buffers, *args)
+            return functional_call(self.calls[method], (_prefixed(p), _prefixed(b)), a)
+        return vmap(one)(self.step_params, self.buffers, *args)
 
     def _per_model(self, method: str, *args):
         outs = []
@@ -154,16 +155,15 @@ class _Stack:
             outs.append(functional_call(_Method(model, method), (_prefixed(pk), _prefixed(bk)), ak))
         return tree_map(lambda *ts: torch.stack(ts), *outs)
 
-    def _weights(self, p: dict[str, Tensor]) -> dict[str, Tensor]:
-        """One model's parameters with each weight-normalised layer's ``(g, v)`` replaced by its weight
-        ``w = g v / ||v||`` (Eq 15, rows), the weight ``torch.nn.utils.parametrizations.weight_norm`` computes."""
-        if not self.weight_norm:
-            return p
-        p = dict(p)
+    def _weights(self) -> dict[str, Tensor]:
+        """The stacked parameters with each weight-normalised layer's ``(g, v)`` replaced by its K weights
+        ``w = g v / ||v||`` (Eq 15, rows): ``torch._weight_norm`` -- the kernel the parametrisation calls -- on the
+        K layers' rows at once."""
+        p = dict(self.params)
         for layer in self.weight_norm:
-            g = p.pop(f"{layer}.parametrizations.weight.original0")            # (out, 1)
-            v = p.pop(f"{layer}.parametrizations.weight.original1")            # (out, in)
-            p[f"{layer}.weight"] = v * (g / torch.linalg.vector_norm(v, dim=1, keepdim=True))
+            g = p.pop(f"{layer}.parametrizations.weight.original0")            # (K, out, 1)
+            v = p.pop(f"{layer}.parametrizations.weight.original1")            # (K, out, in)
+            p[f"{layer}.weight"] = torch._weight_norm(v.flatten(0, 1), g.flatten(0, 1), 0).view_as(v)
         return p
 
     def _sample_t(self, post: tuple[Tensor, ...], noise: tuple[Tensor, ...]) -> Tensor:
@@ -172,7 +172,10 @@ class _Stack:
         return self._per_model("sample_t", post, noise)                # per model: its own W
 
     def posterior(self, xs: Tensor) -> tuple[Tensor, ...]:
-        """Every model's posterior on its batch ``xs[k]`` (``xs: (K, B, ...)``): a tuple of ``(K, B, ..., n)``."""
+        """Every model's posterior on its batch ``xs[k]`` (``xs: (K, B, ...)``): a tuple of ``(K, B, ..., n)``.
+        Starts a step: the weights of this step (:meth:`_weights`) are computed here, for the rest of it."""
+        if self.vectorized:
+            self.step_params = self._weights()
         return self._batched("posterior", xs)
 
     def draw_noise(self, post: tuple[Tensor, ...], rng: list[Tensor], dev: torch.device) -> tuple[Tensor, ...]:
