@@ -29,17 +29,19 @@ PAPER_NUMBERS: dict[str, dict[str, str]] = {
 }
 
 # Chapters 4, 5 and 8 are being rewritten in parallel (issue #25): a temporary allowance of typed
-# decimals until their rewrite lands; their owner tightens these to 0 (or to paper numbers above).
-TEMPORARY_ALLOWANCE = {"04_capsules.md": 140, "05_tables.md": 50, "08_capsule_invariants.md": 30}
+# decimals (a little above their count when this test was written) until their rewrite lands; their
+# owner moves their paper numbers into PAPER_NUMBERS and removes them from this dict.
+TEMPORARY_ALLOWANCE = {"04_capsules.md": 8, "05_tables.md": 16, "08_capsule_invariants.md": 4}
 
 FENCE = re.compile(r"^\s*(`{3,}|~{3,})")
 ROLE = re.compile(r"\{[\w:.-]+\}`[^`]*`")
 INLINE_CODE = re.compile(r"`[^`\n]*`")
 INLINE_MATH = re.compile(r"\$[^$\n]+\$")
-DECIMAL = re.compile(r"(?<![\w.])\d+\.\d+(?:\.\d+)*")
+DECIMAL = re.compile(r"(?<![\w.,])\d+(?:,\d{3})*\.\d+(?:\.\d+)*")  # 0.25, 13,273.9
 # a decimal right after one of these words is a section, equation or version number ("Sec 4.2", "A.9", "Python 3.11")
 REFERENCE = re.compile(r"(?:\bSec\.?|\bSections?|\bsections?|§|\bTable|\bFig\.?|\bFigure|\bEq\.?|\bappendix|"
-                       r"\bPython|\bversion|\bBook|\bMyST-NB)\s*(?:[\d.]+(?:\s*[-–,]\s*|\s+and\s+))*$")
+                       r"\bPython|\bversion|\bBook|\bMyST-NB)\s*"
+                       r"(?:[\d.]+(?:\s*\([^()]*\))?(?:\s*[-–,]\s*|\s+and\s+))*$")
 GLUE_USE = re.compile(r"\{glue(?::\w+)?\}`([\w-]+)(?::[^`]*)?`")
 GLUE_DEF = re.compile(r"""glue(?:_values)?\(\s*f?["']([^"']+)["']""")
 DATE = re.compile(r"\b(?:19|20)\d\d-[01]\d-[0-3]\d\b")
@@ -111,9 +113,10 @@ def glue_keys_defined(text: str) -> list[re.Pattern]:
 
 def test_scanner_skips_code_maths_roles_and_references() -> None:
     page = ("---\nk: 1.5\n---\n# t\nThe paper reports 0.7, we glue {glue:text}`a_b:.2f` and `x = 2.5`.\n"
-            "Sec 4.2 and appendix A.4-A.5, Eq 3.1, $t = 0.5$ and\n$$\nz = 3.25\n$$\n"
+            "Sec 4.2 and appendix A.4-A.5, Eq 3.1, Sec. 4.5 (Eq 7-9, 18), 6.1, 6.3, $t = 0.5$ and\n$$\nz = 3.25\n$$\n"
             "```{code-cell} ipython3\ny = 9.75\n```\n:::{admonition} n\nInside 1.25.\n:::\n")
     assert typed_decimals(page) == ["0.7", "1.25"]
+    assert typed_decimals("the VAE row reports 13,273.9 and (0, 1, 2.5)") == ["13,273.9", "2.5"]
 
 
 def test_scanner_finds_glue_keys_and_patterns() -> None:
