@@ -19,6 +19,10 @@ bundle is never read.  :meth:`Bundle.verify` checks every entry's size and sha25
 code would train under, so a bundle from other code is never used -- into the weight cache, each file
 through a temporary file and ``os.replace``, and only after every entry verified: an error leaves the
 cache as it was.  The weights keep loading with ``torch.load(weights_only=True)``.
+
+``latest`` (``--weights latest``, ``TVAE_WEIGHTS=latest[:<profile>]``) is the profile's bundle of the release
+pinned in the lock file, downloaded from ``<repository.url>/releases/download/<tag>/`` (:func:`resolve_source`;
+the URL is read from ``_config.yml``, its one setting); the release workflow pins it (:func:`pin_bundle`).
 """
 from __future__ import annotations
 
