@@ -9,8 +9,8 @@ Two decode rules (``DECODE_RULES``) score reconstructions and traversals:
 
 * ``"mean"`` -- decode the deterministic code (``model.encode``: ``z`` at its posterior mean,
   ``u^2`` at its expectation).  For a VAE whose units mostly sit at the prior this is an atypical
-  point for the decoder (measured on the ``cpu`` MNIST VAE, seed 0: 637 nats per image from the
-  mean, 262 from a sample; dSprites 182 and 75), so it is unfair to the baselines.
+  point for the decoder (chapter 4's section "Scoring a traversal" shows the two rules side by side),
+  so it is unfair to the baselines.
 * ``"sample"`` (:data:`FAIR_DECODE`, what the claims use) -- the expected BCE over posterior
   samples of ``(z, u)`` (the ELBO's reconstruction term, Monte Carlo), for the direct
   reconstruction and for the traversal alike (the traversal rolls the sampled ``t_0``).
