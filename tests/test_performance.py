@@ -37,7 +37,7 @@ def records(tmp_path):
                 "seconds": 245.4}, cache / "m1-aaaaaaaaaaaa.pt")
     bench.mkdir(parents=True)
     (bench / "bench_x.json").write_text(json.dumps({
-        "benchmark": "bench_x", "title": "the x op", "argv": ["--repeats", "5"], "machine": MACHINE_B,
+        "benchmark": "bench_x", "title": "the x op.", "argv": ["--repeats", "5"], "machine": MACHINE_B,
         "rows": [{"case": "small", "ms/call": 1.23456}, {"case": "big", "ms/call": 9.5}], "notes": ["a note"]}))
     return tmp_path, results, cache, bench
 
@@ -55,10 +55,10 @@ def test_the_page_shows_what_the_records_hold(records):
     assert "2 model(s) the chapters use; 1 of them in the weight cache" in text
     # benchmarks: command, machine, date, one table row per measured case, the notes
     assert "`python benchmarks/bench_x.py --repeats 5` on M2, 2031-03-05 00:00 UTC." in text
-    assert "| case | ms/call |" in text and "| small | 1.235 |" in text and "- a note" in text
+    assert "### The x op\n" in text and "| case | ms/call |" in text and "| small | 1.235 |" in text and "- a note" in text
     # machines: each distinct one once, with what was recorded
-    assert "| M1 | Linux-A | x86_64 | 2 | 1 | 3.11.7 | 2.14.1 | none |" in text
-    assert "| M2 | Linux-A | x86_64 | 64 | 1 | 3.11.7 | 2.14.1 | Some GPU 80GB |" in text
+    assert "| M1 | Linux-A | 2 | 1 | 3.11.7 | 2.14.1 | none |" in text
+    assert "| M2 | Linux-A | 64 | 1 | 3.11.7 | 2.14.1 | Some GPU 80GB |" in text
     assert "M3" not in text
     linked = performance.performance_text(results, ["01_a", "02_b"], root=root, cache_dir=cache, bench_dir=bench,
                                           book_links=True)
@@ -94,7 +94,7 @@ def test_write_benchmark_records_the_machine_and_the_date(tmp_path):
     assert rec["machine"]["torch"] == torch.__version__ and rec["machine"]["cpu_count"] >= 1
     assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", rec["machine"]["date"])
     text = performance.performance_text(tmp_path / "r", [], root=tmp_path, cache_dir=tmp_path, bench_dir=tmp_path)
-    assert "### y" in text and "| 1 | 2.5 |" in text
+    assert "### Y" in text and "| 1 | 2.5 |" in text
 
 
 @pytest.mark.parametrize("script", sorted(p.name for p in (REPO_ROOT / "benchmarks").glob("bench_*.py")))

@@ -35,7 +35,7 @@ BENCHMARKS_ENV = "TVAE_BENCHMARKS_DIR"
 """Environment variable: where benchmark records go (default ``<repo>/_results/benchmarks``)."""
 
 _REPO_ROOT = Path(__file__).resolve().parents[1]
-_MACHINE_FIELDS = (("platform", "platform"), ("processor", "processor"), ("cpu_count", "cores"),
+_MACHINE_FIELDS = (("platform", "platform"), ("cpu_count", "cores"),
                    ("torch_threads", "torch threads"), ("python", "Python"), ("torch", "torch"), ("gpu", "GPU"))
 
 
@@ -260,7 +260,8 @@ def _benchmark_section(records: Sequence[dict], machines: _Machines) -> list[str
                       "into `_results/benchmarks/` when it runs (`python benchmarks/bench_topography.py`).", ""]
     for rec in records:
         command = " ".join(["python", f"benchmarks/{rec['benchmark']}.py", *map(str, rec.get("argv") or [])])
-        out += [f"### {cell(rec.get('title') or rec['benchmark'])}", "",
+        title = str(rec.get("title") or rec["benchmark"]).strip().rstrip(".")
+        out += [f"### {cell(title[:1].upper() + title[1:])}", "",
                 f"`{command}` on {machines.ref(rec.get('machine'))}, {_date(rec.get('machine'))} UTC.", ""]
         rows = [r for r in rec["rows"] if isinstance(r, dict)]
         columns: list[str] = []
