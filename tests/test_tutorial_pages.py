@@ -118,3 +118,24 @@ def test_the_first_picture_comes_before_the_first_definition_section():
     """Chapter 4 shows its capsule picture (frames x units) before it defines Roll."""
     text = source("04_capsules")
     assert text.index("capsule_activity_figure(") < text.index("## Roll and the capsule traversal")
+
+
+def test_fig4_is_checked_per_transformation_not_on_an_average():
+    """An average over transformations hides one that is not learned: the right-pose claims are per
+    transformation, and the data set's ratio claim takes the worst transformation."""
+    from tvae_experiments.chapters import chapter_spec
+    from tvae_experiments.chapters.ch04_capsules import TRANSFORMS
+
+    names = {c.name for c in chapter_spec("04_capsules").claims}
+    for ds, transforms in TRANSFORMS.items():
+        assert f"{ds}_traversal_right_pose" not in names
+        assert {f"{ds}_{t}_traversal_right_pose" for t in transforms} <= names
+        assert f"{ds}_traversal_ratio" in names
+    text = source("04_capsules")
+    assert "worst = max(per, key=lambda n: per[n].ratio)" in text
+
+
+def test_the_collapse_claim_is_checked_against_the_untrained_tvae():
+    cell = next(c for c in re.findall(r"```\{code-cell\}[^\n]*\n(.*?)\n```", source("08_capsule_invariants"), flags=re.S)
+                if '"sequences_collapse"' in c)
+    assert "best_w0" in cell and "untrained" in cell
