@@ -22,7 +22,7 @@ from pathlib import Path
 
 from tvae_book.chapters import REPO_ROOT, toc_files
 
-__all__ = ["NOTEBOOKS", "PublishError", "check_html", "add_notebooks", "check_repository_url", "main"]
+__all__ = ["NOTEBOOKS", "PublishError", "check_html", "add_notebooks", "check_repository_url", "parser", "main"]
 
 NOTEBOOKS = "notebooks"
 """Folder of the site that holds the executed notebooks."""
@@ -87,8 +87,8 @@ def check_repository_url(expected: str, root: Path = REPO_ROOT) -> str:
     return url
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point (module doc); returns the exit status."""
+def parser() -> argparse.ArgumentParser:
+    """The command line (module doc)."""
     parser = argparse.ArgumentParser(prog="python -m tvae_book.publish", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     url = sub.add_parser("check-url", help="_config.yml's repository.url is this URL")
@@ -100,7 +100,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     lock.add_argument("bundle", type=Path)
     lock.add_argument("--tag", required=True)
     lock.add_argument("--lock", type=Path, default=None, help="the lock file (default: this repository's)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point (module doc); returns the exit status."""
+    args = parser().parse_args(argv)
     try:
         if args.command == "check-url":
             print(f"repository.url: {check_repository_url(args.expected)}")
