@@ -33,7 +33,7 @@ SLURM    ?=
 RUN_ARGS  = --profile $(PROFILE) --seed $(SEED) --device $(DEVICE) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(foreach p,$(PARAMS),--param $(p))
 WEIGHTS_ARG = $(if $(WEIGHTS),--weights $(WEIGHTS))
 
-.PHONY: help install book reproduce report train weights-pack test test-paper gpu-check lab test-lab mutate clean distclean
+.PHONY: help install book reproduce report train weights-pack test test-paper gpu-check device-wheels lab test-lab mutate clean distclean
 
 help:
 	@sed -n '2,14p' Makefile | sed 's/^# //'
@@ -82,6 +82,20 @@ test-paper: $(STAMP)
 # that `make test` runs too. Writes _results/gpu-check/gpu_check.{json,md}.
 gpu-check: $(STAMP)
 	$(PY) benchmarks/gpu_check.py
+
+# Wheels for benchmarks/device_check.sh on a GPU machine without network (its python 3.12 image has torch):
+# the chapter run's packages, less what the image holds, into .whl/ (ignored; carry it to the machine).
+DEVICE_HAS := numpy scipy pandas matplotlib scikit.learn pillow fonttools kiwisolver contourpy cycler pyparsing \
+	python.dateutil six packaging pygments jinja2 markupsafe pyyaml tqdm typing.extensions tzdata attrs \
+	certifi charset.normalizer idna requests urllib3 click markdown.it.py mdurl joblib threadpoolctl psutil \
+	filelock fsspec networkx sympy mpmath setuptools wheel pip zipp tabulate rich narwhals
+device-wheels:
+	rm -rf .whl && mkdir -p .whl
+	$(PYTHON) -m pip download -q --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+		--platform any -d .whl -r benchmarks/device_wheels.txt
+	cd .whl && for w in *.whl; do n=$$(echo $$w | sed 's/-[0-9].*//' | tr 'A-Z_' 'a-z.'); \
+		case " $(DEVICE_HAS) " in *" $$n "*) rm $$w;; esac; done; du -sh .
 
 # Running the chapters live: JupyterLab with the jupytext extension (right-click a book/NN_name.md >
 # Open With > Notebook; the first cell switches profile, seed, device). test-lab (not in `make test`:
