@@ -56,3 +56,17 @@ def test_the_committed_paper_plan_names_the_paper_models_of_the_chapter_specs() 
     wanted = {m.name for c in planned_chapters() if c not in saved["missing"] for m in chapter_spec(c).models("paper", 0)}
     assert planned == wanted, (sorted(planned - wanted), sorted(wanted - planned))
     assert set(saved["missing"]) <= {"06_invariant_graphs"}           # QM9 is not available offline
+
+
+def test_the_device_script_calls_the_check_with_flags_it_takes(capsys) -> None:
+    """benchmarks/device_check.sh (run on a lent GPU machine, never here) passes flags gpu_check.py has."""
+    import re
+
+    script = (gpu_check.REPO / "benchmarks" / "device_check.sh").read_text()
+    call = next(line for line in script.splitlines() if "benchmarks/gpu_check.py" in line and line.startswith("python3"))
+    with pytest.raises(SystemExit):
+        gpu_check.main(["--help"])
+    usage = capsys.readouterr().out
+    flags = re.findall(r"--[a-z-]+", call)
+    assert flags and all(f in usage for f in flags), (flags, usage)
+    assert "/.whl/" in (gpu_check.REPO / ".gitignore").read_text().split()     # carried wheels are never committed
