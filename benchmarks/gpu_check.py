@@ -4,7 +4,8 @@ One command, one run, a JSON record and a Markdown table in ``--out`` (default `
 
 1. **One model, eager vs graphed**: seconds per optimiser step of chapter 4's MNIST capsule TVAE at the
    profile's widths, trained as a chapter trains it (:func:`~tvae_experiments.train.train_loop`) and as a
-   one-model ensemble whose step is captured as a CUDA graph (on a CPU: the same step on static buffers).
+   one-model ensemble whose step is captured as a CUDA graph (on a CPU: the same step on static buffers);
+   and whether the graphed step trains the weights the eager step trains (:func:`same_weights`).
 2. **Ensembles of K = 1, 4, 16** of that model (:mod:`tvae_experiments.ensemble`, vectorized): model-steps
    per second and peak memory.
 3. **A chapter end to end**: the runner executes chapter 4 with the profile's sizes and every training cut
@@ -128,6 +129,22 @@ def time_ensemble(members, spec, steps: int, dev: torch.device, mode: str) -> di
             "model_steps_per_s": len(members) / clock.per_step, "peak_memory_bytes": memory}
 
 
+def same_weights(members, spec, steps: int, dev: torch.device, mode: str) -> dict:
+    """Does the buffered step (``mode``: the CUDA graph on a GPU) train the weights the eager step trains?
+    The largest relative difference of any tensor between the two, after ``steps`` steps of a vectorized
+    ensemble (0 on a CPU, where the static step is bit-identical; rounding-level on a GPU, whose kernels may
+    pick other reduction orders between runs)."""
+    from tvae_experiments.ensemble import train_ensemble
+
+    x = _data(spec, spec.train.batch_size * 4, dev)
+    runs = [train_ensemble(members, (x,), steps, device=str(dev), vectorized=True, mode=m)[0] for m in ("eager", mode)]
+    worst = 0.0
+    for a, b in zip(*runs):
+        for (name, u), (_, v) in zip(a.state_dict().items(), b.state_dict().items()):
+            worst = max(worst, ((u - v).abs().max() / u.abs().max().clamp_min(1e-12)).item())
+    return {"mode": mode, "steps": steps, "K": len(members), "max_rel_diff": worst}
+
+
 def run_chapter(size: dict, out: Path, timeout: float) -> dict:
     """The runner on one chapter with the profile's sizes and trainings cut to ``chapter_steps`` steps."""
     cmd = [sys.executable, "-m", "tvae_book", "run", "--profile", size["profile"], "--chapters", size["chapter"],
@@ -217,6 +234,9 @@ def markdown(result: dict) -> str:
              f"One model ({one['name']}): eager {one['eager_s'] * 1e3:.2f} ms per step, "
              f"{one['graphed_mode']} {one['graphed_s'] * 1e3:.2f} ms per step "
              f"({one['eager_s'] / one['graphed_s']:.2f}x)", "",
+             f"The {result['graph_vs_eager']['mode']} step trains the eager step's weights: largest relative difference "
+             f"{result['graph_vs_eager']['max_rel_diff']:.1e} after {result['graph_vs_eager']['steps']} steps of "
+             f"{result['graph_vs_eager']['K']} models.", "",
              "| K | mode | ms per ensemble step | model-steps/s | peak memory (MiB) |", "| --- | --- | --- | --- | --- |"]
     for e in result["ensembles"]:
         mem = f"{e['peak_memory_bytes'] / 2**20:.0f}" if e["peak_memory_bytes"] else "-"
@@ -269,6 +289,9 @@ def main(argv: list[str] | None = None) -> dict:
     graphed = time_ensemble(members[:1], spec, size["steps"], dev, graphed_mode)["s_per_step"]
     result["one_model"] = {"name": spec.name, "eager_s": eager, "graphed_s": graphed, "graphed_mode": graphed_mode}
     print(f"one model: eager {eager * 1e3:.2f} ms/step, {graphed_mode} {graphed * 1e3:.2f} ms/step", flush=True)
+    result["graph_vs_eager"] = same_weights(members[:2], spec, 12, dev, graphed_mode)
+    print(f"{graphed_mode} vs eager step, 2 models x 12 steps: largest relative weight difference "
+          f"{result['graph_vs_eager']['max_rel_diff']:.1e}", flush=True)
     result["ensembles"] = []
     for k in size["ks"]:
         result["ensembles"].append(time_ensemble(members[:k], spec, size["steps"], dev, graphed_mode))
