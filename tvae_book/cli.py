@@ -356,12 +356,17 @@ def resolve_workers(value: str | int, device: str = "auto") -> int:
         if device not in ("cpu",) and torch.cuda.is_available():
             return torch.cuda.device_count()
         return max(1, min(os.cpu_count() or 1, 8))
+    return _positive("--workers", value, "a positive integer or 'auto'")
+
+
+def _positive(flag: str, value: str | int, allowed: str) -> int:
+    """``value`` as a positive integer, else a ValueError naming ``flag`` and what it allows."""
     try:
         n = int(value)
     except ValueError:
         n = 0
     if n < 1:
-        raise ValueError(f"--workers {value!r} is not allowed: a positive integer or 'auto'")
+        raise ValueError(f"{flag} {value!r} is not allowed: {allowed}")
     return n
 
 
@@ -375,13 +380,7 @@ def resolve_ensemble(value: str | int, device: str = "auto") -> int:
         import torch
 
         return ENSEMBLE_AUTO if device != "cpu" and torch.cuda.is_available() else 1
-    try:
-        n = int(value)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise ValueError(f"--ensemble {value!r} is not allowed: 'auto', 'off' or a positive integer")
-    return n
+    return _positive("--ensemble", value, "'auto', 'off' or a positive integer")
 
 
 def train(args: argparse.Namespace, config: RunConfig, root: Path, chapters: list[str]) -> int:
