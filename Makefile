@@ -72,8 +72,8 @@ report: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup tests
 
-# The paper profile's capsule chapters as a dry run on the CPU (the papers' sizes, 2 steps per model; the
-# Performance page shows its chapters' times): the paper configs cannot rot. CI runs it after `make test`.
+# The paper profile's capsule chapters as a dry run on the CPU (the papers' sizes, 2 steps per model): the
+# paper configs cannot rot. CI runs it after `make test` (.ci/run).
 test-paper: $(STAMP)
 	$(PY) -m pytest -q tests_paper
 

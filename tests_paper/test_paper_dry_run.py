@@ -3,7 +3,7 @@
 every training cut to two optimiser steps (``tvae_experiments.dry_run``).  The paper configs cannot rot:
 a size that no longer fits in memory, a shape error at full width, a chapter that trains a model the
 training plan does not list, or a plan whose step count disagrees with what the training loop runs,
-fails here.  Its chapters' times are on the book's Performance page when their results are there."""
+fails here.  pytest prints its duration; `make reproduce PROFILE=paper DRY_RUN=2` keeps the same run's results."""
 from __future__ import annotations
 
 import json
