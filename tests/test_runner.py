@@ -146,6 +146,19 @@ def test_real_toc_lists_intro_chapters_and_report() -> None:
     assert all(c.path.is_file() for c in bk.discover_chapters(bk.REPO_ROOT))
 
 
+def test_toc_headings_and_intro_number_the_chapters_alike() -> None:
+    """The sidebar (``_toc.yml``), each chapter's heading ("# 4. ...") and the intro's numbered list agree."""
+    import re
+
+    chapters = [c.path for c in bk.discover_chapters(bk.REPO_ROOT)]
+    numbers = [int(re.match(r"# (\d+)\. ", next(line for line in p.read_text().splitlines() if line.startswith("# ")))
+                   .group(1)) for p in chapters]
+    assert numbers == list(range(1, len(chapters) + 1)), [p.name for p in chapters]
+    assert [int(p.name[:2]) for p in chapters] == numbers
+    intro = (bk.REPO_ROOT / "book" / "intro.md").read_text().split("## Chapters", 1)[1].split("\n## ", 1)[0]
+    assert [int(n) for n in re.findall(r"^(\d+)\. \*\*", intro, re.MULTILINE)] == numbers
+
+
 def test_run_config_makes_data_dir_absolute(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "data").mkdir()
