@@ -332,6 +332,43 @@ def test_page_renders_offline(page: str, smoke_book, book_server: str, browser) 
         pytest.skip(message)
 
 
+# ---------------------------------------------------------------- nothing wider than the column
+
+# Runs in the page: every display equation, table and code cell or text output whose box runs past the
+# right edge of the article column, or whose content is wider than its own box (it would scroll).
+OVERFLOW_JS = r"""
+const column = document.querySelector('.bd-article, article, main');
+const right = column.getBoundingClientRect().right;
+const blocks = [...column.querySelectorAll(
+    'mjx-container[display="true"], table, div.cell div.highlight pre, div.cell_output pre, div.output pre')];
+return blocks.filter(e => e.offsetParent !== null)
+    .filter(e => e.getBoundingClientRect().right > right + 1 || e.scrollWidth > e.clientWidth + 1)
+    .map(e => ({tag: e.tagName.toLowerCase(), text: (e.innerText || '').trim().slice(0, 70),
+                width: Math.round(Math.max(e.scrollWidth, e.getBoundingClientRect().width)),
+                column: Math.round(column.getBoundingClientRect().width)}));
+"""
+LAPTOP_WIDTHS = (1280, 1440)
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("page", PAGES, ids=[_page_stem(p) for p in PAGES])
+def test_nothing_overflows_its_column(page: str, smoke_book, book_server: str, browser) -> None:
+    """At common laptop widths, no display equation, table, code cell or text output is wider than the text
+    column (code wraps; see _theme/tvae.css)."""
+    wide = {}
+    try:
+        for width in LAPTOP_WIDTHS:
+            browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+                "width": width, "height": 900, "deviceScaleFactor": 1, "mobile": False})
+            load_and_inspect(browser, book_server + page, attempts=1)
+            if found := browser.execute_script(OVERFLOW_JS):
+                wide[width] = found
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    assert wide == {}, f"blocks wider than the column on {page}: " + "; ".join(
+        f"{w} px: {len(f)} blocks, e.g. {f[:3]}" for w, f in wide.items())
+
+
 # ---------------------------------------------------------------- interactive figures (no kernel)
 
 # The kernel-free interactive figures (tvae_experiments.explorer) of each page: their controls

@@ -204,7 +204,7 @@ def stage_book(chapters: Sequence[Chapter], results_dir: Path, stage_dir: Path,
             raise FileNotFoundError(f"no executed notebook for chapter {chapter.name} at "
                                     f"{executed}; run the chapters first")
         wanted[chapter.path.relative_to(root).with_suffix(".ipynb")] = executed
-    for extra in ("_static", "references.bib", "logo.png"):
+    for extra in ("_theme", "references.bib", "logo.png"):
         src = root / extra
         for path in ([src] if src.is_file() else sorted(src.rglob("*")) if src.is_dir() else []):
             if path.is_file():
