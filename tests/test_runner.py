@@ -83,6 +83,8 @@ def book(tmp_path: Path) -> Path:
     root = tmp_path / "book_root"
     (root / "book").mkdir(parents=True)
     (root / "_config.yml").write_text((bk.REPO_ROOT / "_config.yml").read_text())
+    (root / "_theme").mkdir()                      # the stylesheet the real _config.yml names
+    (root / "_theme" / "tvae.css").write_text((bk.REPO_ROOT / "_theme" / "tvae.css").read_text())
     (root / "_toc.yml").write_text(textwrap.dedent("""\
         format: jb-book
         root: book/intro
@@ -396,8 +398,9 @@ def test_book_command_stages_executed_notebooks_and_builds_html(book: Path, caps
     stage = book / "_build" / "src"
     staged = sorted(str(p.relative_to(stage)) for p in stage.rglob("*")
                     if p.is_file() and p.relative_to(stage).parts[0] not in ("_build", "_vendor"))
-    assert staged == ["_config.yml", "_toc.yml", "book/01_alpha.ipynb", "book/02_beta.ipynb",
+    assert staged == ["_config.yml", "_theme/tvae.css", "_toc.yml", "book/01_alpha.ipynb", "book/02_beta.ipynb",
                       "book/intro.md", "book/notes.md", "book/report.md"]
+    assert "_static/tvae.css" in (book / "_build" / "html" / "book" / "01_alpha.html").read_text()
     config = (stage / "_config.yml").read_text()
     assert "execute_notebooks: 'off'" in config or "execute_notebooks: off" in config
     assert "{doc}`01_alpha`" in (stage / "book" / "report.md").read_text()
