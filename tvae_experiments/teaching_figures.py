@@ -12,7 +12,7 @@
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -91,6 +91,24 @@ def _layout_text(model_cfg: Any) -> str:
     return f"{model_cfg.n_caps} capsules x {D} units,\nK = {model_cfg.K} units"
 
 
+def _window_strip(ax: plt.Axes, model_cfg: Any, offs: Sequence[int], S: int, frame: int, colour: str) -> None:
+    """The bottom strip of :func:`tvae_diagram`: ``S`` frames, those ``t_frame`` reads shaded, ``frame`` in red."""
+    ax.text(0.2, 1.05, "sequence:", ha="left", va="center", fontsize=8)
+    x0, w = 1.4, min(0.55, 8.8 / S)
+    seen = {(frame + d) % S for d in offs}
+    for k in range(S):
+        on = k in seen
+        ax.add_patch(Rectangle((x0 + k * w, 0.8), w * 0.9, 0.5, fc=colour if on else "0.95",
+                               ec="C3" if k == frame else "0.5", lw=2 if k == frame else 0.8))
+        ax.text(x0 + k * w + w * 0.45, 1.05, str(k), ha="center", va="center", fontsize=7)
+    if len(offs) == 1:
+        note = "no time: t_l reads u of its own frame only (L = 0)"
+    else:
+        note = (f"window '{model_cfg.window}', L = {model_cfg.L:g}: t_{frame} reads u from the {len(offs)} shaded frames "
+                f"(red: frame {frame}); W also rolls u by one capsule unit per frame (Eq 9)")
+    ax.text(x0, 0.45, note, ha="left", va="center", fontsize=8)
+
+
 def tvae_diagram(model_cfg: Any, *, S: int | None = None, frame: int = 0, ax: plt.Axes | None = None,
                  title: str | None = None) -> plt.Axes:
     """The TVAE of ``model_cfg`` (a :class:`tvae_core.models.ModelConfig`) as a block diagram.
@@ -134,22 +152,7 @@ def tvae_diagram(model_cfg: Any, *, S: int | None = None, frame: int = 0, ax: pl
     _arrow(ax, (8.45, 3.7), (8.8, 3.7))
     _box(ax, (9.55, 2.45), 1.5, 0.6, r"$p_\theta(\mathbf{x}_l \mid g_\theta(\mathbf{t}_l))$" + "\nBernoulli", "white", 8)
     _arrow(ax, (9.55, 3.4), (9.55, 2.75))
-    # the temporal window over a sequence
-    S = S or max(6, len(offs) + 4)
-    ax.text(0.2, 1.05, "sequence:", ha="left", va="center", fontsize=8)
-    x0, w = 1.4, min(0.55, 8.8 / S)
-    seen = {(frame + d) % S for d in offs}
-    for k in range(S):
-        on = k in seen
-        ax.add_patch(Rectangle((x0 + k * w, 0.8), w * 0.9, 0.5, fc=uc if on else "0.95",
-                               ec="C3" if k == frame else "0.5", lw=2 if k == frame else 0.8))
-        ax.text(x0 + k * w + w * 0.45, 1.05, str(k), ha="center", va="center", fontsize=7)
-    if len(offs) == 1:
-        note = "no time: t_l reads u of its own frame only (L = 0)"
-    else:
-        note = (f"window '{model_cfg.window}', L = {model_cfg.L:g}: t_{frame} reads u from the {len(offs)} shaded frames "
-                f"(red: frame {frame}); W also rolls u by one capsule unit per frame (Eq 9)")
-    ax.text(x0, 0.45, note, ha="left", va="center", fontsize=8)
+    _window_strip(ax, model_cfg, offs, S or max(6, len(offs) + 4), frame, uc)
     ax.set_title(title or f"the TVAE ({n} latent units)", fontsize=11)
     return ax
 
