@@ -25,6 +25,8 @@ Run:  python benchmarks/gpu_check.py [--size paper|small] [--plan PLAN.json] [--
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
 import json
 import os
 import platform
@@ -64,13 +66,7 @@ def reference_members(profile: str, k: int):
     from tvae_experiments.ensemble import Member
 
     spec = next(m for m in SPEC.models(profile, 0) if m.part == "mnist" and m.model.kind == "tvae")
-    return [Member(f"{spec.name}-k{i}", spec.model, _with_seed(spec.train, i)) for i in range(k)], spec
-
-
-def _with_seed(train, seed: int):
-    import dataclasses
-
-    return dataclasses.replace(train, seed=seed)
+    return [Member(f"{spec.name}-k{i}", spec.model, dataclasses.replace(spec.train, seed=i)) for i in range(k)], spec
 
 
 def _data(spec, n: int, dev: torch.device) -> torch.Tensor:
@@ -200,7 +196,7 @@ def plan_rows(profile: str) -> tuple[list[PlanRow], dict[str, str]]:
             seen.add((job.name, job.key))
             key = ensemble_key(job.model, job.train, job.data_id)
             rows.append(PlanRow(job.chapter, job.name, job.steps, job.cost / job.steps,
-                                "" if key is None else str(abs(hash(repr(key))))))
+                                "" if key is None else hashlib.sha1(repr(key).encode()).hexdigest()[:12]))
     return rows, missing
 
 

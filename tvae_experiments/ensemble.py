@@ -435,8 +435,8 @@ def fit_ensemble(members: Sequence[Member], data: Tensor | Sequence[Tensor], *, 
     dev, cache, dry = resolve_device(device), ctx.cache, ctx.dry_run_steps
     results: dict[int, FitResult] = {}
     todo = []
-    for i, m in enumerate(members):
-        key = cache_key(m.model, m.train, data_id)
+    cache_keys = [cache_key(m.model, m.train, data_id) for m in members]
+    for i, (m, key) in enumerate(zip(members, cache_keys)):
         hit = None if dry else cache.load(m.name, key, m.model.build)
         if hit is None:
             todo.append(i)
@@ -446,8 +446,7 @@ def fit_ensemble(members: Sequence[Member], data: Tensor | Sequence[Tensor], *, 
         results[i] = FitResult(model.to(dev).eval(), entry["history"], entry["seconds"], True, cache.path(m.name, key))
     if todo:
         train = [members[i] for i in todo]
-        n = len(tensors[0])
-        full = train[0].train.steps or train[0].train.epochs * (n // train[0].train.batch_size)
+        full = train[0].train.total_steps(len(tensors[0]))
         total = min(full, dry) if dry else full
         t0 = time.perf_counter()
         with _progress_bar(total, f"training {len(train)} models together ({train[0].name}, ...)", progress,
@@ -455,7 +454,7 @@ def fit_ensemble(members: Sequence[Member], data: Tensor | Sequence[Tensor], *, 
             models, histories = train_ensemble(train, tensors, total, device=device, bar=bar)
         seconds = time.perf_counter() - t0
         for i, m, model, history in zip(todo, train, models, histories):
-            key = cache_key(m.model, m.train, data_id)
+            key = cache_keys[i]
             path = None if dry else cache.save(m.name, key, model, history, seconds)
             if not dry:
                 ctx.used.append({"name": m.name, "key": key[:12], "from_cache": False})

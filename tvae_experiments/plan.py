@@ -105,7 +105,7 @@ class Job:
     @property
     def steps(self) -> int:
         """Optimiser steps of the full training (``steps``, else ``epochs`` passes)."""
-        return self.train.steps or self.train.epochs * (self.n_train // self.train.batch_size)
+        return self.train.total_steps(self.n_train)
 
     @property
     def cost(self) -> float:

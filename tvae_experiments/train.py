@@ -89,6 +89,10 @@ class TrainConfig:
         """The fields that determine the weights (every one: part of the cache key)."""
         return asdict(self)
 
+    def total_steps(self, n: int) -> int:
+        """Optimiser steps of a full training on ``n`` examples: ``steps``, else ``epochs`` passes."""
+        return self.steps or self.epochs * (n // self.batch_size)
+
 
 class Buildable(Protocol):
     """What :func:`fit` needs of a model config (``ModelConfig``, ``GraphVAEConfig``, ``GCNNConfig``)."""
@@ -194,7 +198,7 @@ def fit(model_cfg: Buildable, data: Tensor | Sequence[Tensor], train_cfg: TrainC
         return FitResult(model.to(dev).eval(), entry["history"], entry["seconds"], True, cache.path(name, key))
 
     n = len(tensors[0])
-    full_steps = train_cfg.steps or train_cfg.epochs * (n // train_cfg.batch_size)
+    full_steps = train_cfg.total_steps(n)
     total = min(full_steps, dry) if dry else full_steps
     torch.manual_seed(train_cfg.seed)
     model = model_cfg.build().to(dev)
