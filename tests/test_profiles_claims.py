@@ -273,7 +273,9 @@ def test_declare_gives_each_name_its_profiles_first_matching_reason():
 def test_numbers_in_rule_text_and_metrics_have_known_forms():
     """0-d arrays and tensors become their Python numbers; floats print to 4 significant digits, bools as
     true/false; the metrics file gets floats, "inf"/"nan" as strings and anything else as text."""
-    from tvae_experiments.claims import _fmt, _jsonable, _scalar
+    from tvae_experiments.claims import _jsonable
+    from tvae_experiments.rules import _scalar
+    from tvae_experiments.rules import fmt as _fmt
 
     assert _scalar(torch.tensor(3.0)) == 3.0 and type(_scalar(torch.tensor(3.0))) is float
     assert type(_scalar(np.float32(0.5))) is float and _scalar(np.int64(4)) == 4

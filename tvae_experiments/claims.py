@@ -31,11 +31,8 @@ from __future__ import annotations
 
 import json
 import math
-import numbers
-import operator
 import os
 import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -44,66 +41,13 @@ from tvae_experiments import dry_run
 from tvae_experiments.chapters import ChapterSpec, chapter_spec
 from tvae_experiments.files import atomic_write_text, repo_root
 from tvae_experiments.profiles import check_profile
+from tvae_experiments.rules import OPS, Comparison, RuleError, fill_config, fmt
 from tvae_experiments.run import RunContext, current
 
-__all__ = ["OPS", "Comparison", "Claim", "ClaimReport", "ClaimFailed", "results_dir", "atomic_write_text"]
-
-OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
-       "==": operator.eq, "!=": operator.ne}
-"""The comparison operators a claim can use."""
-
+__all__ = ["OPS", "Comparison", "Claim", "ClaimReport", "ClaimFailed", "RuleError", "results_dir", "atomic_write_text"]
 
 class ClaimFailed(AssertionError):
     """Raised by :meth:`ClaimReport.finish` when at least one enforced claim check failed."""
-
-
-def _scalar(x: Any) -> Any:
-    """A 0-d array or tensor as its Python number; anything else unchanged."""
-    return x.item() if hasattr(x, "item") and getattr(x, "ndim", None) == 0 else x
-
-
-def _fmt(x: Any) -> str:
-    """A number or bound for rule text: bools as true/false, floats to 4 significant digits."""
-    x = _scalar(x)
-    if isinstance(x, bool):
-        return str(x).lower()
-    if isinstance(x, numbers.Integral):
-        return str(int(x))
-    if isinstance(x, numbers.Real):
-        return f"{float(x):.4g}"
-    return str(x)
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """``value op bound``: one comparison of a claim.
-
-    ``what`` names the compared quantity and ``bound_text`` the bound in words (e.g. ``"1.25 x
-    direct BCE"``); both only shape the rule text, ``value op bound`` decides."""
-
-    value: Any
-    op: str
-    bound: Any
-    what: str | None = None
-    bound_text: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.op not in OPS:
-            raise ValueError(f"op={self.op!r} is not allowed; choose one of: {', '.join(map(repr, OPS))}")
-
-    @property
-    def passed(self) -> bool:
-        """Whether ``value op bound`` holds (a NaN fails every op but ``!=``)."""
-        return bool(OPS[self.op](self.value, self.bound))
-
-    @property
-    def text(self) -> str:
-        """The rule in words: ``[what] op bound`` or ``[what] op bound_text (bound)``."""
-        bound = _fmt(self.bound)
-        if self.bound_text is not None:
-            numeric = isinstance(_scalar(self.bound), numbers.Real) and not isinstance(_scalar(self.bound), bool)
-            bound = f"{self.bound_text} ({bound})" if numeric and self.bound_text != bound else self.bound_text
-        return f"{self.what} {self.op} {bound}" if self.what else f"{self.op} {bound}"
 
 
 @dataclass
@@ -154,12 +98,15 @@ class ClaimReport:
     """Collects a chapter's claim checks; see the module docstring."""
 
     def __init__(self, chapter: str, title: str, profile: str, seed: int, device: str = "cpu", *,
-                 spec: ChapterSpec | None = None, ctx: RunContext | None = None) -> None:
+                 spec: ChapterSpec | None = None, config: Any = None, ctx: RunContext | None = None) -> None:
         """``spec``: the chapter's declarations (default: its module in :mod:`tvae_experiments.chapters`);
-        ``ctx``: the run whose trainings the metrics list (default :func:`~tvae_experiments.run.current`)."""
+        ``config``: the config the rules read (default: the spec's config of ``profile``; a notebook
+        whose parameters change its config passes it); ``ctx``: the run whose trainings the metrics
+        list (default :func:`~tvae_experiments.run.current`)."""
         self.chapter, self.title = chapter, title
         self.profile, self.seed, self.device = check_profile(profile), int(seed), str(device)
         self.spec = chapter_spec(chapter) if spec is None else spec
+        self._config = config
         self.claims: list[Claim] = []
         self._t0 = time.perf_counter()
         self.ctx = ctx if ctx is not None else current()
@@ -168,7 +115,19 @@ class ClaimReport:
             print(f"DRY RUN ({dry_run.ENV}={self.dry_run_steps}): every training stops after {self.dry_run_steps} "
                   f"step(s); claims checked after one are reported, not enforced (tvae_experiments.dry_run)")
 
-    def check(self, name: str, value: Any, op: str, bound: Any, statement: str, *, what: str | None = None,
+    @property
+    def config(self) -> Any:
+        """The config the rules read: the one passed, else the spec's config of the profile (read when first needed)."""
+        if self._config is None:
+            self._config = self.spec.config_of(self.profile)
+        return self._config
+
+    def _fill(self, text: str) -> str:
+        """A declared text with its ``{cfg.<field>}`` fields filled from this report's config."""
+        return fill_config(text, self.config) if "{cfg" in text else text
+
+    # TRANSITION (removed when every chapter declares its rules): the old call forms
+    def _legacy_check(self, name: str, value: Any, op: str, bound: Any, statement: str, *, what: str | None = None,
               bound_text: str | None = None, shown: Any = None, paper: str | None = None) -> bool:
         """Record the claim ``value op bound`` (``op`` one of :data:`OPS`).
 
@@ -179,7 +138,7 @@ class ClaimReport:
         return self.check_all(name, [Comparison(value, op, bound, what, bound_text)], statement,
                               shown=value if shown is None else shown, paper=paper)
 
-    def check_all(self, name: str, comparisons: Sequence[Comparison], statement: str, *, shown: Any = None,
+    def check_all(self, name: str, comparisons: list, statement: str, *, shown: Any = None,
                   paper: str | None = None) -> bool:
         """Record a claim that holds when every one of ``comparisons`` holds; its rule is their
         texts joined by "and".  ``name`` must be declared in the chapter's spec, which says whether the
@@ -191,11 +150,44 @@ class ClaimReport:
         if any(c.name == name for c in self.claims):
             raise ValueError(f"claim {name!r} of {self.chapter} was already checked in this run")
         if shown is None:
-            shown = "; ".join(f"{c.what} {_fmt(c.value)}" if c.what else _fmt(c.value) for c in comparisons)
+            shown = "; ".join(f"{c.what} {fmt(c.value)}" if c.what else fmt(c.value) for c in comparisons)
         rule = " and ".join(c.text for c in comparisons)
         reason = declared.reason(self.profile) or self.ctx.trained_reason()
         claim = Claim(name, statement, _jsonable(shown), rule, paper, all(c.passed for c in comparisons),
                       reason is None, reason, declared.item, declared.kind)
+        self.claims.append(claim)
+        mark = ("PASS" if claim.passed else "FAIL") if claim.enforced else ("ok (not enforced)" if claim.passed else "not met (not enforced)")
+        print(f"[{mark}] {name}: {claim.value} ({rule})" + (f" -- not enforced: {reason}" if reason else ""))
+        return claim.passed
+
+    def check(self, name: str, *legacy: Any, shown: Any = None, **values: Any) -> bool:
+        """Check the declared claim ``name`` on ``values``: the quantities its rules name, by keyword.
+
+        The spec's rules (:class:`~tvae_experiments.chapters.ClaimSpec`) decide, reading ``cfg.<field>``
+        from this report's config; the rule text is written from them.  ``shown`` replaces the values
+        in the "this run" column (e.g. a formatted pair of numbers).  A missing or extra value raises
+        :class:`~tvae_experiments.rules.RuleError`.  Returns whether the claim passed."""
+        if legacy:
+            return self._legacy_check(name, *legacy, shown=shown, **values)
+        declared = self.spec.claim(name)  # UndeclaredClaim if the spec does not declare it
+        if any(c.name == name for c in self.claims):
+            raise ValueError(f"claim {name!r} of {self.chapter} was already checked in this run")
+        missing, extra = [n for n in declared.names if n not in values], sorted(set(values) - set(declared.names))
+        if missing or extra:
+            raise RuleError(f"claim {name!r} of {self.chapter} takes the values {', '.join(declared.names)} "
+                            f"(its rules: {'; '.join(r.source for r in declared.rules)})"
+                            + (f"; missing: {', '.join(missing)}" if missing else "")
+                            + (f"; not in its rules: {', '.join(extra)}" if extra else ""))
+        labels = {k: self._fill(v) for k, v in declared.labels.items()}
+        cfg = self.config if any(r.fields for r in declared.rules) else None
+        comparisons = [r.evaluate(values, cfg, labels) for r in declared.rules]
+        if shown is None:
+            shown = values[declared.names[0]] if len(declared.names) == 1 else "; ".join(
+                f"{labels.get(n, n.replace('_', ' '))} {fmt(values[n])}" for n in declared.names)
+        rule = " and ".join(c.text for c in comparisons)
+        reason = declared.reason(self.profile) or self.ctx.trained_reason()
+        claim = Claim(name, self._fill(declared.statement), _jsonable(shown), rule, declared.paper,
+                      all(c.passed for c in comparisons), reason is None, reason, declared.item, declared.kind)
         self.claims.append(claim)
         mark = ("PASS" if claim.passed else "FAIL") if claim.enforced else ("ok (not enforced)" if claim.passed else "not met (not enforced)")
         print(f"[{mark}] {name}: {claim.value} ({rule})" + (f" -- not enforced: {reason}" if reason else ""))
