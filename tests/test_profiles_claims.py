@@ -4,6 +4,7 @@ import json
 import math
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -12,10 +13,17 @@ import torch
 from tvae_experiments import ClaimFailed, ClaimReport, config_for, resolve_device
 from tvae_experiments.claims import OPS, Comparison
 from tvae_experiments.chapters import CHAPTERS, ChapterSpec, ClaimSpec, UndeclaredClaim, chapter_spec
+from tvae_experiments.chapters.base import claim
+from tvae_experiments.rules import Rule, RuleError
 from tvae_experiments.profiles import EXPERIMENTS, PROFILES
 
 BOOK = Path(__file__).resolve().parents[1] / "book"
-DEMO = ChapterSpec("99_demo", "Demo", "none", claims=tuple(ClaimSpec(n, "Fig 1") for n in ("ok", "bad", "view", "view2")))
+CFG = SimpleNamespace(low=0.1, rho_max=-0.3, ratio_min=3)
+DEMO = ChapterSpec("99_demo", "Demo", "none", config=lambda profile: CFG, claims=(
+    *claim("ok", "Fig 1", "a true claim", "v > cfg.low", paper="0.6"),
+    *claim("bad", "Fig 1", "a false claim", "v > cfg.low", kind="control"),
+    *claim("view{n}", "Fig 1", "T is large when its U's are small", "rho < cfg.rho_max", "ratio > cfg.ratio_min",
+           each={"n": ("", "2")})))
 
 
 def test_every_experiment_resolves_in_every_profile():
@@ -38,17 +46,16 @@ def test_unknown_profile_and_device_raise():
 
 def test_claim_report_writes_and_raises(tmp_path, monkeypatch):
     monkeypatch.setenv("TVAE_RESULTS_DIR", str(tmp_path))
-    spec = ChapterSpec("99_demo", "Demo", "none", claims=(ClaimSpec("ok", "Fig 1"), ClaimSpec("bad", "Fig 1", "control")))
-    rep = ClaimReport("99_demo", "Demo", "smoke", 3, spec=spec)
-    assert rep.check("ok", 0.5, ">", 0.1, "a true claim", paper="0.6") is True
-    with pytest.raises(ClaimFailed, match="never checked: bad"):
+    rep = ClaimReport("99_demo", "Demo", "smoke", 3, spec=DEMO)
+    assert rep.check("ok", v=0.5) is True
+    with pytest.raises(ClaimFailed, match="never checked: bad, view, view2"):
         rep.finish()
-    assert rep.check("bad", 0.0, ">", 0.1, "a false claim") is False
+    assert rep.check("bad", v=0.0) is False
     with pytest.raises(ClaimFailed, match="claim\\(s\\) failed: bad"):
         rep.finish()
     data = json.loads((tmp_path / "99_demo.json").read_text())
     assert data["all_passed"] is False and data["profile"] == "smoke"
-    assert data["claims"][0] == {"name": "ok", "statement": "a true claim", "value": 0.5, "threshold": "> 0.1",
+    assert data["claims"][0] == {"name": "ok", "statement": "a true claim", "value": 0.5, "threshold": "v > 0.1",
                                  "paper": "0.6", "passed": True, "enforced": True, "reason": None,
                                  "item": "Fig 1", "kind": "paper"}
     assert data["claims"][1]["kind"] == "control"
@@ -82,36 +89,48 @@ def test_rule_text_is_generated_from_the_comparison():
         Comparison(1, "=<", 2)
 
 
-def test_check_all_joins_the_rules_and_needs_every_comparison(tmp_path, monkeypatch):
+def test_every_rule_of_a_claim_must_hold_and_the_values_must_fit_its_rules(tmp_path, monkeypatch):
     monkeypatch.setenv("TVAE_RESULTS_DIR", str(tmp_path))
     rep = ClaimReport("99_demo", "Demo", "cpu", 0, spec=DEMO)
-    both = [Comparison(-0.5, "<", -0.3, what="rho"), Comparison(4.0, ">", 3, what="ratio")]
-    assert rep.check_all("view", both, "T is large when its U's are small") is True
-    assert rep.check_all("view2", [both[0], Comparison(2.0, ">", 3, what="ratio")], "s", shown="rho=-0.5") is False
+    assert rep.check("view", rho=-0.5, ratio=4.0) is True
+    for values, why in [({"rho": -0.5}, "missing: ratio"), ({"rho": -0.5, "ratio": 4, "x": 1}, "not in its rules: x")]:
+        with pytest.raises(RuleError, match=f"takes the values rho, ratio .*; {why}"):
+            rep.check("view2", **values)
+    assert rep.check("view2", rho=-0.5, ratio=2.0, shown="rho=-0.5") is False
     first, second = rep.claims
     assert first.threshold == "rho < -0.3 and ratio > 3" and first.value == "rho -0.5; ratio 4"
     assert second.value == "rho=-0.5" and second.passed is False and second.enforced is True
-    with pytest.raises(ValueError, match="no comparisons"):
-        rep.check_all("none", [], "s")
     with pytest.raises(ClaimFailed, match="view2"):
         rep.finish()
 
 
+def test_a_report_reads_its_config_from_the_spec_or_from_the_notebook(tmp_path, monkeypatch):
+    monkeypatch.setenv("TVAE_RESULTS_DIR", str(tmp_path))
+    assert ClaimReport("99_demo", "Demo", "cpu", 0, spec=DEMO).check("ok", v=0.2) is True
+    assert ClaimReport("99_demo", "Demo", "cpu", 0, spec=DEMO, config=SimpleNamespace(low=0.3)).check("ok", v=0.2) is False
+    spec = ChapterSpec("99_demo", "Demo", "none", claims=claim(
+        "n", "Fig 1", "N={cfg.n:,} draws of ν={cfg.nus[-1]}", "v > 0", labels={"v": "share(ν={cfg.nus[0]})"}))
+    rep = ClaimReport("99_demo", "Demo", "cpu", 0, spec=spec, config=SimpleNamespace(n=20000, nus=(1, 10)))
+    rep.check("n", v=1)
+    assert (rep.claims[0].statement, rep.claims[0].threshold) == ("N=20,000 draws of ν=10", "share(ν=1) > 0")
+
+
 def test_a_listed_claim_is_reported_with_its_reason_and_does_not_fail(tmp_path, monkeypatch):
     monkeypatch.setenv("TVAE_RESULTS_DIR", str(tmp_path))
-    rep = ClaimReport("04_capsules", "Capsules", "cpu", 0)
-    rep.check("capcorr_orientation", 0.0, ">=", 0.9, "dSprites TVAE: CapCorr_orientation")
-    rep.check("capcorr_x", 1.0, ">=", 0.9, "dSprites TVAE: CapCorr_x")
-    with pytest.raises(ClaimFailed) as err:  # the failed claim is not enforced on cpu: only the unchecked ones fail
-        rep.finish()
-    assert "claim(s) failed" not in str(err.value) and "never checked: capcorr_orientation_heart" in str(err.value)
-    claims = json.loads((tmp_path / "04_capsules.json").read_text())["claims"]
-    assert claims[0]["enforced"] is False and "enforced on paper" in claims[0]["reason"]
-    assert claims[1]["enforced"] is True and claims[1]["reason"] is None
-    assert "not enforced: the cpu recipe" in rep.table()
-    paper = ClaimReport("04_capsules", "Capsules", "paper", 0)
-    paper.check("capcorr_orientation", 0.0, ">=", 0.9, "dSprites TVAE: CapCorr_orientation")
-    with pytest.raises(ClaimFailed, match="capcorr_orientation"):
+    spec = ChapterSpec("99_demo", "Demo", "none", config=lambda profile: CFG, claims=(
+        *claim("weak", "Fig 1", "s", "v > cfg.low", not_enforced={"cpu": {"weak": "the cpu recipe is too short"}}),
+        *claim("strong", "Fig 1", "s", "v > cfg.low")))
+    rep = ClaimReport("99_demo", "Demo", "cpu", 0, spec=spec)
+    rep.check("weak", v=0.0)
+    rep.check("strong", v=1.0)
+    rep.finish()  # the failed claim is not enforced on cpu
+    claims = json.loads((tmp_path / "99_demo.json").read_text())["claims"]
+    assert claims[0]["enforced"] is False and claims[0]["reason"] == "the cpu recipe is too short"
+    assert "not enforced: the cpu recipe is too short" in rep.table()
+    paper = ClaimReport("99_demo", "Demo", "paper", 0, spec=spec)
+    paper.check("weak", v=0.0)
+    paper.check("strong", v=1.0)
+    with pytest.raises(ClaimFailed, match="failed: weak"):
         paper.finish()
 
 
@@ -125,14 +144,14 @@ def test_an_undeclared_claim_raises_and_a_declared_one_must_be_checked(tmp_path,
     monkeypatch.setenv("TVAE_RESULTS_DIR", str(tmp_path))
     rep = ClaimReport("99_demo", "Demo", "smoke", 0, spec=DEMO)
     with pytest.raises(UndeclaredClaim, match="'renamed', which its spec does not declare"):
-        rep.check("renamed", 1, ">", 0, "s")
-    rep.check("ok", 1, ">", 0, "s")
+        rep.check("renamed", v=1)
+    rep.check("ok", v=1)
     with pytest.raises(ValueError, match="already checked"):
-        rep.check("ok", 1, ">", 0, "s")
+        rep.check("ok", v=1)
     with pytest.raises(ClaimFailed, match="declared in its spec but never checked: bad, view, view2"):
         rep.finish()
     with pytest.raises(UndeclaredClaim, match="04_capsules checks claim 'capcorr_colour'"):
-        ClaimReport("04_capsules", "t", "cpu", 0).check("capcorr_colour", 1, ">", 0, "s")
+        ClaimReport("04_capsules", "t", "cpu", 0).check("capcorr_colour", v=1)
 
 
 def test_a_claim_declared_for_one_profile_is_checked_only_there():
@@ -143,15 +162,46 @@ def test_a_claim_declared_for_one_profile_is_checked_only_there():
 
 
 def test_declarations_are_well_formed():
+    ok = dict(statement="s", rules=("v > 0",))
     with pytest.raises(ValueError, match="kind='claim' is not one of paper, control, known-answer, sanity"):
-        ClaimSpec("x", "Fig 1", kind="claim")
+        ClaimSpec("x", "Fig 1", kind="claim", **ok)
     with pytest.raises(ValueError, match="unknown profile"):
-        ClaimSpec("x", "Fig 1", not_enforced={"laptop": "because"})
+        ClaimSpec("x", "Fig 1", not_enforced={"laptop": "because"}, **ok)
     with pytest.raises(ValueError, match="no reason"):
-        ClaimSpec("x", "Fig 1", not_enforced={"cpu": " "})
+        ClaimSpec("x", "Fig 1", not_enforced={"cpu": " "}, **ok)
+    with pytest.raises(ValueError, match="its statement and at least one rule"):
+        ClaimSpec("x", "Fig 1", statement="s")
+    with pytest.raises(ValueError, match="its statement and at least one rule"):
+        ClaimSpec("x", "Fig 1", statement=" ", rules=("v > 0",))
+    with pytest.raises(ValueError, match=r"labels name \['w'\], which no rule uses"):
+        ClaimSpec("x", "Fig 1", labels={"w": "typo"}, **ok)
+    with pytest.raises(RuleError, match="not allowed"):
+        ClaimSpec("x", "Fig 1", statement="s", rules=("v > 1.25 ** w",))
     with pytest.raises(ValueError, match="declared twice"):
-        ChapterSpec("99", "t", "p", claims=(ClaimSpec("a", "i"), ClaimSpec("a", "i")))
+        ChapterSpec("99", "t", "p", claims=(ClaimSpec("a", "i", **ok), ClaimSpec("a", "i", **ok)))
     assert set(CHAPTERS) == {p.stem for p in BOOK.glob("[0-9][0-9]_*.md")}
+
+
+def test_every_declared_rule_reads_fields_its_profiles_config_has():
+    """A rule's bound is a config field: every field a claim reads exists in the config of every profile that
+    checks it (a renamed field fails here, not in a paper run), and every claim declares its rule."""
+    checked = 0
+    for chapter, spec in CHAPTERS.items():
+        for profile in PROFILES:
+            cfg = spec.config_of(profile)
+            for c in spec.claims:
+                assert c.rules and c.statement, (chapter, c.name)
+                if profile not in c.profiles:
+                    continue
+                for r in c.rules:
+                    for path in r.fields:
+                        obj = cfg
+                        for part in path.split("."):
+                            assert hasattr(obj, part), (chapter, profile, c.name, r.source)
+                            obj = getattr(obj, part)
+                        assert isinstance(obj, (int, float)) and not isinstance(obj, bool), (chapter, c.name, path)
+                        checked += 1
+    assert checked > 100
 
 
 def test_reasons_point_at_evidence_not_at_typed_numbers():
@@ -251,19 +301,24 @@ def test_L_of_and_the_bubble_K_rule():
     assert m.model("bubble", 6).mode == "stationary" and m.model("tvae", 6).mode == "shifting"
 
 
-def test_declare_gives_each_name_its_profiles_first_matching_reason():
-    """``declare`` (called at run time here: the chapter specs call it at import) maps each name to the first glob
-    of each profile that matches it, keeps the item, kind and profiles, and leaves unmatched profiles enforced."""
-    from tvae_experiments.chapters.base import declare
-
-    specs = declare("Fig 9", ["a_x", "b_x", "c"], kind="control", profiles=("cpu", "paper"),
-                    not_enforced={"cpu": {"a_*": "reason a", "*_x": "reason x"}, "*": {"c": "reason c"}})
-    assert [s.name for s in specs] == ["a_x", "b_x", "c"]
+def test_claim_gives_each_name_its_profiles_first_matching_reason():
+    """``claim`` (called at run time here: the chapter specs call it at import) expands ``each``, maps each name to
+    the first glob of each profile that matches it, keeps the item, kind and profiles, and leaves unmatched
+    profiles enforced."""
+    specs = claim("{f}_{ax}", "Fig 9", "{f} along {ax}: N={cfg.n}", "v_{ax} > cfg.low", kind="control",
+                  labels={"v_{ax}": "{f} {ax}"}, paper="{f} is {ax}", profiles=("cpu", "paper"),
+                  each={"f": ("a", "b"), "ax": ("x", "y")},
+                  not_enforced={"cpu": {"a_*": "reason a", "*_x": "reason x"}, "*": {"b_y": "reason b"}})
+    assert [s.name for s in specs] == ["a_x", "a_y", "b_x", "b_y"]
     assert all((s.item, s.kind, s.profiles) == ("Fig 9", "control", ("cpu", "paper")) for s in specs)
-    assert [dict(s.not_enforced) for s in specs] == [{"cpu": "reason a"}, {"cpu": "reason x"}, {"*": "reason c"}]
+    assert [dict(s.not_enforced) for s in specs] == [{"cpu": "reason a"}, {"cpu": "reason a"}, {"cpu": "reason x"},
+                                                     {"*": "reason b"}]
+    b_x = specs[2]
+    assert (b_x.statement, b_x.rules, dict(b_x.labels), b_x.paper) == \
+        ("b along x: N={cfg.n}", (Rule("v_x > cfg.low"),), {"v_x": "b x"}, "b is x")
     assert specs[0].reason("cpu") == "reason a" and specs[0].reason("paper") is None
-    assert specs[2].reason("smoke") == specs[2].reason("cpu") == "reason c"  # every profile
-    assert declare("Fig 9", ["d"]) == (ClaimSpec("d", "Fig 9", "paper", {}, PROFILES),)
+    assert specs[3].reason("smoke") == specs[3].reason("cpu") == "reason b"  # every profile
+    assert claim("d", "Fig 9", "s", "v > 0") == (ClaimSpec("d", "Fig 9", "paper", {}, PROFILES, "s", ("v > 0",)),)
     assert ChapterSpec("99", "t", "p", claims=specs).items() == ["Fig 9"]
     assert ChapterSpec("99", "t", "p", claims=specs).checked_on("smoke") == []
 
@@ -292,21 +347,23 @@ def test_numbers_in_rule_text_and_metrics_have_known_forms():
 def test_check_records_the_rule_the_value_and_prints_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("TVAE_RESULTS_DIR", str(tmp_path))
     spec = ChapterSpec("99_demo", "Demo", "none", claims=(
-        ClaimSpec("one", "Fig 1"), ClaimSpec("two", "Fig 2", "sanity", {"smoke": "too small here"})))
-    rep = ClaimReport("99_demo", "Demo", "smoke", 0, spec=spec)
-    assert rep.check("one", 0.25, "<", 0.5, "first", what="error", bound_text="half", paper="0.1") is True
-    assert capsys.readouterr().out == "[PASS] one: 0.25 (error < half (0.5))\n"
-    assert rep.check_all("two", [Comparison(3, ">", 4, "a"), Comparison(1.0, "==", 1, "b")], "second") is False
+        *claim("one", "Fig 1", "first", "error < cfg.half", labels={"error": "error"}, paper="0.1"),
+        *claim("two", "Fig 2", "second", "a > cfg.four", "b == 1", kind="sanity",
+               not_enforced={"smoke": {"two": "too small here"}})))
+    rep = ClaimReport("99_demo", "Demo", "smoke", 0, spec=spec, config=SimpleNamespace(half=0.5, four=4))
+    assert rep.check("one", error=0.25) is True
+    assert capsys.readouterr().out == "[PASS] one: 0.25 (error < 0.5)\n"
+    assert rep.check("two", a=3, b=1.0) is False
     out = capsys.readouterr().out
     assert out == "[not met (not enforced)] two: a 3; b 1 (a > 4 and b == 1) -- not enforced: too small here\n"
     one, two = rep.claims
-    assert (one.value, one.threshold, one.paper, one.enforced, one.reason) == (0.25, "error < half (0.5)", "0.1", True, None)
+    assert (one.value, one.threshold, one.paper, one.enforced, one.reason) == (0.25, "error < 0.5", "0.1", True, None)
     assert (two.value, two.threshold, two.passed, two.enforced, two.item, two.kind) == \
         ("a 3; b 1", "a > 4 and b == 1", False, False, "Fig 2", "sanity")
     assert rep.all_passed  # the failed claim is not enforced
     assert rep.table().splitlines() == [
         "| claim | this run | rule | paper | result |", "|---|---|---|---|---|",
-        "| first | 0.25 | error < half (0.5) | 0.1 | pass |",
+        "| first | 0.25 | error < 0.5 | 0.1 | pass |",
         "| second | a 3; b 1 | a > 4 and b == 1 | - | not met (not enforced: too small here) |"]
     path = rep.finish()
     data = json.loads(path.read_text())
@@ -319,11 +376,13 @@ def test_check_records_the_rule_the_value_and_prints_one_line(tmp_path, monkeypa
 
 def test_the_table_marks_failures_and_escapes_pipes(tmp_path, monkeypatch):
     monkeypatch.setenv("TVAE_RESULTS_DIR", str(tmp_path))
-    spec = ChapterSpec("99_demo", "Demo", "none", claims=(ClaimSpec("x", "Fig 1"), ClaimSpec("y", "Fig 1", "control",
-                                                                                             {"*": "a|b"})))
+    spec = ChapterSpec("99_demo", "Demo", "none", claims=(
+        *claim("x", "Fig 1", "x | y\nz", "v > 2"), *claim("y", "Fig 1", "kept", "v > 2", kind="control",
+                                                          not_enforced={"*": {"y": "a|b"}})))
     rep = ClaimReport("99_demo", "Demo", "cpu", 0, spec=spec)
-    rep.check("x", 1.23456789, ">", 2, "x | y\nz")
-    rep.check("y", 5, ">", 2, "kept")
-    assert rep.table().splitlines()[2:] == ["| x \\| y z | 1.235 | > 2 | - | **FAIL** |",
-                                            "| kept | 5 | > 2 | - | met (not enforced: a\\|b) |"]
+    rep.check("x", v=1.23456789)
+    rep.check("y", v=5)
+    assert rep.table().splitlines()[2:] == ["| x \\| y z | 1.235 | v > 2 | - | **FAIL** |",
+                                            "| kept | 5 | v > 2 | - | met (not enforced: a\\|b) |"]
     assert not rep.all_passed
+

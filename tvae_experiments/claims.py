@@ -1,20 +1,17 @@
 """Numerical checks of the papers' claims, written to a metrics file per chapter.
 
-A chapter creates one :class:`ClaimReport`, records each check with :meth:`ClaimReport.check`
-(one comparison) or :meth:`ClaimReport.check_all` (several :class:`Comparison` s that must all
-hold) and ends with :meth:`ClaimReport.finish`, which prints a table, writes
-``<results dir>/<chapter>.json`` atomically and raises :class:`ClaimFailed` if any enforced
-check failed -- so a papermill run of the chapter fails.
+Every claim is declared whole in its chapter's spec (:mod:`tvae_experiments.chapters`): the paper
+item it stands for, its statement, its rule (:mod:`tvae_experiments.rules`: comparisons over the
+values the notebook computes and the chapter config's fields), the paper's value, its kind (paper
+claim, control, known answer, sanity check) and, per profile, whether it is enforced and why not.
 
-A check is a comparison, ``value op bound`` with ``op`` one of :data:`OPS`: the report computes
-whether it passed and writes the rule text from the comparison itself (``what``, ``op``,
-``bound_text`` and the bound's number), so the rule a reader sees is the rule the code applied.
-
-Every claim is declared in its chapter's spec (:mod:`tvae_experiments.chapters`): the paper item
-it stands for, its kind (paper claim, control, known answer, sanity check) and, per profile,
-whether it is enforced and why not.  A check of an undeclared name raises
-:class:`~tvae_experiments.chapters.UndeclaredClaim`; :meth:`ClaimReport.finish` raises
-:class:`ClaimFailed` if a claim declared for the run's profile was never checked.
+A chapter creates one :class:`ClaimReport`, computes each claim's values and passes them by name
+to :meth:`ClaimReport.check`, which evaluates the declared rule, writes the rule text from it (so
+the rule a reader sees is the rule the code applied) and records the result.
+:meth:`ClaimReport.finish` prints a table, writes ``<results dir>/<chapter>.json`` atomically and
+raises :class:`ClaimFailed` if an enforced claim failed or a claim declared for the run's profile
+was never checked -- so a papermill run of the chapter fails.  A check of an undeclared name raises
+:class:`~tvae_experiments.chapters.UndeclaredClaim`.
 
 Results dir: ``$TVAE_RESULTS_DIR`` if set (the runner sets it), else
 ``<repo root>/_results/<profile>``.  JSON schema::

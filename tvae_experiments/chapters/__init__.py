@@ -7,8 +7,9 @@ its spec: the notebook (models to train or load, claim declarations), the traini
 whether a claim is enforced on a profile) and the report (:mod:`tvae_book.report`: which paper item a
 claim stands for, what kind of claim it is).
 
-To add a model to a chapter, add it to the chapter's ``models``; to add or rename a claim, change its
-:class:`~.base.ClaimSpec` and the notebook's ``report.check`` call.
+To add a model to a chapter, add it to the chapter's ``models``.  To add a claim, declare it with
+:func:`~.base.claim` (statement, rule, paper value, kind, where it is enforced) and pass its values
+from the notebook, ``report.check("name", value=...)``; to rename one, change its name in both.
 """
 from __future__ import annotations
 

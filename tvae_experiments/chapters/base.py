@@ -196,7 +196,7 @@ def claim(name: str, item: str, statement: str, *rules: str, kind: str = "paper"
                 reasons[profile] = hit
         fill = partial(_fill, sub=sub)
         out.append(ClaimSpec(full, fill(item), kind, reasons, profiles, fill(statement), tuple(Rule(fill(r)) for r in rules),
-                             {k: fill(v) for k, v in (labels or {}).items()}, None if paper is None else fill(paper)))
+                             {fill(k): fill(v) for k, v in (labels or {}).items()}, None if paper is None else fill(paper)))
     return tuple(out)
 
 
