@@ -351,6 +351,8 @@ class CapsuleInvariantsConfig:
     spread_ratio_max: float = 0.5      # decoded canonicalised codes vary this much less over a sequence
     collapse_ratio: float = 0.5        # ... and the best view's within-sequence share at most this x raw t's
     shared_frames_margin: float = 0.1  # control: windowed codes retrieve this much better than single-frame ones
+    roll_tol: float = 1e-5             # max |view(Roll_r t) - view(t)| over r and views (float64 rounding)
+    quotient_tol: float = 1e-4         # d([t], [Roll_r t]): a square root of float64 rounding
 
 
 @dataclass(frozen=True)
