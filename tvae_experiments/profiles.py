@@ -567,6 +567,7 @@ class InvariantRotationConfig:
     n_tsne: int = 1000                                   # test digits per t-SNE panel (Fig 8)
     tsne_perplexity: float = 30.0
     eq_tol: float = 1e-4                                 # relative equivariance error allowed (float32)
+    power_factor: float = 100.0                          # power control: the plain CNN's error above this x eq_tol
     min_accuracy: float = 0.85                           # G-CNN accuracy on rotated test digits
 
     def model(self, kind: str):
