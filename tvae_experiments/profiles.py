@@ -622,6 +622,7 @@ class InvariantGraphsConfig:
     interp_steps: int = 25                     # decoded graphs per line (Fig 3: 25)
     n_sort_check: int = 1000                   # random vector pairs in the isometry check
     sort_check_dim: int = 7                    # n for the brute-force quotient metric (n! permutations)
+    isometry_tol: float = 1e-6                 # max |‖s(z1)-s(z2)‖ - d([z1],[z2])| (Prop 2; float64 rounding)
     equivariance_tol: float = 1e-4             # max |mu(P G) - P mu(G)| of the trained encoder (float32)
 
     def model(self):
