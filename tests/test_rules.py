@@ -49,6 +49,8 @@ def test_a_bare_expression_must_be_true_and_decreasing_is_strict():
     assert not ev("decreasing(r)", r=[0.3, 0.3, 0.1]).passed
     assert not ev("decreasing(r)", r=[0.3]).passed  # one point shows no trend
     assert ev("finite", finite=True).passed and not ev("finite", finite=False).passed
+    assert ev("finite(a, b)", a=1.0, b=torch.tensor(-2.0)).passed
+    assert not ev("finite(a, b)", a=1.0, b=float("inf")).passed and not ev("finite(a)", a=np.nan).passed
     assert not ev("nan_value < 1", nan_value=float("nan")).passed
 
 
@@ -64,7 +66,8 @@ def test_the_rule_text_is_written_from_the_rule():
     assert ev("a < b + c * cfg.margin", a=1, b=2, c=3).text == "a < b + c x 0.5 (3.5)"
     assert ev("a - (b - c) > 0", a=1, b=2, c=3).text == "a - (b - c) > 0"
     assert ev("abs(r) < cfg.tol", {"r": "r"}, r=0.01).text == "|r| < 0.05"
-    assert ev("decreasing(r)", {"r": "r(d)"}, r=[2, 1]).text == "r(d) strictly decreasing == true"
+    assert ev("decreasing(r)", {"r": "r(d)"}, r=[2, 1]).text == "r(d) strictly decreasing"
+    assert ev("finite(elbo)", {"elbo": "test ELBO"}, elbo=-3.0).text == "test ELBO finite"
     assert ev("a > -b", a=1, b=2).text == "a > -b (-2)"
 
 

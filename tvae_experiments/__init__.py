@@ -20,8 +20,8 @@ Where things live (imports flow ``tvae_book -> tvae_experiments -> tvae_core``, 
 * :mod:`tvae_experiments.plots` -- figures shared by the chapters.
 * :mod:`tvae_experiments.paper_code` -- the authors' constructions rebuilt for comparison (chapter 9).
 """
-from .claims import ClaimFailed, ClaimReport, Comparison
+from .claims import ClaimFailed, ClaimReport
 from .device import resolve_device
 from .profiles import PROFILES, check_profile, config_for
 
-__all__ = ["ClaimFailed", "ClaimReport", "Comparison", "PROFILES", "check_profile", "config_for", "resolve_device"]
+__all__ = ["ClaimFailed", "ClaimReport", "PROFILES", "check_profile", "config_for", "resolve_device"]

@@ -123,49 +123,13 @@ class ClaimReport:
         """A declared text with its ``{cfg.<field>}`` fields filled from this report's config."""
         return fill_config(text, self.config) if "{cfg" in text else text
 
-    # TRANSITION (removed when every chapter declares its rules): the old call forms
-    def _legacy_check(self, name: str, value: Any, op: str, bound: Any, statement: str, *, what: str | None = None,
-              bound_text: str | None = None, shown: Any = None, paper: str | None = None) -> bool:
-        """Record the claim ``value op bound`` (``op`` one of :data:`OPS`).
-
-        ``statement`` says what the claim means, ``paper`` the paper's value or statement,
-        ``what`` / ``bound_text`` name the value and the bound in the rule text, ``shown``
-        replaces ``value`` in the "this run" column (e.g. a formatted pair of numbers).
-        Returns whether it passed; see :meth:`check_all`."""
-        return self.check_all(name, [Comparison(value, op, bound, what, bound_text)], statement,
-                              shown=value if shown is None else shown, paper=paper)
-
-    def check_all(self, name: str, comparisons: list, statement: str, *, shown: Any = None,
-                  paper: str | None = None) -> bool:
-        """Record a claim that holds when every one of ``comparisons`` holds; its rule is their
-        texts joined by "and".  ``name`` must be declared in the chapter's spec, which says whether the
-        profile enforces it.  Returns whether it passed."""
-        comparisons = list(comparisons)
-        if not comparisons:
-            raise ValueError(f"claim {name!r}: no comparisons")
-        declared = self.spec.claim(name)  # UndeclaredClaim if the spec does not declare it
-        if any(c.name == name for c in self.claims):
-            raise ValueError(f"claim {name!r} of {self.chapter} was already checked in this run")
-        if shown is None:
-            shown = "; ".join(f"{c.what} {fmt(c.value)}" if c.what else fmt(c.value) for c in comparisons)
-        rule = " and ".join(c.text for c in comparisons)
-        reason = declared.reason(self.profile) or self.ctx.trained_reason()
-        claim = Claim(name, statement, _jsonable(shown), rule, paper, all(c.passed for c in comparisons),
-                      reason is None, reason, declared.item, declared.kind)
-        self.claims.append(claim)
-        mark = ("PASS" if claim.passed else "FAIL") if claim.enforced else ("ok (not enforced)" if claim.passed else "not met (not enforced)")
-        print(f"[{mark}] {name}: {claim.value} ({rule})" + (f" -- not enforced: {reason}" if reason else ""))
-        return claim.passed
-
-    def check(self, name: str, *legacy: Any, shown: Any = None, **values: Any) -> bool:
+    def check(self, name: str, *, shown: Any = None, **values: Any) -> bool:
         """Check the declared claim ``name`` on ``values``: the quantities its rules name, by keyword.
 
         The spec's rules (:class:`~tvae_experiments.chapters.ClaimSpec`) decide, reading ``cfg.<field>``
         from this report's config; the rule text is written from them.  ``shown`` replaces the values
         in the "this run" column (e.g. a formatted pair of numbers).  A missing or extra value raises
         :class:`~tvae_experiments.rules.RuleError`.  Returns whether the claim passed."""
-        if legacy:
-            return self._legacy_check(name, *legacy, shown=shown, **values)
         declared = self.spec.claim(name)  # UndeclaredClaim if the spec does not declare it
         if any(c.name == name for c in self.claims):
             raise ValueError(f"claim {name!r} of {self.chapter} was already checked in this run")

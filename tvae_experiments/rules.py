@@ -11,8 +11,9 @@ A bare name (``traversal``) is a value the notebook computes and passes to
 :meth:`~tvae_experiments.claims.ClaimReport.check` by keyword; ``cfg.<field>`` is a field of the
 chapter's config (a bound is read from the config, never typed in a notebook); a number is a
 mathematical constant of the rule (``0`` for "positive").  Allowed: ``+ - * /``, unary ``-``,
-``abs``, ``min``, ``max``, ``decreasing`` (strictly, along the sequence), numbers and ``True``.
-An expression without a comparison must be true (``decreasing(r)`` means ``decreasing(r) == True``).
+``abs``, ``min``, ``max``, ``decreasing`` (strictly, along the sequence), ``finite`` (every argument),
+numbers and ``True``.  An expression without a comparison must be true (``decreasing(r)`` means
+``decreasing(r) == True``; its text is the expression's alone: "r strictly decreasing").
 
 :class:`Rule` parses a rule once, when the spec is built, and :meth:`Rule.evaluate` turns it into a
 :class:`Comparison` whose text -- the rule a reader sees -- is written from the expression itself:
@@ -22,6 +23,7 @@ BCE (312.4)``.
 from __future__ import annotations
 
 import ast
+import math
 import numbers
 import operator
 import re
@@ -45,7 +47,12 @@ def _decreasing(xs: Any) -> bool:
     return len(xs) >= 2 and all(a > b for a, b in zip(xs[:-1], xs[1:]))
 
 
-_FUNCS: dict[str, Callable[..., Any]] = {"abs": abs, "min": min, "max": max, "decreasing": _decreasing}
+def _finite(*xs: Any) -> bool:
+    return all(math.isfinite(float(_scalar(x))) for x in xs)
+
+
+_FUNCS: dict[str, Callable[..., Any]] = {"abs": abs, "min": min, "max": max, "decreasing": _decreasing,
+                                         "finite": _finite}
 
 
 class RuleError(ValueError):
@@ -86,6 +93,7 @@ class Comparison:
     bound: Any
     what: str | None = None
     bound_text: str | None = None
+    bare: bool = False          # a boolean rule ("r strictly decreasing"): the text is ``bound_text`` alone
 
     def __post_init__(self) -> None:
         if self.op not in OPS:
@@ -99,6 +107,8 @@ class Comparison:
     @property
     def text(self) -> str:
         """The rule in words: ``[what] op bound`` or ``[what] op bound_text (bound)``."""
+        if self.bare:
+            return str(self.bound_text)
         bound = fmt(self.bound)
         if self.bound_text is not None:
             bound = f"{self.bound_text} ({bound})" if _is_number(self.bound) and self.bound_text != bound \
@@ -187,6 +197,8 @@ class _Expr:
             return f"|{args[0]}|"
         if node.func.id == "decreasing":
             return f"{args[0]} strictly decreasing"
+        if node.func.id == "finite":
+            return f"{', '.join(args)} finite"
         return f"{node.func.id}({', '.join(args)})"
 
 
@@ -234,6 +246,7 @@ class Rule:
             self._set(_Expr(tree.left, source), _AST_OPS[type(tree.ops[0])], _Expr(tree.comparators[0], source))
         else:
             self._set(_Expr(tree, source), "==", _Expr(ast.Constant(True), source))
+            object.__setattr__(self, "_bare", True)
 
     def _set(self, left: _Expr, op: str, right: _Expr) -> None:
         object.__setattr__(self, "_left", left)
@@ -256,4 +269,6 @@ class Rule:
         right_text = self._right.text(labels, cfg)
         plain = isinstance(self._right.node, ast.Constant) or (
             not self._right.names and _cfg_path(self._right.node) is not None)
+        if getattr(self, "_bare", False):  # a boolean expression: its words are the rule
+            return Comparison(bool(left), "==", True, None, self._left.text(labels, cfg), bare=True)
         return Comparison(left, self.op, right, self._left.text(labels, cfg), None if plain else right_text)

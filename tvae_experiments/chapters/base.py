@@ -34,8 +34,6 @@ CLAIM_KINDS = ("paper", "control", "known-answer", "sanity")
 something (an untrained model, a baseline, a broken variant: ``"control"``), a property that holds
 by construction and checks the code (``"known-answer"``), or a sanity check (``"sanity"``)."""
 
-_TRANSITION = True  # TRANSITION: chapters still declared with `declare` (removed with it)
-
 EVERY_PROFILE = "*"
 """Key of :attr:`ClaimSpec.not_enforced` for a claim reported, not enforced, on every profile."""
 
@@ -104,7 +102,7 @@ class ClaimSpec:
         if empty:
             raise ValueError(f"claim {self.name!r}: no reason given for not enforcing it on {empty}")
         object.__setattr__(self, "rules", tuple(r if isinstance(r, Rule) else Rule(r) for r in self.rules))
-        if (self.rules or not _TRANSITION) and (not self.rules or not self.statement.strip()):
+        if not self.rules or not self.statement.strip():
             raise ValueError(f"claim {self.name!r}: a claim declares its statement and at least one rule")
         stray = set(self.labels) - set(self.names)
         if stray:
@@ -199,17 +197,3 @@ def claim(name: str, item: str, statement: str, *rules: str, kind: str = "paper"
                              {fill(k): fill(v) for k, v in (labels or {}).items()}, None if paper is None else fill(paper)))
     return tuple(out)
 
-
-def declare(item: str, names: Iterable[str], kind: str = "paper",
-            not_enforced: Mapping[str, Mapping[str, str]] | None = None,
-            profiles: tuple[str, ...] = PROFILES) -> tuple[ClaimSpec, ...]:
-    """TRANSITION: claims without rules (removed when every chapter declares its rules with :func:`claim`)."""
-    out = []
-    for name in names:
-        reasons = {}
-        for profile, table in (not_enforced or {}).items():
-            hit = next((r for pattern, r in table.items() if fnmatchcase(name, pattern)), None)
-            if hit is not None:
-                reasons[profile] = hit
-        out.append(ClaimSpec(name, item, kind, reasons, profiles))
-    return tuple(out)
