@@ -28,6 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "tests" / "equivalent_mutants.toml"
 KILLED = {"killed", "timeout", "caught by type check"}
+PACKAGES = ("tvae_core.", "tvae_experiments.")
 
 
 def mutmut(*args: str) -> str:
@@ -40,7 +41,7 @@ def parse_results(text: str) -> dict[str, str]:
     out = {}
     for line in text.splitlines():
         name, sep, status = line.strip().rpartition(": ")
-        if sep and name.startswith("tvae_core."):
+        if sep and name.startswith(PACKAGES):
             out[name] = status.strip()
     return out
 
@@ -109,6 +110,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             explained[n] = r["reason"]
     print(f"mutants: {len(st)} ({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})")
+    for module in sorted({n.split(".x")[0] for n in st}):
+        mine = [s for n, s in st.items() if n.split(".x")[0] == module and s != "not checked"]
+        if mine:
+            k = sum(s in KILLED for s in mine)
+            print(f"  {module}: {k} killed of {k + mine.count('survived')} run, {mine.count('no tests')} without a test")
     print(f"mutation score: {killed} killed of {run} run = {100 * killed / max(run, 1):.1f}%")
     print(f"survivors: {len(survivors)} = {len(explained)} explained by {RULES.relative_to(ROOT)} "
           f"+ {len(unexplained)} unexplained")

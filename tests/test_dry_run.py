@@ -81,6 +81,8 @@ def test_claims_after_a_shortened_training_are_reported_not_enforced(dry, tmp_pa
         rep.finish()
     metrics = json.loads((tmp_path / "04_capsules.json").read_text())
     assert metrics["dry_run"]["steps"] == 3 and metrics["dry_run"]["models"][0]["steps_full"] == 50
+    rss = metrics["dry_run"]["peak_rss_mb"]  # the whole process's peak, in MB to one decimal
+    assert isinstance(rss, float) and rss == round(rss, 1) and rss > 10
 
 
 @pytest.mark.parametrize("bad", ["-1", "three", "1.5"])
@@ -121,3 +123,20 @@ def test_report_renders_the_cost_table_once_per_model():
     # GPU estimate: 1000 steps x max(4e9 / 20e12 = 0.2 ms, 4 ms floor) = 4 s
     assert f"{4 / 3600:.2f}" in text and "Assumed" in text and "Measured" in text
     assert report.render_dry_run({"a": {"claims": []}}) == ""
+
+
+def test_a_model_spec_trains_under_its_name_then_loads(tmp_path, monkeypatch):
+    """``ModelSpec.fit`` trains the spec's model with its training config into ``<name>-<key>.pt`` of the cache and
+    loads that file the second time (the chapters train through it)."""
+    from tvae_experiments.chapters import ModelSpec
+
+    monkeypatch.setenv("TVAE_CACHE_DIR", str(tmp_path))
+    spec = ModelSpec("demo-vae", CFG, TrainConfig(steps=5, batch_size=8, optimizer="adam"), "mnist", None, "train")
+    x = torch.rand(64, 64)
+    with using(RunContext()) as ctx:
+        first = spec.fit(x, "d", device="cpu", progress=False)
+        again = spec.fit(x, "d", device="cpu", progress=False)
+    assert not first.from_cache and again.from_cache and first.history[-1]["step"] == 5
+    assert [p.name for p in tmp_path.glob("*.pt")] == [f"demo-vae-{cache_key(CFG, spec.train, 'd')[:12]}.pt"]
+    assert [u["name"] for u in ctx.used] == ["demo-vae", "demo-vae"]
+    assert all(torch.equal(a, b) for a, b in zip(first.model.state_dict().values(), again.model.state_dict().values()))

@@ -386,3 +386,95 @@ def test_the_table_marks_failures_and_escapes_pipes(tmp_path, monkeypatch):
                                             "| kept | 5 | v > 2 | - | met (not enforced: a\\|b) |"]
     assert not rep.all_passed
 
+
+
+def test_the_metrics_file_its_default_folder_and_the_failure_message(tmp_path, monkeypatch, capsys):
+    """Known answers for what a finished report writes and says: the default results folder, the indented
+    record with its rounded clock and unchecked claims, the table handed to the notebook, the exact message."""
+    import platform
+
+    import IPython.display
+
+    from tvae_experiments import claims as claims_mod
+    from tvae_experiments.run import RunContext
+
+    monkeypatch.delenv("TVAE_RESULTS_DIR", raising=False)
+    monkeypatch.setattr(claims_mod, "repo_root", lambda: tmp_path)
+    assert claims_mod.results_dir("cpu") == tmp_path / "_results" / "cpu"
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", shown.append)
+    with pytest.raises(ClaimFailed, match="^99_demo: no claims were checked$"):
+        ClaimReport("99_demo", "Demo", "smoke", 0, spec=DEMO).finish()
+    rep = ClaimReport("99_demo", "Demo", "smoke", 0, spec=DEMO, ctx=RunContext(dry_run_steps=2))
+    assert rep.dry_run_steps == 2 and "DRY RUN" in capsys.readouterr().out   # the context passed, not the process's
+    rep = ClaimReport("99_demo", "Demo", "smoke", 0, spec=DEMO, ctx=RunContext())
+    rep.check("ok", v=1.0)
+    rep.check("bad", v=0.0)
+    assert capsys.readouterr().out == "[PASS] ok: 1.0 (v > 0.1)\n[FAIL] bad: 0.0 (v > 0.1)\n"
+    path = tmp_path / "_results" / "smoke" / "99_demo.json"
+    with pytest.raises(ClaimFailed) as err:
+        rep.finish()
+    assert str(err.value) == (f"99_demo (smoke): claim(s) failed: bad; see {path}; "
+                              "claim(s) declared in its spec but never checked: view, view2")
+    text = path.read_text()
+    assert text.startswith('{\n  "chapter": "99_demo",\n  "title"')   # indented by 2
+    data = json.loads(text)
+    assert data["unchecked"] == ["view", "view2"] and data["all_passed"] is False and "models" not in data
+    assert isinstance(data["elapsed_s"], float) and 0 <= data["elapsed_s"] < 60
+    assert data["elapsed_s"] == round(data["elapsed_s"], 3)
+    assert [s.data for s in shown] == [rep.table()]
+    machine = data["machine"]
+    assert set(machine) == {"date", "platform", "processor", "cpu_count", "torch_threads", "python", "torch", "gpu"}
+    assert (machine["platform"], machine["processor"], machine["python"], machine["torch_threads"]) == (
+        platform.platform(), platform.processor() or platform.machine(), platform.python_version(),
+        torch.get_num_threads())
+    # every claim checked, one failed: not all passed
+    full = ClaimReport("99_demo", "Demo", "smoke", 0, spec=DEMO, ctx=RunContext(used=[{"name": "m", "key": "k"}]))
+    for name, values in (("ok", {"v": 1}), ("bad", {"v": 0}), ("view", {"rho": -1, "ratio": 4}),
+                         ("view2", {"rho": -1, "ratio": 4})):
+        full.check(name, **values)
+    with pytest.raises(ClaimFailed, match="failed: bad; see"):
+        full.finish()
+    data = json.loads(path.read_text())
+    assert data["all_passed"] is False and "unchecked" not in data and data["models"] == [{"name": "m", "key": "k"}]
+
+
+def test_the_check_line_and_the_values_message(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TVAE_RESULTS_DIR", str(tmp_path))
+    spec = ChapterSpec("99_demo", "Demo", "none", config=lambda p: CFG, claims=(
+        *claim("a", "Fig 1", "s", "max_r < cfg.low", "trained > untrained",
+               labels={"trained": "trained CapCorr"}, not_enforced={"*": {"a": "reported here"}}),))
+    rep = ClaimReport("99_demo", "Demo", "cpu", 0, spec=spec)
+    with pytest.raises(RuleError) as err:
+        rep.check("a", max_r=0.0, trained=1.0, other=2, more=3)
+    assert str(err.value) == ("claim 'a' of 99_demo takes the values max_r, trained, untrained (its rules: "
+                              "max_r < cfg.low; trained > untrained); missing: untrained; not in its rules: more, other")
+    with pytest.raises(RuleError) as err:
+        rep.check("a", max_r=0.0, trained=1.0, untrained=0.0, other=2)
+    assert str(err.value).endswith("(its rules: max_r < cfg.low; trained > untrained); not in its rules: other")
+    assert rep.check("a", max_r=0.0, trained=1.0, untrained=0.5) is True
+    assert rep.claims[0].value == "max r 0; trained CapCorr 1; untrained 0.5"
+    assert capsys.readouterr().out.startswith("[ok (not enforced)] a: max r 0; trained CapCorr 1; untrained 0.5 (")
+
+
+def test_declaration_errors_list_what_is_allowed_and_each_fills_only_its_own_fields():
+    ok = dict(statement="s", rules=("v > 0",))
+    with pytest.raises(ValueError, match=re.escape("claim 'x': profiles=('laptop',); allowed: smoke, cpu, paper")):
+        ClaimSpec("x", "Fig 1", profiles=("laptop",), **ok)
+    with pytest.raises(ValueError, match=re.escape("unknown profile(s) ['laptop']; allowed: smoke, cpu, paper, '*'")):
+        ClaimSpec("x", "Fig 1", not_enforced={"laptop": "because"}, **ok)
+    (c,) = claim("n{n}", "Fig 1", "{n:,} draws; {other} and {cfg.n:,} stay", "v > 0", each={"n": (20000,)})
+    assert (c.name, c.statement) == ("n20000", "20,000 draws; {other} and {cfg.n:,} stay")
+
+
+def test_without_ipython_the_table_is_printed(tmp_path, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setenv("TVAE_RESULTS_DIR", str(tmp_path))
+    monkeypatch.setitem(sys.modules, "IPython.display", None)  # plain Python: the import fails
+    spec = ChapterSpec("99_demo", "Demo", "none", claims=claim("x", "Fig 1", "s", "v > 0"))
+    rep = ClaimReport("99_demo", "Demo", "cpu", 0, spec=spec)
+    rep.check("x", v=1)
+    capsys.readouterr()
+    rep.finish()
+    assert capsys.readouterr().out == rep.table() + "\n"

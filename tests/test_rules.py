@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -96,3 +98,44 @@ def test_config_fields_fill_declared_text():
     assert fill_config("x {cfg.inner.factor}", CFG) == "x 1.5"
     with pytest.raises(RuleError, match="no field"):
         fill_config("{cfg.nope}", CFG)
+
+
+def test_every_part_of_a_rule_reads_the_config_and_writes_its_words():
+    """Config fields and constants anywhere in a rule: left side, unary minus, function arguments."""
+    c = ev("a - cfg.margin > -cfg.tol", a=0.4)
+    assert (c.value, c.bound, c.passed, c.text) == (pytest.approx(-0.1), -0.05, False, "a - 0.5 > -0.05")
+    c = ev("abs(a) < max(cfg.tol, b)", a=-0.06, b=0.01)
+    assert (c.bound, c.passed, c.text) == (0.05, False, "|a| < max(0.05, b) (0.05)")
+    assert ev("a > -(b + c)", a=0, b=1, c=2).text == "a > -(b + c) (-3)"
+    assert ev("a > -b", a=0, b=1).text == "a > -b (-1)"
+    assert ev("a < 2 * b", a=1, b=3).text == "a < 2 x b (6)"
+    assert ev("finite(a, b)", a=1.0, b=2.0).text == "a, b finite"
+    assert ev("x == True", x=True).passed and ev("x == True", x=True).text == "x == true"
+    with pytest.raises(RuleError, match="not allowed"):
+        Rule("x == False")  # a rule states what must hold; False is no bound
+
+
+def test_decreasing_compares_every_neighbouring_pair():
+    assert ev("decreasing(r)", r=[2, 1]).passed            # two points are a trend
+    assert not ev("decreasing(r)", r=[3, 2, 2.5]).passed   # the last pair
+    assert not ev("decreasing(r)", r=[4, 3, 2, 2.5]).passed
+    assert not ev("decreasing(r)", r=[2, 3, 1]).passed     # the first pair
+
+
+def test_errors_name_the_rule_the_config_and_the_fix():
+    assert Rule("a < b").source == "a < b" and Rule("decreasing(r)").op == "=="
+    for bad in ("a[0] < b", "a < b[0]", "a[0]"):
+        with pytest.raises(RuleError, match=re.escape(f"rule {bad!r}: 'a[0]'") if bad != "a < b[0]"
+                           else re.escape("rule 'a < b[0]': 'b[0]'")):
+            Rule(bad)
+    with pytest.raises(RuleError, match="one of <, <=, >, >=, ==, !="):
+        Rule("a is b")
+    with pytest.raises(RuleError, match=r"rule 'a < cfg.nope': the chapter config Cfg has no field cfg.nope"):
+        Rule("a < cfg.nope").evaluate({"a": 1}, CFG, {})
+    with pytest.raises(RuleError, match="pass config= to ClaimReport"):
+        Rule("a < cfg.tol").evaluate({"a": 1}, None, {})
+    with pytest.raises(RuleError, match=re.escape("the chapter config Cfg has no field {cfg.nope}")):
+        fill_config("{cfg.nope}", CFG)
+    with pytest.raises(RuleError, match="abs, min, max, decreasing, finite"):
+        Rule("a < f(b)")
+    assert max(1, 2) == ev("max(a, b) > 0", a=1, b=2).value and ev("max(a, b) > 0", a=1, b=2).text == "max(a, b) > 0"

@@ -142,7 +142,7 @@ class _Expr:
                 raise RuleError(f"rule {self.source!r}: 'cfg' alone is not a value; name a field, cfg.<field>")
             if node.id not in self.names:
                 self.names.append(node.id)
-        elif isinstance(node, ast.Constant) and (isinstance(node.value, (int, float)) or node.value is True):
+        elif isinstance(node, ast.Constant) and (type(node.value) in (int, float) or node.value is True):
             pass
         elif isinstance(node, ast.BinOp) and type(node.op) in _BIN:
             self._scan(node.left)
@@ -171,8 +171,7 @@ class _Expr:
             return _BIN[type(node.op)][1](self._eval(node.left, values, cfg), self._eval(node.right, values, cfg))
         if isinstance(node, ast.UnaryOp):
             return -self._eval(node.operand, values, cfg)
-        assert isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-        return _FUNCS[node.func.id](*(self._eval(a, values, cfg) for a in node.args))
+        return _FUNCS[node.func.id](*(self._eval(a, values, cfg) for a in node.args))  # a call _scan admitted
 
     def text(self, labels: Mapping[str, str], cfg: Any) -> str:
         """The expression in words: names by their labels, config fields by their values."""
@@ -190,8 +189,8 @@ class _Expr:
             s = f"{self._text(node.left, labels, cfg, prec)} {sym} {self._text(node.right, labels, cfg, prec + 1)}"
             return f"({s})" if prec < outer else s
         if isinstance(node, ast.UnaryOp):
-            return f"-{self._text(node.operand, labels, cfg, 3)}"
-        assert isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+            operand = self._text(node.operand, labels, cfg, 0)
+            return f"-({operand})" if isinstance(node.operand, ast.BinOp) else f"-{operand}"
         args = [self._text(a, labels, cfg, 0) for a in node.args]
         if node.func.id == "abs":
             return f"|{args[0]}|"
@@ -243,32 +242,30 @@ class Rule:
         if isinstance(tree, ast.Compare):
             if len(tree.ops) != 1 or type(tree.ops[0]) not in _AST_OPS:
                 raise RuleError(f"rule {source!r}: one comparison per rule, with one of {', '.join(OPS)}")
-            self._set(_Expr(tree.left, source), _AST_OPS[type(tree.ops[0])], _Expr(tree.comparators[0], source))
-        else:
-            self._set(_Expr(tree, source), "==", _Expr(ast.Constant(True), source))
-            object.__setattr__(self, "_bare", True)
+            sides = (_Expr(tree.left, source), _AST_OPS[type(tree.ops[0])], _Expr(tree.comparators[0], source))
+        else:  # a boolean expression: no right side
+            sides = (_Expr(tree, source), "==", None)
+        for attr, side in zip(("_left", "op", "_right"), sides):
+            object.__setattr__(self, attr, side)
 
-    def _set(self, left: _Expr, op: str, right: _Expr) -> None:
-        object.__setattr__(self, "_left", left)
-        object.__setattr__(self, "op", op)
-        object.__setattr__(self, "_right", right)
+    @property
+    def _sides(self) -> list[_Expr]:
+        return [self._left] if self._right is None else [self._left, self._right]
 
     @property
     def names(self) -> list[str]:
         """The values the notebook passes for this rule, in order of appearance."""
-        return list(dict.fromkeys(self._left.names + self._right.names))
+        return list(dict.fromkeys(n for side in self._sides for n in side.names))
 
     @property
     def fields(self) -> list[str]:
         """The config fields the rule reads (``"a.b"`` for ``cfg.a.b``)."""
-        return self._left.fields + self._right.fields
+        return [f for side in self._sides for f in side.fields]
 
     def evaluate(self, values: Mapping[str, Any], cfg: Any, labels: Mapping[str, str]) -> Comparison:
-        """The :class:`Comparison` this rule makes of ``values`` (by name) and ``cfg``."""
-        left, right = self._left.value(values, cfg), self._right.value(values, cfg)
-        right_text = self._right.text(labels, cfg)
-        plain = isinstance(self._right.node, ast.Constant) or (
-            not self._right.names and _cfg_path(self._right.node) is not None)
-        if getattr(self, "_bare", False):  # a boolean expression: its words are the rule
-            return Comparison(bool(left), "==", True, None, self._left.text(labels, cfg), bare=True)
-        return Comparison(left, self.op, right, self._left.text(labels, cfg), None if plain else right_text)
+        """The :class:`Comparison` this rule makes of ``values`` (by name) and ``cfg``; its text names
+        values by ``labels`` and shows config fields by their values."""
+        left, left_text = self._left.value(values, cfg), self._left.text(labels, cfg)
+        if self._right is None:  # a boolean expression: its words are the rule
+            return Comparison(bool(left), "==", True, None, left_text, bare=True)
+        return Comparison(left, self.op, self._right.value(values, cfg), left_text, self._right.text(labels, cfg))
