@@ -134,8 +134,8 @@ def test_a_model_spec_trains_under_its_name_then_loads(tmp_path, monkeypatch):
     spec = ModelSpec("demo-vae", CFG, TrainConfig(steps=5, batch_size=8, optimizer="adam"), "mnist", None, "train")
     x = torch.rand(64, 64)
     with using(RunContext()) as ctx:
-        first = spec.fit(x, "d", device="cpu", progress=False)
-        again = spec.fit(x, "d", device="cpu", progress=False)
+        first = spec.fit(x, "d", progress=False)  # the default device: 'auto', the CPU here
+        again = spec.fit(x, "d", progress=False)
     assert not first.from_cache and again.from_cache and first.history[-1]["step"] == 5
     assert [p.name for p in tmp_path.glob("*.pt")] == [f"demo-vae-{cache_key(CFG, spec.train, 'd')[:12]}.pt"]
     assert [u["name"] for u in ctx.used] == ["demo-vae", "demo-vae"]

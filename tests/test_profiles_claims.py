@@ -478,3 +478,17 @@ def test_without_ipython_the_table_is_printed(tmp_path, monkeypatch, capsys):
     capsys.readouterr()
     rep.finish()
     assert capsys.readouterr().out == rep.table() + "\n"
+
+
+def test_value_and_failure_messages_list_every_name(tmp_path, monkeypatch):
+    monkeypatch.setenv("TVAE_RESULTS_DIR", str(tmp_path))
+    rep = ClaimReport("99_demo", "Demo", "smoke", 0, spec=DEMO)
+    with pytest.raises(RuleError) as err:
+        rep.check("view")
+    assert str(err.value).endswith("(its rules: rho < cfg.rho_max; ratio > cfg.ratio_min); missing: rho, ratio")
+    rep.check("bad", v=0)
+    rep.check("ok", v=0)
+    rep.check("view", rho=0, ratio=0)
+    rep.check("view2", rho=-1, ratio=4)
+    with pytest.raises(ClaimFailed, match=re.escape("99_demo (smoke): claim(s) failed: bad, ok, view; see ")):
+        rep.finish()

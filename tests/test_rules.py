@@ -139,3 +139,8 @@ def test_errors_name_the_rule_the_config_and_the_fix():
     with pytest.raises(RuleError, match="abs, min, max, decreasing, finite"):
         Rule("a < f(b)")
     assert max(1, 2) == ev("max(a, b) > 0", a=1, b=2).value and ev("max(a, b) > 0", a=1, b=2).text == "max(a, b) > 0"
+
+
+def test_a_comparison_names_the_allowed_operators():
+    with pytest.raises(ValueError, match=re.escape("op='=<' is not allowed; choose one of: '<', '<=', '>', '>=', '==', '!='")):
+        Comparison(1, "=<", 2)
